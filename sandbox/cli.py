@@ -1,0 +1,91 @@
+"""The `sandbox` command line: thin typer commands over library functions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sandbox import __version__
+
+app = typer.Typer(
+    name="sandbox",
+    help="A real Istio-compatible service mesh on a laptop, without Kubernetes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"sandbox {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """A real Istio-compatible service mesh on a laptop, without Kubernetes."""
+
+
+def _usage_error(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+@app.command()
+def analyze(
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="Files or directories of Istio YAML; '-' for stdin.")
+    ] = None,
+    compose: Annotated[
+        Path | None, typer.Option("--compose", "-c", help="Compose file with the workloads (app/version labels).")
+    ] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="text, json or sarif.")] = "text",
+    ignore: Annotated[list[str] | None, typer.Option("--ignore", help="A code to leave out (repeatable).")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,
+) -> None:
+    """Validate Istio YAML offline, like `istioctl analyze` and Kiali's validations together.
+
+    Exit status: 0 clean, 1 errors (or warnings with --strict), 2 unusable arguments.
+    """
+    from sandbox.mesh.analysis import analyze as run_checks
+    from sandbox.mesh.loader import load_paths
+    from sandbox.mesh.state import MeshState
+    from sandbox.mesh.topology import empty_topology, load_compose
+    from sandbox.output import FORMATS, render
+
+    if output not in FORMATS:
+        raise _usage_error(f"--output must be one of {', '.join(FORMATS)}, not {output!r}")
+    targets = paths or ["."]
+    for target in targets:
+        if target != "-" and not Path(target).exists():
+            raise _usage_error(f"no such file or directory: {target}")
+    if compose is not None and not compose.is_file():
+        raise _usage_error(f"no such compose file: {compose}")
+    loaded = load_paths(targets)
+    topology = load_compose(compose) if compose else empty_topology()
+    state = MeshState(loaded.resources, topology)
+    ignored = set(ignore or ())
+    found = [*loaded.diagnostics, *topology.diagnostics, *run_checks(state, ignore=ignored)]
+    found = sorted((d for d in found if d.code not in ignored), key=lambda d: d.sort_key())
+    text = render(found, output)
+    if text:
+        typer.echo(text)
+    failing = {"error", "warning"} if strict else {"error"}
+    raise typer.Exit(EXIT_FINDINGS if any(d.severity in failing for d in found) else EXIT_OK)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        sys.exit(130)

@@ -1,0 +1,221 @@
+"""YAML in and out: the only module that imports `yaml`.
+
+Documents are built from parser events with an explicit stack instead of PyYAML's recursive
+composer, so no input (deep nesting, alias bombs, binary junk, huge files) can raise a
+traceback or hang: every failure becomes a Diagnostic with file and line. Each document keeps
+the line and column of every value, keyed by Kiali's slash path (`spec/http[0]/route`).
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from sandbox.mesh.diagnostics import Diagnostic, Severity, join_path, nearest_position
+
+MAX_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 100
+MAX_NODES = 2_000_000  # including what aliases expand to downstream
+
+try:  # libyaml is much faster; its parser is a state machine, safe on deep input
+    _Loader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+
+_resolver = yaml.resolver.Resolver()
+_constructor = yaml.constructor.SafeConstructor()
+_SIMPLE_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+
+Position = tuple[int, int]  # 1-based line and column
+
+
+@dataclass(frozen=True)
+class Document:
+    file: str
+    index: int  # position of the document in its file, from 0
+    line: int
+    data: Any
+    positions: dict[str, Position] = field(repr=False, compare=False)
+
+    def position(self, path: str) -> Position:
+        """The position of `path`, or of its nearest ancestor that has one."""
+        return nearest_position(self.positions, path, (self.line, 1))
+
+
+class _Abort(Exception):
+    def __init__(self, code: str, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.code, self.message, self.mark = code, message, mark
+
+
+def _scalar(event: Any) -> Any:
+    tag = event.tag
+    if tag is None or tag == "!":
+        if event.style or not event.implicit[0]:
+            return event.value
+        tag = _resolver.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
+    if tag not in _SIMPLE_TAGS:
+        return event.value  # timestamps, binary, custom tags: keep the text
+    node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
+    return _constructor.construct_object(node)
+
+
+def _pos(mark: Any) -> Position:
+    return (mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    """Turns one stream of parser events into Documents, iteratively."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.documents: list[Document] = []
+        self.diagnostics: list[Diagnostic] = []
+
+    def run(self, text: str) -> None:
+        stack: list[list[Any]] = []  # frames: [container, path, pending_key, key_mark, anchor, start_count]
+        anchors: dict[str, tuple[Any, int]] = {}
+        positions: dict[str, Position] = {}
+        root: Any = None
+        doc_line = 1
+        count = 0
+
+        def place(value: Any, mark: Any) -> str | None:
+            """Attach a finished value to its parent; returns the value's path (None for a key)."""
+            nonlocal root
+            if not stack:
+                root = value
+                positions[""] = _pos(mark)
+                return ""
+            frame = stack[-1]
+            container, path = frame[0], frame[1]
+            if isinstance(container, list):
+                child = join_path(path, len(container))
+                container.append(value)
+                positions[child] = _pos(mark)
+                return child
+            if frame[2] is _NO_KEY:
+                if isinstance(value, (dict, list)) or value is _NO_KEY:
+                    raise _Abort("SBX001", "mapping keys must be scalars", mark)
+                frame[2], frame[3] = value, mark
+                return None
+            key, key_mark = frame[2], frame[3]
+            frame[2] = _NO_KEY
+            if key == "<<" and isinstance(value, dict):  # YAML merge key
+                for k, v in value.items():
+                    container.setdefault(k, v)
+                return None
+            if key in container:
+                self.diagnostics.append(
+                    Diagnostic(
+                        "SBX010",
+                        Severity.WARNING,
+                        f"duplicate key '{key}' (the last one wins)",
+                        self.file,
+                        *_pos(key_mark),
+                        path=join_path(path, str(key)),
+                    )
+                )
+            child = join_path(path, str(key))
+            container[key] = value
+            positions[child] = _pos(key_mark)
+            return child
+
+        def child_path() -> str:
+            if not stack:
+                return ""
+            frame = stack[-1]
+            if isinstance(frame[0], list):
+                return join_path(frame[1], len(frame[0]))
+            return join_path(frame[1], str(frame[2]))
+
+        for event in yaml.parse(text, Loader=_Loader):
+            event = typing.cast(Any, event)
+            kind = type(event)
+            if kind is yaml.ScalarEvent or kind is yaml.AliasEvent:
+                if kind is yaml.AliasEvent:
+                    if event.anchor not in anchors:
+                        raise _Abort("SBX001", f"unknown alias '*{event.anchor}'", event.start_mark)
+                    value, size = anchors[event.anchor]
+                    count += size
+                else:
+                    value = _scalar(event)
+                    count += 1
+                    if event.anchor:
+                        anchors[event.anchor] = (value, 1)
+                if count > MAX_NODES:
+                    raise _Abort(
+                        "SBX008", f"document expands to more than {MAX_NODES} nodes (an alias bomb?)", event.start_mark
+                    )
+                place(value, event.start_mark)
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                if len(stack) >= MAX_DEPTH:
+                    raise _Abort("SBX008", f"nesting deeper than {MAX_DEPTH} levels", event.start_mark)
+                count += 1
+                container: Any = {} if kind is yaml.MappingStartEvent else []
+                is_key = bool(stack) and isinstance(stack[-1][0], dict) and stack[-1][2] is _NO_KEY
+                if is_key:
+                    raise _Abort("SBX001", "mapping keys must be scalars", event.start_mark)
+                path = child_path()
+                stack.append([container, path, _NO_KEY, None, event.anchor, count, event.start_mark])
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                frame = stack.pop()
+                if frame[4]:
+                    anchors[frame[4]] = (frame[0], count - frame[5] + 1)
+                place(frame[0], frame[6])
+            elif kind is yaml.DocumentStartEvent:
+                root, positions, anchors = None, {}, {}
+                doc_line = event.start_mark.line + 1
+            elif kind is yaml.DocumentEndEvent:
+                self.documents.append(Document(self.file, len(self.documents), doc_line, root, positions))
+
+    def fail(self, code: str, message: str, line: int, column: int) -> None:
+        self.diagnostics.append(Diagnostic(code, Severity.ERROR, message, self.file, line, column))
+
+
+_NO_KEY: Any = object()
+
+
+def parse_documents(source: str | bytes, file: str) -> tuple[list[Document], list[Diagnostic]]:
+    """Every document of a YAML stream with positions, and what went wrong, never an exception."""
+    builder = _Builder(file)
+    if len(source) > MAX_BYTES:
+        builder.fail("SBX008", f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB", 1, 1)
+        return [], builder.diagnostics
+    if isinstance(source, bytes):
+        try:
+            source = source.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            builder.fail("SBX001", f"not UTF-8 text (byte {exc.start})", 1, 1)
+            return [], builder.diagnostics
+    try:
+        builder.run(source)
+    except _Abort as exc:
+        line, col = _pos(exc.mark) if exc.mark is not None else (1, 1)
+        builder.fail(exc.code, exc.message, line, col)
+    except yaml.YAMLError as exc:
+        mark: Any = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line, col = _pos(mark) if mark is not None else (1, 1)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        builder.fail("SBX001", f"invalid YAML: {problem}", line, col)
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # constructor edge cases
+        builder.fail("SBX001", f"invalid YAML: {exc}", 1, 1)
+    return builder.documents, builder.diagnostics
+
+
+def dump_yaml(data: Any) -> str:
+    """Readable YAML with the keys in the order given (for `convert`, `get -o yaml`)."""
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True))
+
+
+def dump_all_yaml(documents: list[Any]) -> str:
+    return str(yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False, allow_unicode=True))
