@@ -82,7 +82,8 @@ class _Builder:
         self.diagnostics: list[Diagnostic] = []
 
     def run(self, text: str) -> None:
-        stack: list[list[Any]] = []  # frames: [container, path, pending_key, key_mark, anchor, start_count]
+        # frames: [container, path, pending_key, key_mark, anchor, start_count, start_mark, merged_keys]
+        stack: list[list[Any]] = []
         anchors: dict[str, tuple[Any, int]] = {}
         positions: dict[str, Position] = {}
         root: Any = None
@@ -110,11 +111,19 @@ class _Builder:
                 return None
             key, key_mark = frame[2], frame[3]
             frame[2] = _NO_KEY
-            if key == "<<" and isinstance(value, dict):  # YAML merge key
-                for k, v in value.items():
-                    container.setdefault(k, v)
+            merged = frame[7]
+            sources = [value] if isinstance(value, dict) else value if isinstance(value, list) else None
+            if key == "<<" and sources and all(isinstance(s, dict) for s in sources):  # YAML merge key
+                for source in sources:  # explicit keys win, then earlier maps over later ones
+                    for k, v in source.items():
+                        if k not in container:
+                            container[k] = v
+                            merged.add(k)
+                            positions[join_path(path, str(k))] = _pos(key_mark)
                 return None
-            if key in container:
+            if key in merged:  # an explicit key overrides a merged one: that is the point of merging
+                merged.discard(key)
+            elif key in container:
                 self.diagnostics.append(
                     Diagnostic(
                         "SBX010",
@@ -166,7 +175,7 @@ class _Builder:
                 if is_key:
                     raise _Abort("SBX001", "mapping keys must be scalars", event.start_mark)
                 path = child_path()
-                stack.append([container, path, _NO_KEY, None, event.anchor, count, event.start_mark])
+                stack.append([container, path, _NO_KEY, None, event.anchor, count, event.start_mark, set()])
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
                 frame = stack.pop()
                 if frame[4]:
