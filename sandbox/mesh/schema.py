@@ -146,7 +146,7 @@ class Decoder:
                 if decoded is not None:
                     result[str(key)] = decoded
             return result
-        if tp is Any:
+        if tp is Any or tp is object:  # free-form fields (e.g. `tunnel: dict[str, object]`) take anything
             return data
         if dataclasses.is_dataclass(tp) and tp is not Duration:
             return self.decode_object(typing.cast(type, tp), data, path)
@@ -175,7 +175,8 @@ class Decoder:
                 values[info.name] = decoded
         for key, info in fields.items():
             if info.required and info.name not in values:
-                self.error("SBX006", f"missing required field '{key}' in {cls.__name__}", path)
+                if key not in data:  # present but invalid was reported above, once is enough
+                    self.error("SBX006", f"missing required field '{key}' in {cls.__name__}", path)
                 values[info.name] = _zero(info.type)
         return cls(**values)
 
@@ -202,7 +203,13 @@ class Decoder:
             self.error("SBX005", f"{_leaf(path)}: '{data}' is not a valid {tp.__name__}{tail}", path)
             return None
         if _fits(tp, data):
-            return float(data) if tp is float else data
+            if tp is not float:
+                return data
+            try:
+                return float(data)
+            except OverflowError:  # an integer with hundreds of digits
+                self.error("SBX003", f"{_leaf(path)}: number too large", path)
+                return None
         self.error("SBX003", f"{_leaf(path)}: expected {_type_name(tp)}, got {_type_name(type(data))}", path)
         return None
 
