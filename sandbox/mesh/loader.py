@@ -135,7 +135,8 @@ def _load_object(document: Document, out: list[Resource[Any]], diagnostics: list
     meta = decoder.decode_object(ObjectMeta, data.get("metadata"), "metadata")
     if meta is None or not meta.name:
         diagnostics.extend(decoder.diagnostics)
-        if meta is not None:
+        said = any(d.severity is Severity.ERROR for d in decoder.diagnostics)  # missing or not a string
+        if meta is not None and not said:  # `name: ""`
             report("SBX006", Severity.ERROR, "missing required field 'metadata.name'", "metadata")
         return
     namespace = meta.namespace or (ROOT_NAMESPACE if info.cluster_scoped else DEFAULT_NAMESPACE)
