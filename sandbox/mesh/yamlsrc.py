@@ -27,8 +27,9 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 
 _resolver = yaml.resolver.Resolver()
 _constructor = yaml.constructor.SafeConstructor()
+_STR = "tag:yaml.org,2002:str"
 _SIMPLE_TAGS = {
-    "tag:yaml.org,2002:str",
+    _STR,
     "tag:yaml.org,2002:int",
     "tag:yaml.org,2002:float",
     "tag:yaml.org,2002:bool",
@@ -63,10 +64,14 @@ def _scalar(event: Any) -> Any:
         if event.style or not event.implicit[0]:
             return event.value
         tag = _resolver.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
-    if tag not in _SIMPLE_TAGS:
-        return event.value  # timestamps, binary, custom tags: keep the text
+    if tag == _STR or tag not in _SIMPLE_TAGS:
+        return event.value  # strings; timestamps, binary, custom tags: keep the text
     node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
-    return _constructor.construct_object(node)
+    try:  # the constructor function itself: construct_object() would cache every node forever
+        return _constructor.yaml_constructors[tag](_constructor, node)
+    except (ValueError, TypeError, OverflowError) as exc:  # `!!int abc`, an integer of 5,000 digits
+        name = tag.rsplit(":", 1)[-1]
+        raise _Abort("SBX001", f"invalid {name} '{event.value[:40]}': {exc}", event.start_mark) from None
 
 
 def _pos(mark: Any) -> Position:
