@@ -1,0 +1,490 @@
+"""ProxySnapshot: everything one sidecar (or the ingress gateway) needs, and nothing global.
+
+The control plane builds it with `sandbox.control.compile.compile`, pushes it, and the proxy keeps
+it as its whole configuration: route configurations (Envoy RDS), clusters with their resolved
+traffic policy and endpoints (CDS/EDS), the inbound listener, its identity and the mesh settings.
+Every value is already resolved: Istio's defaults are filled in here, so the data path never has
+to know them. Reference for every default: ../shared/reference/istio-semantics.md §1.
+
+Snapshots are frozen, JSON-serialisable (`to_json`/`from_json`, canonical: sorted keys, no
+whitespace) and versioned by a hash of that canonical JSON (`version`), which is what ACK/NACK and
+`/config_dump` speak about. Durations are float seconds; `None` means "not set / disabled".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import field
+from functools import cache, cached_property
+from typing import Any
+
+from sandbox.mesh.resources.common import model
+
+# Istio overrides Envoy's circuit-breaker defaults with MaxUint32 (§1.2, getDefaultCircuitBreakerThresholds).
+MAX_UINT32 = 2**32 - 1
+# §1.1 Retries: the policy Istio applies when a route sets no `retries` (retry.go, since 1.24 no 503).
+DEFAULT_RETRY_ON = ("connect-failure", "refused-stream", "unavailable", "cancelled", "retriable-status-codes")
+DEFAULT_RETRY_ATTEMPTS = 2
+DEFAULT_BACKOFF_BASE = 0.025  # 25 ms; Envoy caps fully-jittered exponential backoff at 10x base
+DEFAULT_HOST_SELECTION_RETRY_MAX_ATTEMPTS = 5
+# §1.2 ConnectionPoolSettings: MeshConfig connectTimeout 10s, idle timeouts 1h.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_IDLE_TIMEOUT = 3600.0
+# §1.2 OutlierDetection defaults (used for the fields a DR leaves out).
+DEFAULT_CONSECUTIVE_5XX = 5
+DEFAULT_OUTLIER_INTERVAL = 10.0
+DEFAULT_BASE_EJECTION_TIME = 30.0
+DEFAULT_MAX_EJECTION_PERCENT = 10
+MAX_EJECTION_TIME = 300.0  # Envoy's default cap; Istio sets no max_ejection_time
+
+PASSTHROUGH_CLUSTER = "PassthroughCluster"
+BLACKHOLE_CLUSTER = "BlackHoleCluster"
+
+
+# --------------------------------------------------------------------------- matching
+
+
+@model
+class StringMatcher:
+    """Istio's StringMatch after compilation. `kind` is exact | prefix | regex | present.
+
+    `present` is the header/query `{}` form ("the key exists"); regex is a full match (RE2 in
+    Envoy; Python `re` with `fullmatch` here). `ignore_case` is only set for uri exact/prefix
+    (`ignoreUriCase`, §1.1)."""
+
+    kind: str
+    value: str = ""
+    ignore_case: bool = False
+
+
+@model
+class KeyMatcher:
+    """One `headers`/`withoutHeaders`/`queryParams` entry: the key (lowercase for headers)."""
+
+    name: str
+    match: StringMatcher
+
+
+@model
+class RouteMatch:
+    """One HTTPMatchRequest: every set field must hold (AND); a route's matches are ORed."""
+
+    name: str = ""
+    uri: StringMatcher | None = None
+    scheme: StringMatcher | None = None
+    method: StringMatcher | None = None
+    authority: StringMatcher | None = None
+    headers: tuple[KeyMatcher, ...] = ()
+    without_headers: tuple[KeyMatcher, ...] = ()
+    query_params: tuple[KeyMatcher, ...] = ()
+    port: int | None = None
+
+
+# --------------------------------------------------------------------------- actions
+
+
+@model
+class HeaderMutation:
+    """`set` overwrites, `add` appends (a comma list), `remove` deletes; applied remove, set, add."""
+
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.set or self.add or self.remove)
+
+
+@model
+class HeaderOperations:
+    request: HeaderMutation = field(default_factory=HeaderMutation)
+    response: HeaderMutation = field(default_factory=HeaderMutation)
+
+
+@model
+class WeightedCluster:
+    """One HTTPRouteDestination: `cluster` is Istio's cluster name, `weight` relative to the sum."""
+
+    cluster: str
+    weight: int = 100
+    headers: HeaderOperations = field(default_factory=HeaderOperations)
+
+
+@model
+class Rewrite:
+    """HTTPRewrite: `uri` replaces the matched prefix (prefix match) or the whole path (§1.1)."""
+
+    uri: str | None = None
+    authority: str | None = None
+    uri_regex_match: str | None = None
+    uri_regex_rewrite: str | None = None
+
+
+@model
+class Redirect:
+    """HTTPRedirect. `port` is explicit; `derive_port` FROM_PROTOCOL_DEFAULT | FROM_REQUEST_PORT."""
+
+    uri: str | None = None
+    authority: str | None = None
+    port: int | None = None
+    derive_port: str | None = None
+    scheme: str | None = None
+    code: int = 301  # §1.1: redirectCode defaults to 301
+
+
+@model
+class DirectResponse:
+    status: int
+    body: str = ""
+
+
+@model
+class RetryPolicy:
+    """HTTPRetry resolved: `attempts` retries, so at most 1 + attempts tries (§1.1)."""
+
+    attempts: int = DEFAULT_RETRY_ATTEMPTS
+    retry_on: tuple[str, ...] = DEFAULT_RETRY_ON
+    retriable_status_codes: tuple[int, ...] = ()
+    per_try_timeout: float | None = None  # None: the route timeout
+    backoff_base: float = DEFAULT_BACKOFF_BASE
+    backoff_max: float = DEFAULT_BACKOFF_BASE * 10
+    retry_ignore_previous_hosts: bool = True
+    host_selection_max_attempts: int = DEFAULT_HOST_SELECTION_RETRY_MAX_ATTEMPTS
+
+
+NO_RETRY = RetryPolicy(attempts=0, retry_on=())
+
+
+@model
+class Fault:
+    """HTTPFaultInjection resolved. Percentages are 0..100; a missing percentage is 0 (never)."""
+
+    delay: float | None = None
+    delay_percentage: float = 0.0
+    abort_status: int | None = None
+    abort_grpc_status: str | None = None
+    abort_percentage: float = 0.0
+
+
+@model
+class Mirror:
+    """One mirror target; `percentage` defaults to 100 when mirrorPercentage is absent (§1.1)."""
+
+    cluster: str
+    percentage: float = 100.0
+
+
+@model
+class Cors:
+    allow_origins: tuple[StringMatcher, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age: float | None = None
+    allow_credentials: bool | None = None
+    unmatched_preflights: str = "FORWARD"  # §1.1 default
+
+
+@model
+class Route:
+    """One HTTPRoute. Exactly one of `clusters` / `redirect` / `direct_response` is the action."""
+
+    name: str = ""
+    matches: tuple[RouteMatch, ...] = ()  # empty: matches everything
+    clusters: tuple[WeightedCluster, ...] = ()
+    redirect: Redirect | None = None
+    direct_response: DirectResponse | None = None
+    rewrite: Rewrite | None = None
+    timeout: float | None = None  # §1.1: disabled by default
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    fault: Fault | None = None
+    mirrors: tuple[Mirror, ...] = ()
+    cors: Cors | None = None
+    headers: HeaderOperations = field(default_factory=HeaderOperations)
+
+
+@model
+class VirtualHost:
+    """An Envoy virtual host: `name` like `reviews.default.svc.cluster.local:9080`, `domains` the
+    Host header values it answers (exact, `*.suffix` or `*`), `source` the VS it came from."""
+
+    name: str
+    domains: tuple[str, ...]
+    routes: tuple[Route, ...]
+    service: str = ""  # FQDN of the destination service, for telemetry
+    source: str = ""  # "VirtualService/ns/name"; empty for default routing
+
+
+@model
+class RouteConfiguration:
+    """Envoy RDS: sidecars have one per port (`9080`), gateways one per server port (`http.8080`)."""
+
+    name: str
+    port: int
+    virtual_hosts: tuple[VirtualHost, ...]
+
+
+# --------------------------------------------------------------------------- clusters
+
+
+@model
+class ConsistentHash:
+    http_header_name: str | None = None
+    http_cookie_name: str | None = None
+    http_cookie_path: str | None = None
+    http_cookie_ttl: float | None = None
+    use_source_ip: bool = False
+    http_query_parameter_name: str | None = None
+    minimum_ring_size: int = 1024  # §1.2 ringHash default
+    maglev_table_size: int | None = None
+
+
+@model
+class LoadBalancer:
+    """`simple` is one of LEAST_REQUEST (Istio's default, §1.2), ROUND_ROBIN, RANDOM, PASSTHROUGH."""
+
+    simple: str = "LEAST_REQUEST"
+    consistent_hash: ConsistentHash | None = None
+
+
+@model
+class ConnectionPool:
+    max_connections: int = MAX_UINT32
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    tcp_idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_connection_duration: float | None = None
+    http1_max_pending_requests: int = MAX_UINT32
+    http2_max_requests: int = MAX_UINT32
+    max_requests_per_connection: int = 0  # 0: unlimited; 1 disables keep-alive
+    max_retries: int = MAX_UINT32
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+
+
+@model
+class OutlierDetectionPolicy:
+    """Present only when a DestinationRule sets outlierDetection (Istio configures none otherwise)."""
+
+    consecutive_5xx_errors: int = DEFAULT_CONSECUTIVE_5XX  # 0 disables
+    consecutive_gateway_errors: int = 0
+    consecutive_local_origin_failures: int = 5
+    split_external_local_origin_errors: bool = False
+    interval: float = DEFAULT_OUTLIER_INTERVAL
+    base_ejection_time: float = DEFAULT_BASE_EJECTION_TIME
+    max_ejection_time: float = MAX_EJECTION_TIME
+    max_ejection_percent: int = DEFAULT_MAX_EJECTION_PERCENT
+    min_health_percent: int = 0
+
+
+@model
+class TLSSettings:
+    """ClientTLSSettings. `mode` ISTIO_MUTUAL / SIMPLE / MUTUAL / DISABLE; `auto` when the DR set no
+    tls and auto mTLS chose (ISTIO_MUTUAL when every endpoint has a sidecar, else DISABLE)."""
+
+    mode: str = "DISABLE"
+    auto: bool = True
+    sni: str | None = None
+    subject_alt_names: tuple[str, ...] = ()
+
+
+@model
+class TrafficPolicy:
+    load_balancer: LoadBalancer = field(default_factory=LoadBalancer)
+    connection_pool: ConnectionPool = field(default_factory=ConnectionPool)
+    outlier_detection: OutlierDetectionPolicy | None = None
+    tls: TLSSettings = field(default_factory=TLSSettings)
+
+
+@model
+class Endpoint:
+    """One replica of a workload. `address` is what the proxy connects to (`host:port`): the peer's
+    sidecar inbound for injected workloads; how it is spelled depends on the runtime."""
+
+    address: str
+    workload: str
+    namespace: str
+    service_account: str
+    labels: dict[str, str] = field(default_factory=dict)
+    replica: int = 0
+    sidecar: bool = True
+
+    @property
+    def host(self) -> str:
+        return self.address.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rpartition(":")[2])
+
+
+@model
+class Cluster:
+    """An outbound cluster (`outbound|9080|v2|reviews.default.svc.cluster.local`), or
+    PassthroughCluster (endpoints empty: connect to the request's own authority)."""
+
+    name: str
+    service: str  # FQDN
+    port: int
+    subset: str = ""
+    traffic_policy: TrafficPolicy = field(default_factory=TrafficPolicy)
+    endpoints: tuple[Endpoint, ...] = ()
+    source: str = ""  # "DestinationRule/ns/name" whose policy applies; empty for defaults
+
+
+# --------------------------------------------------------------------------- the proxy
+
+
+@model
+class ProxyIdentity:
+    workload: str
+    namespace: str
+    service_account: str
+    spiffe_id: str
+    labels: dict[str, str] = field(default_factory=dict)
+    app: str = ""
+    version: str = ""
+    kind: str = "sidecar"  # or "router" for the ingress gateway (Envoy's node type)
+
+
+@model
+class InboundListener:
+    """The inbound side: requests for `port` (the service port) go to the app at `app_address`."""
+
+    port: int
+    app_address: str
+    cluster: str  # inbound|9080||
+
+
+@model
+class MeshConfig:
+    outbound_traffic_policy: str = "ALLOW_ANY"  # §1.4 default; or REGISTRY_ONLY
+    trust_domain: str = "cluster.local"
+
+
+@model
+class ProxySnapshot:
+    identity: ProxyIdentity
+    route_configs: tuple[RouteConfiguration, ...] = ()
+    clusters: tuple[Cluster, ...] = ()
+    inbound: tuple[InboundListener, ...] = ()
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    version: str = ""  # filled by `seal`; the hash of everything else
+
+    def cluster(self, name: str) -> Cluster | None:
+        return self.clusters_by_name.get(name)
+
+    @cached_property
+    def clusters_by_name(self) -> dict[str, Cluster]:
+        return {c.name: c for c in self.clusters}
+
+    def route_config(self, port: int) -> RouteConfiguration | None:
+        return next((rc for rc in self.route_configs if rc.port == port), None)
+
+    def to_data(self) -> dict[str, Any]:
+        data = _encode(self)
+        assert isinstance(data, dict)
+        return data
+
+    def to_json(self) -> str:
+        return canonical_json(self.to_data())
+
+    @classmethod
+    def from_data(cls, data: Any) -> ProxySnapshot:
+        snapshot = _decode(cls, data, "snapshot")
+        assert isinstance(snapshot, ProxySnapshot)
+        return snapshot
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ProxySnapshot:
+        """Parse a snapshot; raises ValueError (with the failing path) on anything malformed."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"snapshot is not JSON: {exc}") from None
+        return cls.from_data(data)
+
+    def seal(self) -> ProxySnapshot:
+        """The same snapshot with `version` set to the content hash."""
+        return dataclasses.replace(self, version=content_version(self))
+
+
+def content_version(snapshot: ProxySnapshot) -> str:
+    """First 16 hex chars of sha256 over the canonical JSON without the version itself."""
+    data = snapshot.to_data()
+    data.pop("version", None)
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    return value
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _decode(tp: Any, data: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is types.UnionType or origin is typing.Union:
+        args = typing.get_args(tp)
+        if data is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _decode(inner, data, path)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected an object")
+        hints = _hints(tp)
+        known = {f.name for f in dataclasses.fields(tp)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
+        kwargs = {name: _decode(hints[name], v, f"{path}.{name}") for name, v in data.items()}
+        try:
+            return tp(**kwargs)
+        except TypeError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    if origin is tuple:
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a list")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_decode(args[0], v, f"{path}[{i}]") for i, v in enumerate(data))
+        if len(args) != len(data):
+            raise ValueError(f"{path}: expected {len(args)} items")
+        return tuple(_decode(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, data, strict=True)))
+    if origin is dict:
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected an object")
+        _, vt = typing.get_args(tp)
+        return {str(k): _decode(vt, v, f"{path}.{k}") for k, v in data.items()}
+    if tp is float:
+        if isinstance(data, int | float) and not isinstance(data, bool):
+            return float(data)
+    elif tp is int:
+        if isinstance(data, int) and not isinstance(data, bool):
+            return data
+    elif tp is bool or tp is str:
+        if isinstance(data, tp):
+            return data
+    elif tp is Any:
+        return data
+    raise ValueError(f"{path}: expected {getattr(tp, '__name__', tp)}, got {type(data).__name__}")

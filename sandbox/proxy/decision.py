@@ -1,0 +1,78 @@
+"""RouteDecision: what `route()` tells the data path to do with one request (pure data).
+
+The data path only carries it out: forward to `cluster` (with `path`/`authority` rewritten,
+after `delay`, unless `abort_status` is set), or answer locally (`redirect`, `direct_response`,
+`no_route`, `no_cluster`) with `status`, `body` and `response_flags`. Statuses, bodies and flags
+follow Envoy as Istio configures it (../shared/reference/istio-semantics.md §1.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sandbox.control.snapshot import NO_RETRY, HeaderMutation, RetryPolicy
+
+FAULT_ABORT_BODY = "fault filter abort"  # Envoy's fault filter local reply (§1.1 Fault)
+FLAG_NO_ROUTE = "NR"
+FLAG_NO_CLUSTER = "NC"
+FLAG_FAULT_ABORT = "FI"
+FLAG_FAULT_DELAY = "DI"
+
+
+class DecisionKind(StrEnum):
+    FORWARD = "forward"
+    REDIRECT = "redirect"
+    DIRECT_RESPONSE = "direct_response"
+    NO_ROUTE = "no_route"  # 404 NR, empty body
+    NO_CLUSTER = "no_cluster"  # 503 NC: the route names a cluster the snapshot lacks (e.g. unknown subset)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    kind: DecisionKind
+    # where it goes (FORWARD)
+    cluster: str = ""
+    path: str = ""  # path+query to send upstream (rewritten)
+    authority: str = ""  # Host/:authority to send upstream (rewritten)
+    timeout: float | None = None  # seconds; None: no route timeout (Istio's default)
+    retry: RetryPolicy = NO_RETRY
+    mirrors: tuple[str, ...] = ()  # clusters to shadow this request to (already sampled); Host gets -shadow
+    # fault injection, already sampled against the route's percentages
+    delay: float | None = None  # seconds to wait before forwarding (flag DI)
+    abort_status: int | None = None  # answer this status with FAULT_ABORT_BODY instead (flag FI)
+    abort_grpc_status: str | None = None
+    # local replies (REDIRECT, DIRECT_RESPONSE, NO_ROUTE, NO_CLUSTER, CORS preflight)
+    status: int = 0
+    body: str = ""
+    location: str = ""  # REDIRECT
+    # header operations in the order to apply them (destination level first, then route: the
+    # less specific level wins on conflicts, as with Envoy's default most_specific_header_mutations_wins=false)
+    request_headers: tuple[HeaderMutation, ...] = ()
+    response_headers: tuple[HeaderMutation, ...] = ()
+    # for telemetry: the Envoy route name, virtual host (span name is `<virtual_host>/*`), flags
+    route_name: str = ""
+    virtual_host: str = ""
+    service: str = ""  # destination service FQDN when known
+    response_flags: str = "-"
+
+    @property
+    def local_reply(self) -> bool:
+        return self.kind is not DecisionKind.FORWARD or self.abort_status is not None
+
+
+def no_route(virtual_host: str = "") -> RouteDecision:
+    return RouteDecision(DecisionKind.NO_ROUTE, status=404, virtual_host=virtual_host, response_flags=FLAG_NO_ROUTE)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """What routing sees of a request. Header names are lowercase; repeated headers joined by ','.
+    `port` is the destination port (from SO_ORIGINAL_DST, the absolute-form URL, or the listener)."""
+
+    method: str
+    path: str  # path + query, as on the request line
+    authority: str
+    headers: dict[str, str]
+    port: int
+    scheme: str = "http"
