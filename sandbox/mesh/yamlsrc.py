@@ -69,9 +69,10 @@ def _scalar(event: Any) -> Any:
     node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
     try:  # the constructor function itself: construct_object() would cache every node forever
         return _constructor.yaml_constructors[tag](_constructor, node)
-    except (ValueError, TypeError, OverflowError) as exc:  # `!!int abc`, an integer of 5,000 digits
+    except (ValueError, TypeError, OverflowError, LookupError):  # `!!int abc`, `!!bool ""`, 5,000 digits
         name = tag.rsplit(":", 1)[-1]
-        raise _Abort("SBX001", f"invalid {name} '{event.value[:40]}': {exc}", event.start_mark) from None
+        text = event.value if len(event.value) <= 40 else f"{event.value[:40]}... ({len(event.value)} characters)"
+        raise _Abort("SBX001", f"'{text}' is not a valid {name}", event.start_mark) from None
 
 
 def _pos(mark: Any) -> Position:
