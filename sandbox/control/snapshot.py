@@ -71,7 +71,8 @@ class KeyMatcher:
 
 @model
 class RouteMatch:
-    """One HTTPMatchRequest: every set field must hold (AND); a route's matches are ORed."""
+    """One HTTPMatchRequest: every set field must hold (AND). `port` and sourceLabels were already
+    applied when compiling (they select which proxies and listeners get the route)."""
 
     name: str = ""
     uri: StringMatcher | None = None
@@ -81,7 +82,6 @@ class RouteMatch:
     headers: tuple[KeyMatcher, ...] = ()
     without_headers: tuple[KeyMatcher, ...] = ()
     query_params: tuple[KeyMatcher, ...] = ()
-    port: int | None = None
 
 
 # --------------------------------------------------------------------------- actions
@@ -113,6 +113,7 @@ class WeightedCluster:
     cluster: str
     weight: int = 100
     headers: HeaderOperations = field(default_factory=HeaderOperations)
+    authority: str | None = None  # a Host/:authority `set` at destination level; the route's wins
 
 
 @model
@@ -192,10 +193,13 @@ class Cors:
 
 @model
 class Route:
-    """One HTTPRoute. Exactly one of `clusters` / `redirect` / `direct_response` is the action."""
+    """One Envoy route: Istio emits one per (HTTPRoute, match block), so OR-ed match blocks become
+    consecutive routes sharing the action (route.go BuildHTTPRoutesForVirtualService). Exactly
+    one of `clusters` / `redirect` / `direct_response` is the action."""
 
-    name: str = ""
-    matches: tuple[RouteMatch, ...] = ()  # empty: matches everything
+    name: str = ""  # Istio: the HTTPRoute name, plus "." + the match name when both are set
+    match: RouteMatch = field(default_factory=RouteMatch)  # no uri: Envoy's implicit prefix "/"
+    operation: str = ""  # Envoy decorator, the span name: `reviews.default.svc.cluster.local:9080/*`
     clusters: tuple[WeightedCluster, ...] = ()
     redirect: Redirect | None = None
     direct_response: DirectResponse | None = None

@@ -1,0 +1,351 @@
+"""compile(mesh, proxy) -> ProxySnapshot: what one sidecar (or the ingress gateway) needs. Pure.
+
+Istio's rules (../shared/reference/istio-semantics.md §1.1-§1.3):
+- sidecars take the VirtualServices bound to `mesh` (the default when `gateways` is empty); the
+  ingress gateway takes those bound to a Gateway whose selector picks it;
+- sidecars use one VS per host (the first by creation order, here file order; the analyzer flags
+  the conflict), gateways merge them (order kept, catch-all routes last);
+- a service with no VS (or whose VS yields no route for this proxy) gets the default route to
+  all its endpoints; exportTo hides resources from other namespaces;
+- sidecar route configurations are per port (`9080`), virtual hosts per service:port, with the
+  domains Istio generates (short names only for services in the proxy's own namespace).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from sandbox.control import snapshot as snap
+from sandbox.control.compile_clusters import (
+    EndpointResolver,
+    build_clusters,
+    default_endpoints,
+    visible_to,
+)
+from sandbox.control.compile_routes import (
+    cluster_namer,
+    default_route,
+    is_catch_all,
+    selects_proxy,
+    translate_route,
+)
+from sandbox.mesh.names import ClusterKey, host_matches, hosts_overlap, labels_match, spiffe_id
+from sandbox.mesh.resources import Resource, VirtualServiceSpec
+from sandbox.mesh.state import MeshState
+from sandbox.mesh.topology import Service, Workload
+
+__all__ = ["EndpointResolver", "UnknownProxy", "compile", "default_endpoints"]
+
+MESH_GATEWAY = "mesh"
+HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
+
+VS = Resource[VirtualServiceSpec]
+
+
+class UnknownProxy(LookupError):
+    """The named workload is not in the Compose file (or has no sidecar)."""
+
+
+@dataclass(frozen=True)
+class _Proxy:
+    workload: Workload
+    gateways: frozenset[str]  # {"mesh"} for sidecars, {"ns/name", ...} for a gateway
+
+    @property
+    def namespace(self) -> str:
+        return self.workload.namespace
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.workload.labels
+
+
+def compile(
+    mesh: MeshState,
+    proxy: str,
+    endpoints: EndpointResolver = default_endpoints,
+    app_address: str | None = None,
+) -> snap.ProxySnapshot:
+    """The sealed snapshot for workload `proxy`. `endpoints` spells each replica's address for
+    the runtime in use; `app_address` is where the inbound side reaches the app (default
+    127.0.0.1:<port>). Raises UnknownProxy for a name the topology lacks."""
+    workload = mesh.topology.workload(proxy)
+    if workload is None or not (workload.inject or workload.builtin):
+        known = ", ".join(sorted(w.name for w in mesh.topology.workloads if w.inject or w.builtin))
+        raise UnknownProxy(f"no workload with a sidecar named {proxy!r} (known: {known})")
+    router = workload.builtin
+    gateways = _selected_gateways(mesh, workload) if router else frozenset({MESH_GATEWAY})
+    p = _Proxy(workload, gateways)
+    settings = mesh.topology.settings
+    trust_domain = settings.trust_domain_or_default
+    services = [s for s in mesh.topology.services if s.port is not None]
+    route_configs = _gateway_route_configs(mesh, p, services) if router else _sidecar_route_configs(mesh, p, services)
+    clusters: list[snap.Cluster] = []
+    for service in services:
+        assert service.port is not None
+        clusters.extend(build_clusters(mesh, service, service.port, p.namespace, p.labels, endpoints))
+    mode = settings.outbound_mode.value
+    if not router and mode == "ALLOW_ANY":
+        clusters.append(snap.Cluster(name=snap.PASSTHROUGH_CLUSTER, service="", port=0))
+    inbound: tuple[snap.InboundListener, ...] = ()
+    if not router and workload.port is not None:
+        inbound = (
+            snap.InboundListener(
+                port=workload.port,
+                app_address=app_address or f"127.0.0.1:{workload.port}",
+                cluster=str(ClusterKey.inbound(workload.port)),
+            ),
+        )
+    identity = snap.ProxyIdentity(
+        workload=workload.name,
+        namespace=workload.namespace,
+        service_account=workload.service_account,
+        spiffe_id=spiffe_id(workload.namespace, workload.service_account, trust_domain),
+        labels=dict(workload.labels),
+        app=workload.app,
+        version=workload.version,
+        kind="router" if router else "sidecar",
+    )
+    return snap.ProxySnapshot(
+        identity=identity,
+        route_configs=tuple(route_configs),
+        clusters=tuple(clusters),
+        inbound=inbound,
+        mesh=snap.MeshConfig(outbound_traffic_policy=mode, trust_domain=trust_domain),
+    ).seal()
+
+
+# --------------------------------------------------------------------------- shared
+
+
+def _selected_gateways(mesh: MeshState, workload: Workload) -> frozenset[str]:
+    return frozenset(
+        f"{gw.namespace}/{gw.name}"
+        for gw in mesh.gateways
+        if gw.spec.selector and labels_match(gw.spec.selector, workload.labels)
+    )
+
+
+def vs_gateways(vs: VS) -> frozenset[str]:
+    """`gateways` with names qualified by the VS namespace; empty means `mesh` (§1.1)."""
+    return frozenset(_qualify(g, vs.namespace) for g in vs.spec.gateways) or frozenset({MESH_GATEWAY})
+
+
+def _qualify(gateway: str, namespace: str) -> str:
+    return gateway if gateway == MESH_GATEWAY or "/" in gateway else f"{namespace}/{gateway}"
+
+
+def _visible_virtual_services(mesh: MeshState, p: _Proxy) -> list[VS]:
+    return [vs for vs in mesh.virtual_services if visible_to(vs.spec.export_to, vs.namespace, p.namespace)]
+
+
+def _routes(
+    mesh: MeshState, vs: VS, p: _Proxy, port: int, gateways: Iterable[str], services: Mapping[str, Service]
+) -> list[snap.Route]:
+    """route.go BuildHTTPRoutesForVirtualService for one listener port."""
+    gateway_set = frozenset(_qualify(g, vs.namespace) for g in gateways)
+
+    def resolve(host: str) -> str:
+        return mesh.resolve(host, vs.namespace)
+
+    def service_port(fqdn: str) -> int | None:
+        service = services.get(fqdn)
+        return service.port if service else None
+
+    namer = cluster_namer(resolve, service_port, port)
+    out: list[snap.Route] = []
+    for http in vs.spec.http:
+        if http.delegate is not None:  # delegation is not modelled yet: Istio ignores a route it cannot resolve
+            continue
+        matches = http.match or (None,)
+        catch_all = False
+        for match in matches:
+            if match is not None and match.port is not None and match.port != port:
+                continue
+            if not selects_proxy(match, vs.namespace, p.labels, p.namespace, gateway_set):
+                continue
+            route = translate_route(http, match, namer, vs.name, port)
+            if route is None:
+                continue
+            out.append(route)
+            if is_catch_all(route.match):
+                catch_all = True
+                break
+        if catch_all or not http.match:
+            break
+    return out
+
+
+# --------------------------------------------------------------------------- sidecars
+
+
+def service_domains(service: Service, port: int, proxy_namespace: str) -> tuple[str, ...]:
+    """Istio's generateVirtualHostDomains: FQDN, name.ns.svc, name.ns, and the short name when
+    the proxy shares the service's namespace; each also with `:port`."""
+    names = [service.fqdn, f"{service.name}.{service.namespace}.svc", f"{service.name}.{service.namespace}"]
+    if service.namespace == proxy_namespace:
+        names.append(service.name)
+    return tuple(d for n in names for d in (n, f"{n}:{port}"))
+
+
+def _sidecar_route_configs(mesh: MeshState, p: _Proxy, services: list[Service]) -> list[snap.RouteConfiguration]:
+    by_fqdn = {s.fqdn: s for s in services}
+    virtual_services = [vs for vs in _visible_virtual_services(mesh, p) if MESH_GATEWAY in vs_gateways(vs)]
+    ports = sorted({s.port for s in services if s.port is not None})
+    external_hosts = any(_external_hosts(mesh, vs, by_fqdn) for vs in virtual_services)
+    if external_hosts and 80 not in ports:
+        ports.append(80)  # route.go: VS hosts outside the registry get virtual hosts on port 80
+    configs = []
+    for port in ports:
+        registry = {s.fqdn: s for s in services if s.port == port}
+        owner = _owners(mesh, virtual_services, registry)
+        vhosts: list[snap.VirtualHost] = []
+        claimed: set[str] = set()
+        for vs in virtual_services:
+            mine = [fqdn for fqdn, o in owner.items() if o is vs]
+            extra = _external_hosts(mesh, vs, by_fqdn) if port == 80 else []
+            if not mine and not extra:
+                continue
+            routes = _routes(mesh, vs, p, port, (MESH_GATEWAY,), by_fqdn)
+            if not routes:
+                continue  # Istio falls back to the default route for these services
+            for fqdn in mine:
+                claimed.add(fqdn)
+                service = registry[fqdn]
+                vhosts.append(
+                    snap.VirtualHost(
+                        name=f"{fqdn}:{port}",
+                        domains=service_domains(service, port, p.namespace),
+                        routes=tuple(routes),
+                        service=fqdn,
+                        source=vs.ref,
+                    )
+                )
+            for host in extra:
+                vhosts.append(
+                    snap.VirtualHost(
+                        name=f"{host}:{port}", domains=(host, f"{host}:{port}"), routes=tuple(routes), source=vs.ref
+                    )
+                )
+        for fqdn, service in registry.items():
+            if fqdn not in claimed:
+                cluster = str(ClusterKey.outbound(fqdn, port))
+                vhosts.append(
+                    snap.VirtualHost(
+                        name=f"{fqdn}:{port}",
+                        domains=service_domains(service, port, p.namespace),
+                        routes=(default_route(cluster, fqdn, port),),
+                        service=fqdn,
+                    )
+                )
+        vhosts.append(_fallback_vhost(mesh))
+        configs.append(snap.RouteConfiguration(name=str(port), port=port, virtual_hosts=tuple(vhosts)))
+    return configs
+
+
+def _owners(mesh: MeshState, virtual_services: list[VS], registry: Mapping[str, Service]) -> dict[str, VS]:
+    """Which VS serves each service: exact hosts first (the first VS in file order wins), then the
+    most specific wildcard host."""
+    owner: dict[str, VS] = {}
+    for vs in virtual_services:
+        for host in (mesh.resolve(h, vs.namespace) for h in vs.spec.hosts):
+            if host in registry:
+                owner.setdefault(host, vs)
+    best: dict[str, tuple[int, VS]] = {}
+    for vs in virtual_services:
+        for host in (mesh.resolve(h, vs.namespace) for h in vs.spec.hosts):
+            if not host.startswith("*"):
+                continue
+            for fqdn in registry:
+                if fqdn in owner or not host_matches(host, fqdn):
+                    continue
+                if fqdn not in best or len(host) > best[fqdn][0]:
+                    best[fqdn] = (len(host), vs)
+    owner.update({fqdn: vs for fqdn, (_, vs) in best.items()})
+    return owner
+
+
+def _external_hosts(mesh: MeshState, vs: VS, by_fqdn: Mapping[str, Service]) -> list[str]:
+    hosts = [mesh.resolve(h, vs.namespace) for h in vs.spec.hosts]
+    return [h for h in hosts if not h.startswith("*") and h not in by_fqdn]
+
+
+def _fallback_vhost(mesh: MeshState) -> snap.VirtualHost:
+    """Istio's catch-all virtual host: `allow_any` -> PassthroughCluster under ALLOW_ANY,
+    `block_all` -> 502 under REGISTRY_ONLY (§1.4)."""
+    if mesh.topology.settings.outbound_mode.value == "REGISTRY_ONLY":
+        route = snap.Route(name="block_all", direct_response=snap.DirectResponse(status=502), retry=snap.NO_RETRY)
+        return snap.VirtualHost(name="block_all", domains=("*",), routes=(route,))
+    route = snap.Route(
+        name="allow_any",
+        clusters=(snap.WeightedCluster(cluster=snap.PASSTHROUGH_CLUSTER),),
+        retry=snap.NO_RETRY,
+        operation="PassthroughCluster",
+    )
+    return snap.VirtualHost(name="allow_any", domains=("*",), routes=(route,))
+
+
+# --------------------------------------------------------------------------- the ingress gateway
+
+
+def _gateway_route_configs(mesh: MeshState, p: _Proxy, services: list[Service]) -> list[snap.RouteConfiguration]:
+    by_fqdn = {s.fqdn: s for s in services}
+    servers: dict[int, list[tuple[str, str]]] = {}  # port -> [(gateway "ns/name", server host)]
+    for gw in mesh.gateways:
+        name = f"{gw.namespace}/{gw.name}"
+        if name not in p.gateways:
+            continue
+        for server in gw.spec.servers:
+            if (server.port.protocol or "HTTP").upper() not in HTTP_PROTOCOLS:
+                continue  # HTTPS/TLS termination comes with the security work
+            for host in server.hosts or ("*",):
+                servers.setdefault(server.port.number, []).append((name, host))
+    configs = []
+    for port, entries in sorted(servers.items()):
+        hosts: dict[str, list[snap.Route]] = {}
+        sources: dict[str, list[str]] = {}
+        for vs in _visible_virtual_services(mesh, p):
+            bound = vs_gateways(vs) & {g for g, _ in entries}
+            if not bound:
+                continue
+            routes = _routes(mesh, vs, p, port, bound, by_fqdn)
+            if not routes:
+                continue
+            for vs_host in vs.spec.hosts:
+                for gateway, server_host in entries:
+                    if gateway not in bound:
+                        continue
+                    answered = _gateway_host(server_host, mesh.resolve(vs_host, vs.namespace), vs.namespace)
+                    if answered is not None:
+                        hosts.setdefault(answered, []).extend(routes)
+                        sources.setdefault(answered, []).append(vs.ref)
+                        break
+        vhosts = tuple(
+            snap.VirtualHost(
+                name=f"{host}:{port}",
+                domains=("*",) if host == "*" else (host, f"{host}:{port}"),
+                routes=_catch_all_last(routes),
+                service=host if host in by_fqdn else "",
+                source=", ".join(dict.fromkeys(sources[host])),
+            )
+            for host, routes in hosts.items()
+        )
+        configs.append(snap.RouteConfiguration(name=f"http.{port}", port=port, virtual_hosts=vhosts))
+    return configs
+
+
+def _gateway_host(server_host: str, vs_host: str, vs_namespace: str) -> str | None:
+    """The host a gateway virtual host answers: the more specific of the server's and the VS's (§1.3)."""
+    namespace, _, host = server_host.rpartition("/")
+    if namespace not in ("", "*", ".", vs_namespace):
+        return None
+    host, vs_host = host.lower(), vs_host.lower()
+    if not hosts_overlap(host, vs_host):
+        return None
+    return vs_host if host_matches(host, vs_host) else host
+
+
+def _catch_all_last(routes: list[snap.Route]) -> tuple[snap.Route, ...]:
+    """route.go SortVHostRoutes: merged gateway routes keep their order, catch-alls move last."""
+    return tuple([r for r in routes if not is_catch_all(r.match)] + [r for r in routes if is_catch_all(r.match)])

@@ -1,0 +1,316 @@
+"""DestinationRules -> clusters: the DR lookup path, subset/port-level merging, Istio's defaults, endpoints.
+
+Reference: ../shared/reference/istio-semantics.md §1.2 (lookup path, merging, every default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.control import snapshot as snap
+from sandbox.mesh import resources as res
+from sandbox.mesh.names import ClusterKey, host_matches, labels_match
+from sandbox.mesh.resources.destinationrule import (
+    ClientTLSSettings,
+    ConnectionPoolSettings,
+    LoadBalancerSettings,
+    OutlierDetection,
+    PortTrafficPolicy,
+    SimpleLB,
+    Subset,
+)
+from sandbox.mesh.state import MeshState
+from sandbox.mesh.topology import Service, Workload
+
+ROOT_NAMESPACE = "istio-system"
+
+EndpointResolver = Callable[[Workload, int, int], str]
+"""(workload, replica index, service port) -> "host:port" the client sidecar connects to."""
+
+
+def default_endpoints(workload: Workload, replica: int, port: int) -> str:
+    """`<workload>:<port>` (Compose service names resolve on the project network); extra replicas
+    are `<workload>-<n>` (1-based), the names a runtime gives copies."""
+    name = workload.name if workload.replicas <= 1 else f"{workload.name}-{replica + 1}"
+    return f"{name}:{port}"
+
+
+def endpoints_from_mapping(addresses: Mapping[tuple[str, int], str]) -> EndpointResolver:
+    """A resolver from {(workload name, replica): "host:port"}; unlisted replicas use the default."""
+
+    def resolve(workload: Workload, replica: int, port: int) -> str:
+        return addresses.get((workload.name, replica)) or default_endpoints(workload, replica, port)
+
+    return resolve
+
+
+def visible_to(export_to: Iterable[str], own_namespace: str, client_namespace: str) -> bool:
+    """exportTo: empty or `*` -> everyone; `.` -> the resource's namespace; `~` -> nobody."""
+    targets = tuple(export_to)
+    if not targets or "*" in targets:
+        return True
+    if "." in targets and client_namespace == own_namespace:
+        return True
+    return client_namespace in targets
+
+
+@dataclass(frozen=True)
+class MergedRule:
+    """The DestinationRules that apply to one host for one proxy, merged (§1.2: the first
+    top-level trafficPolicy wins, the first definition of a subset wins)."""
+
+    host: str
+    traffic_policy: res.TrafficPolicy | None
+    subsets: tuple[Subset, ...]
+    sources: tuple[str, ...]
+
+
+def find_destination_rule(
+    mesh: MeshState, fqdn: str, service_namespace: str, proxy_namespace: str, proxy_labels: Mapping[str, str]
+) -> MergedRule | None:
+    """§1.2 lookup path: client namespace, then service namespace, then the root namespace."""
+    for namespace in dict.fromkeys((proxy_namespace, service_namespace, ROOT_NAMESPACE)):
+        found = _rules_in(mesh, namespace, fqdn, proxy_namespace, proxy_labels)
+        if found:
+            return _merge(found)
+    return None
+
+
+def _rules_in(
+    mesh: MeshState, namespace: str, fqdn: str, proxy_namespace: str, proxy_labels: Mapping[str, str]
+) -> list[tuple[str, res.Resource[res.DestinationRuleSpec]]]:
+    candidates = []
+    for dr in mesh.destination_rules:
+        if dr.namespace != namespace or not visible_to(dr.spec.export_to, dr.namespace, proxy_namespace):
+            continue
+        selector = dr.spec.workload_selector
+        if (
+            selector is not None
+            and selector.labels
+            and (dr.namespace != proxy_namespace or not labels_match(selector.labels, dict(proxy_labels)))
+        ):
+            continue
+        host = mesh.resolve(dr.spec.host, dr.namespace)
+        if host_matches(host, fqdn):
+            candidates.append((host, dr))
+    if not candidates:
+        return []
+    # the most specific host wins (exact before the longest wildcard), as Istio's MostSpecificHostMatch
+    best = max(candidates, key=lambda c: (not c[0].startswith("*"), len(c[0])))[0]
+    return [c for c in candidates if c[0] == best]
+
+
+def _merge(found: list[tuple[str, res.Resource[res.DestinationRuleSpec]]]) -> MergedRule:
+    policy: res.TrafficPolicy | None = None
+    subsets: dict[str, Subset] = {}
+    for _, dr in found:
+        if policy is None:
+            policy = dr.spec.traffic_policy
+        for subset in dr.spec.subsets:
+            subsets.setdefault(subset.name, subset)
+    return MergedRule(found[0][0], policy, tuple(subsets.values()), tuple(dr.ref for _, dr in found))
+
+
+@dataclass(frozen=True)
+class _Policy:
+    load_balancer: LoadBalancerSettings | None = None
+    connection_pool: ConnectionPoolSettings | None = None
+    outlier_detection: OutlierDetection | None = None
+    tls: ClientTLSSettings | None = None
+    port_level_settings: tuple[PortTrafficPolicy, ...] = ()
+
+
+def merge_traffic_policy(
+    top: res.TrafficPolicy | None, subset: res.TrafficPolicy | None, port: int
+) -> tuple[
+    LoadBalancerSettings | None, ConnectionPoolSettings | None, OutlierDetection | None, ClientTLSSettings | None
+]:
+    """Istio's MergeTrafficPolicy: each subset-level setting replaces the top-level one whole;
+    then a portLevelSettings entry for this port replaces all four, with no inheritance (omitted
+    fields fall back to defaults, §1.2)."""
+    merged = _Policy()
+    for level in (top, subset):
+        if level is None:
+            continue
+        merged = _Policy(
+            level.load_balancer or merged.load_balancer,
+            level.connection_pool or merged.connection_pool,
+            level.outlier_detection or merged.outlier_detection,
+            level.tls or merged.tls,
+            level.port_level_settings or merged.port_level_settings,
+        )
+    for pls in merged.port_level_settings:
+        if pls.port is not None and pls.port.number == port:
+            return pls.load_balancer, pls.connection_pool, pls.outlier_detection, pls.tls
+    return merged.load_balancer, merged.connection_pool, merged.outlier_detection, merged.tls
+
+
+def resolve_traffic_policy(
+    top: res.TrafficPolicy | None, subset: res.TrafficPolicy | None, port: int, all_have_sidecars: bool
+) -> snap.TrafficPolicy:
+    lb, pool, outlier, tls = merge_traffic_policy(top, subset, port)
+    return snap.TrafficPolicy(
+        load_balancer=_load_balancer(lb),
+        connection_pool=_connection_pool(pool),
+        outlier_detection=_outlier(outlier),
+        tls=_tls(tls, all_have_sidecars),
+    )
+
+
+def _seconds(value: Any, default: float) -> float:
+    return float(value.seconds) if value is not None else default
+
+
+def _load_balancer(lb: LoadBalancerSettings | None) -> snap.LoadBalancer:
+    if lb is None:
+        return snap.LoadBalancer()
+    simple = lb.simple
+    # §1.2: UNSPECIFIED means Istio's default LEAST_REQUEST; LEAST_CONN is its deprecated alias
+    name = "LEAST_REQUEST" if simple in (None, SimpleLB.UNSPECIFIED, SimpleLB.LEAST_CONN) else str(simple.value)
+    ch = lb.consistent_hash
+    if ch is None:
+        return snap.LoadBalancer(simple=name)
+    ring = (ch.ring_hash.minimum_ring_size if ch.ring_hash else None) or ch.minimum_ring_size or 1024
+    cookie = ch.http_cookie
+    return snap.LoadBalancer(
+        simple=name,
+        consistent_hash=snap.ConsistentHash(
+            http_header_name=ch.http_header_name.lower() if ch.http_header_name else None,
+            http_cookie_name=cookie.name if cookie else None,
+            http_cookie_path=cookie.path if cookie else None,
+            http_cookie_ttl=cookie.ttl.seconds if cookie and cookie.ttl else None,
+            use_source_ip=bool(ch.use_source_ip),
+            http_query_parameter_name=ch.http_query_parameter_name,
+            minimum_ring_size=ring,
+            maglev_table_size=((ch.maglev.table_size or 65537) if ch.maglev else None),
+        ),
+    )
+
+
+def _connection_pool(pool: ConnectionPoolSettings | None) -> snap.ConnectionPool:
+    if pool is None:
+        return snap.ConnectionPool()
+    tcp, http = pool.tcp, pool.http
+    d = snap.ConnectionPool()
+    return snap.ConnectionPool(
+        max_connections=(tcp.max_connections if tcp and tcp.max_connections else d.max_connections),
+        connect_timeout=_seconds(tcp.connect_timeout if tcp else None, d.connect_timeout),
+        tcp_idle_timeout=_seconds(tcp.idle_timeout if tcp else None, d.tcp_idle_timeout),
+        max_connection_duration=(tcp.max_connection_duration.seconds if tcp and tcp.max_connection_duration else None),
+        http1_max_pending_requests=(
+            http.http1_max_pending_requests
+            if http and http.http1_max_pending_requests
+            else d.http1_max_pending_requests
+        ),
+        http2_max_requests=(http.http2_max_requests if http and http.http2_max_requests else d.http2_max_requests),
+        max_requests_per_connection=(http.max_requests_per_connection or 0) if http else 0,
+        max_retries=(http.max_retries if http and http.max_retries else d.max_retries),
+        idle_timeout=_seconds(http.idle_timeout if http else None, d.idle_timeout),
+    )
+
+
+def _outlier(od: OutlierDetection | None) -> snap.OutlierDetectionPolicy | None:
+    if od is None:  # Istio configures no outlier detection unless a DR asks for it
+        return None
+    d = snap.OutlierDetectionPolicy()
+    gateway = od.consecutive_gateway_errors
+    if gateway is None and od.consecutive_errors:  # deprecated field, translated to gateway errors
+        gateway = od.consecutive_errors
+    base = _seconds(od.base_ejection_time, d.base_ejection_time)
+    return snap.OutlierDetectionPolicy(
+        consecutive_5xx_errors=(
+            od.consecutive_5xx_errors if od.consecutive_5xx_errors is not None else d.consecutive_5xx_errors
+        ),
+        consecutive_gateway_errors=gateway or 0,
+        consecutive_local_origin_failures=(
+            od.consecutive_local_origin_failures
+            if od.consecutive_local_origin_failures is not None
+            else d.consecutive_local_origin_failures
+        ),
+        split_external_local_origin_errors=bool(od.split_external_local_origin_errors),
+        interval=_seconds(od.interval, d.interval),
+        base_ejection_time=base,
+        max_ejection_time=max(snap.MAX_EJECTION_TIME, base),  # Envoy: 300s, or base if larger
+        max_ejection_percent=(
+            od.max_ejection_percent if od.max_ejection_percent is not None else d.max_ejection_percent
+        ),
+        min_health_percent=od.min_health_percent or 0,
+    )
+
+
+def _tls(tls: ClientTLSSettings | None, all_have_sidecars: bool) -> snap.TLSSettings:
+    if tls is None or tls.mode is None:
+        # §1.2 auto mTLS (enableAutoMtls: true): Istio mTLS when the server side has a sidecar
+        return snap.TLSSettings(mode="ISTIO_MUTUAL" if all_have_sidecars else "DISABLE", auto=True)
+    return snap.TLSSettings(
+        mode=str(tls.mode.value), auto=False, sni=tls.sni, subject_alt_names=tuple(tls.subject_alt_names)
+    )
+
+
+def service_endpoints(
+    mesh: MeshState, service: Service, port: int, selector: Mapping[str, str], resolver: EndpointResolver
+) -> tuple[snap.Endpoint, ...]:
+    """Every replica of the service's workloads whose labels carry the subset's labels."""
+    out: list[snap.Endpoint] = []
+    for name in service.workloads:
+        workload = mesh.topology.workload(name)
+        if workload is None or workload.port is None or not labels_match(dict(selector), workload.labels):
+            continue
+        for replica in range(workload.replicas):
+            out.append(
+                snap.Endpoint(
+                    address=resolver(workload, replica, port),
+                    workload=workload.name,
+                    namespace=workload.namespace,
+                    service_account=workload.service_account,
+                    labels=dict(workload.labels),
+                    replica=replica,
+                    sidecar=workload.inject,
+                )
+            )
+    return tuple(out)
+
+
+def build_clusters(
+    mesh: MeshState,
+    service: Service,
+    port: int,
+    proxy_namespace: str,
+    proxy_labels: Mapping[str, str],
+    resolver: EndpointResolver,
+) -> list[snap.Cluster]:
+    """The default cluster of a service port plus one per DR subset (Istio builds every subset)."""
+    rule = find_destination_rule(mesh, service.fqdn, service.namespace, proxy_namespace, proxy_labels)
+    top = rule.traffic_policy if rule else None
+    source = ", ".join(rule.sources) if rule else ""
+    default_endpoints_ = service_endpoints(mesh, service, port, {}, resolver)
+    clusters = [
+        snap.Cluster(
+            name=str(ClusterKey.outbound(service.fqdn, port)),
+            service=service.fqdn,
+            port=port,
+            traffic_policy=resolve_traffic_policy(top, None, port, _all_sidecars(default_endpoints_)),
+            endpoints=default_endpoints_,
+            source=source,
+        )
+    ]
+    for subset in rule.subsets if rule else ():
+        endpoints = service_endpoints(mesh, service, port, subset.labels, resolver)
+        clusters.append(
+            snap.Cluster(
+                name=str(ClusterKey.outbound(service.fqdn, port, subset.name)),
+                service=service.fqdn,
+                port=port,
+                subset=subset.name,
+                traffic_policy=resolve_traffic_policy(top, subset.traffic_policy, port, _all_sidecars(endpoints)),
+                endpoints=endpoints,
+                source=source,
+            )
+        )
+    return clusters
+
+
+def _all_sidecars(endpoints: tuple[snap.Endpoint, ...]) -> bool:
+    return all(e.sidecar for e in endpoints)
