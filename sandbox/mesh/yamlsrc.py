@@ -19,6 +19,9 @@ from sandbox.mesh.diagnostics import Diagnostic, Severity, join_path, nearest_po
 MAX_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 100
 MAX_NODES = 2_000_000  # including what aliases expand to downstream
+# Nodes reached only through aliases: each is walked again by the typed decoder, so a 10 KB file
+# of nested aliases could otherwise cost seconds and 100,000s of diagnostics.
+MAX_ALIAS_NODES = 100_000
 
 try:  # libyaml is much faster; its parser is a state machine, safe on deep input
     _Loader: Any = yaml.CSafeLoader
@@ -94,7 +97,7 @@ class _Builder:
         positions: dict[str, Position] = {}
         root: Any = None
         doc_line = 1
-        count = 0
+        count = aliased = 0
 
         def place(value: Any, mark: Any) -> str | None:
             """Attach a finished value to its parent; returns the value's path (None for a key)."""
@@ -162,6 +165,13 @@ class _Builder:
                         raise _Abort("SBX001", f"unknown alias '*{event.anchor}'", event.start_mark)
                     value, size = anchors[event.anchor]
                     count += size
+                    aliased += size
+                    if aliased > MAX_ALIAS_NODES:
+                        raise _Abort(
+                            "SBX008",
+                            f"aliases expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?)",
+                            event.start_mark,
+                        )
                 else:
                     value = _scalar(event)
                     count += 1
