@@ -1,0 +1,176 @@
+"""yamlsrc: documents with the position of every key and list item, and problems as Diagnostics."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox.mesh.diagnostics import Severity
+from sandbox.mesh.yamlsrc import dump_all_yaml, dump_yaml, parse_documents
+
+VS = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts:
+  - reviews
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: 90
+    - destination:
+        host: reviews
+        subset: v2
+      weight: 10
+"""
+
+
+def parse_one(text: str) -> tuple[object, dict[str, tuple[int, int]]]:
+    (doc,), diagnostics = parse_documents(text, "f.yaml")
+    assert diagnostics == []
+    return doc.data, doc.positions
+
+
+@pytest.mark.parametrize(
+    ("path", "position"),
+    [
+        ("", (1, 1)),
+        ("kind", (2, 1)),
+        ("metadata/name", (4, 3)),
+        ("spec/hosts", (6, 3)),
+        ("spec/hosts[0]", (7, 5)),
+        ("spec/http[0]", (9, 5)),  # a list item is where its value starts
+        ("spec/http[0]/route[0]/destination/subset", (10, 36)),  # flow style keeps columns
+        ("spec/http[0]/route[1]", (12, 7)),
+        ("spec/http[0]/route[1]/destination/subset", (14, 9)),
+        ("spec/http[0]/route[1]/weight", (15, 7)),
+    ],
+)
+def test_every_key_and_list_item_has_its_line_and_column(path: str, position: tuple[int, int]) -> None:
+    _, positions = parse_one(VS)
+    assert positions[path] == position
+
+
+def test_a_missing_path_falls_back_to_its_nearest_ancestor() -> None:
+    (doc,), _ = parse_documents(VS, "f.yaml")
+    assert doc.position("spec/http[0]/route[1]/destination/port/number") == (12, 7)
+    assert doc.position("spec/tcp[3]") == (5, 1)
+
+
+def test_values_are_typed_like_yaml_1_1_and_odd_tags_keep_their_text() -> None:
+    data, _ = parse_one(
+        "a: 1\nb: 1.5\nc: true\nd: ~\ne: '5'\nf: 0x1F\ng: .inf\nh: 2001-12-14\ni: !!binary aGk=\nj: !custom x\nk: no\n"
+    )
+    assert data == {
+        "a": 1,
+        "b": 1.5,
+        "c": True,
+        "d": None,
+        "e": "5",
+        "f": 31,
+        "g": float("inf"),
+        "h": "2001-12-14",  # a timestamp stays text: a resource field wants a string anyway
+        "i": "aGk=",
+        "j": "x",
+        "k": False,  # YAML 1.1, as Kubernetes reads it
+    }
+
+
+def test_several_documents_each_know_their_index_and_first_line() -> None:
+    text = "a: 1\n---\nb: 2\n---\n# only a comment\n---\n- c\n"
+    documents, diagnostics = parse_documents(text, "multi.yaml")
+    assert diagnostics == []
+    assert [(d.index, d.line, d.data) for d in documents] == [
+        (0, 1, {"a": 1}),
+        (1, 2, {"b": 2}),
+        (2, 4, None),
+        (3, 6, ["c"]),
+    ]
+    assert documents[1].positions["b"] == (3, 1)  # lines count from the top of the file
+
+
+def test_an_error_in_a_later_document_keeps_the_earlier_ones() -> None:
+    documents, diagnostics = parse_documents("a: 1\n---\nb: [\n", "f.yaml")
+    assert [d.data for d in documents] == [{"a": 1}]
+    (diag,) = diagnostics
+    assert (diag.code, diag.severity, diag.file, diag.line) == ("SBX001", Severity.ERROR, "f.yaml", 4)
+
+
+def test_aliases_repeat_the_anchored_value() -> None:
+    data, _ = parse_one("base: &b {timeout: 1s}\nlist: &l [a, b]\nx: *b\ny: *l\nz: &s text\nw: *s\n")
+    assert data == {
+        "base": {"timeout": "1s"},
+        "list": ["a", "b"],
+        "x": {"timeout": "1s"},
+        "y": ["a", "b"],
+        "z": "text",
+        "w": "text",
+    }
+
+
+def test_an_unknown_alias_is_a_syntax_error_at_its_line() -> None:
+    _, diagnostics = parse_documents("a: 1\nb: *nope\n", "f.yaml")
+    assert [(d.code, d.line, d.message) for d in diagnostics] == [("SBX001", 2, "unknown alias '*nope'")]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("b: &b {x: 1, y: 2}\nm:\n  <<: *b\n", {"x": 1, "y": 2}),
+        ("b: &b {x: 1, y: 2}\nm:\n  <<: *b\n  x: 3\n", {"x": 3, "y": 2}),  # explicit keys win...
+        ("b: &b {x: 1, y: 2}\nm:\n  x: 3\n  <<: *b\n", {"x": 3, "y": 2}),  # ...wherever they are
+        ("a: &a {x: 1}\nb: &b {x: 2, y: 2}\nm:\n  <<: [*a, *b]\n", {"x": 1, "y": 2}),  # the first map wins
+    ],
+)
+def test_merge_keys(text: str, expected: dict[str, int]) -> None:
+    (doc,), diagnostics = parse_documents(text, "f.yaml")
+    assert diagnostics == []  # overriding a merged key is the point of merging, not a duplicate
+    assert doc.data["m"] == expected
+
+
+def test_a_merged_key_points_at_the_merge() -> None:
+    _, positions = parse_one("b: &b {x: 1}\nm:\n  y: 2\n  <<: *b\n")
+    assert positions["m/x"] == (4, 3)
+
+
+def test_a_duplicate_key_is_a_warning_and_the_last_one_wins() -> None:
+    (doc,), diagnostics = parse_documents("spec:\n  host: a\n  subsets: []\n  host: b\n", "dr.yaml")
+    assert doc.data == {"spec": {"host": "b", "subsets": []}}
+    (diag,) = diagnostics
+    assert (diag.code, diag.severity, diag.line, diag.column) == ("SBX010", Severity.WARNING, 4, 3)
+    assert diag.path == "spec/host"
+    assert diag.message == "duplicate key 'host' (the last one wins)"
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "line", "message"),
+    [
+        ("a: [1, 2\n", "SBX001", 2, "invalid YAML"),
+        ("a:\n\tb: 1\n", "SBX001", 2, "invalid YAML"),
+        ("? [a]\n: b\n", "SBX001", 1, "mapping keys must be scalars"),
+        ("a: !!int x\n", "SBX001", 1, "'x' is not a valid int"),
+        ("[" * 200 + "]" * 200, "SBX008", 1, "nesting deeper than 100 levels"),
+    ],
+)
+def test_broken_yaml_is_one_error_with_a_line(text: str, code: str, line: int, message: str) -> None:
+    documents, diagnostics = parse_documents(text, "bad.yaml")
+    assert documents == []
+    (diag,) = diagnostics
+    assert (diag.code, diag.severity, diag.file, diag.line) == (code, Severity.ERROR, "bad.yaml", line)
+    assert message in diag.message
+
+
+def test_bytes_must_be_utf8() -> None:
+    assert parse_documents("name: café".encode(), "f.yaml")[0][0].data == {"name": "café"}
+    _, (diag,) = parse_documents(b"name: caf\xe9", "f.yaml")
+    assert (diag.code, diag.message) == ("SBX001", "not UTF-8 text (byte 9)")
+
+
+def test_dump_keeps_key_order_and_round_trips() -> None:
+    data = {"spec": {"hosts": ["b", "a"], "http": [{"timeout": "1s"}]}, "kind": "VirtualService", "name": "é"}
+    text = dump_yaml(data)
+    assert text.index("spec") < text.index("kind") and "é" in text
+    assert parse_documents(text, "f")[0][0].data == data
+    both = dump_all_yaml([data, {"b": 1}])
+    assert [d.data for d in parse_documents(both, "f")[0]] == [data, {"b": 1}]
