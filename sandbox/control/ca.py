@@ -46,8 +46,9 @@ class WorkloadCertificate:
     key_pem: str = field(repr=False)
     root_pem: str
     serial: int
-    not_before: dt.datetime
+    not_before: dt.datetime  # backdated by CLOCK_SKEW
     not_after: dt.datetime
+    issued_at: dt.datetime  # the start of the lifetime rotation counts from (not the backdated not_before)
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -125,6 +126,7 @@ class MeshCA:
             serial=serial,
             not_before=not_before,
             not_after=not_after,
+            issued_at=now,
         )
 
 
@@ -145,9 +147,10 @@ def rotation_time(
 
 def rotation_due(cert: WorkloadCertificate | x509.Certificate, now: dt.datetime, rng: random.Random) -> bool:
     """True once `cert` has used up about half its life. Pass an rng seeded per certificate
-    (e.g. `random.Random(serial)`) for a stable answer across calls."""
+    (e.g. `random.Random(serial)`) for a stable answer across calls. For a parsed certificate the
+    life starts at not_before, which this CA backdates by CLOCK_SKEW: fine for TTLs of hours."""
     if isinstance(cert, WorkloadCertificate):
-        start, end = cert.not_before, cert.not_after
+        start, end = cert.issued_at, cert.not_after
     else:
         start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
     return now >= rotation_time(start, end, rng)

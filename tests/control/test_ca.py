@@ -106,9 +106,10 @@ def test_rotation_is_due_at_about_half_the_lifetime_with_jitter() -> None:
 @pytest.mark.parametrize(("elapsed", "due"), [(0.0, False), (0.48, False), (0.52, True), (0.99, True)])
 def test_rotation_due(ca: MeshCA, elapsed: float, due: bool) -> None:
     issued = ca.issue("default", "reviews", ttl=dt.timedelta(seconds=100), now=T0)
-    now = issued.not_before + (issued.not_after - issued.not_before) * elapsed
-    assert rotation_due(issued, now, random.Random(issued.serial)) is due
-    assert rotation_due(issued.certificate, now, random.Random(issued.serial)) is due
+    now = T0 + dt.timedelta(seconds=100) * elapsed
+    assert rotation_due(issued, now, random.Random(issued.serial)) is due  # from issue time, not the backdate
+    hours = ca.issue("default", "reviews", now=T0).certificate  # a parsed cert counts from not_before
+    assert rotation_due(hours, T0 + dt.timedelta(hours=24) * elapsed, random.Random(1)) is due
 
 
 def test_workload_keys_never_reach_the_disk_or_the_log(

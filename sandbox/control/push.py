@@ -1,0 +1,324 @@
+"""The push server: one long-lived WebSocket per sidecar, xDS-style ACK/NACK per nonce.
+
+Protocol (JSON text frames; the client side is sandbox/proxy/subscription.py):
+  sidecar -> hello {node, workload, namespace, service_account, token, version (applied, "" if none)}
+  server  -> hello {version}, then `snapshot {version, nonce, snapshot}` whenever this proxy's
+             snapshot version changes, and `certificate {nonce, spiffe_id, cert_chain, private_key,
+             root_cert, serial, not_before, not_after}` on connect and before the cert's half-life
+  sidecar -> ack {nonce, version} | nack {nonce, version (still applied), error}
+
+A hello whose token does not match the identity it claims is refused: the socket closes with code
+4401 and a reason naming the identity, and `refused` counts it. As in xDS, a NACK leaves the
+sidecar on its previous version and the server does not resend the rejected version; the next
+change supersedes it. Per-proxy state (sent, acked, last ACK, NACK reason) feeds proxy-status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from sandbox.control.ca import WorkloadCertificate, rotation_time
+from sandbox.control.tokens import ProxyIdentity
+
+log = logging.getLogger(__name__)
+
+PATH = "/v1/push"
+CLOSE_BAD_HELLO, CLOSE_UNAUTHENTICATED, CLOSE_SUPERSEDED = 4400, 4401, 4409
+HELLO_TIMEOUT = 10.0
+HEARTBEAT = 5.0  # WebSocket pings: a dead peer is noticed within ~2 heartbeats
+
+SnapshotSource = Callable[[ProxyIdentity, str], "tuple[str, dict[str, Any]] | None"]  # (identity, node)
+CertificateSource = Callable[[ProxyIdentity], WorkloadCertificate]
+Authenticator = Callable[[ProxyIdentity, str], bool]
+
+
+class SyncState(StrEnum):
+    SYNCED = "SYNCED"
+    STALE = "STALE"  # sent but not acknowledged yet, or not sent yet
+    NACK = "NACK"
+    DISCONNECTED = "DISCONNECTED"
+
+
+@dataclass
+class ProxyStatus:
+    node: str
+    identity: ProxyIdentity
+    connected: bool = True
+    connected_at: float = 0.0  # wall-clock seconds
+    version_current: str = ""  # what this proxy should run now
+    version_sent: str = ""
+    nonce_sent: str = ""
+    version_acked: str = ""
+    last_ack: float | None = None  # wall-clock seconds
+    nack_version: str = ""
+    nack_reason: str = ""
+    pushes: int = 0
+    cert_serial: str = ""
+    cert_expiry: str = ""
+    pending_since: float | None = field(default=None, repr=False)  # monotonic: earliest unacked change
+
+    @property
+    def state(self) -> SyncState:
+        if not self.connected:
+            return SyncState.DISCONNECTED
+        if self.version_current and self.version_acked == self.version_current:
+            return SyncState.SYNCED
+        if self.nack_version and self.nack_version == self.version_sent:
+            return SyncState.NACK
+        return SyncState.STALE
+
+    def to_json(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        return {
+            "proxy": self.node,
+            "workload": self.identity.workload,
+            "namespace": self.identity.namespace,
+            "serviceAccount": self.identity.service_account,
+            "state": self.state.value,
+            "connected": self.connected,
+            "versionCurrent": self.version_current,
+            "versionSent": self.version_sent,
+            "versionAcked": self.version_acked,
+            "sinceLastAck": None if self.last_ack is None else round(now - self.last_ack, 3),
+            "nackVersion": self.nack_version,
+            "nackReason": self.nack_reason,
+            "pushes": self.pushes,
+            "certSerial": self.cert_serial,
+            "certExpiry": self.cert_expiry,
+        }
+
+
+@dataclass
+class PushStats:
+    connections: int = 0  # accepted, ever
+    refused: int = 0  # bad hello or wrong token
+    pushes: int = 0
+    acks: int = 0
+    nacks: int = 0
+    certificates: int = 0
+
+
+@dataclass
+class _Connection:
+    ws: web.WebSocketResponse
+    status: ProxyStatus
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    cert_due: bool = True
+    cert_nonce: str = ""
+    latest: tuple[str, dict[str, Any]] | None = None
+    changed_at: float | None = None
+    rotation: asyncio.TimerHandle | None = None
+
+
+class PushServer:
+    def __init__(
+        self,
+        snapshots: SnapshotSource,
+        authenticate: Authenticator,
+        certificates: CertificateSource | None = None,
+        *,
+        on_converged: Callable[[float], None] | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        heartbeat: float = HEARTBEAT,
+    ) -> None:
+        self._snapshots = snapshots
+        self._authenticate = authenticate
+        self._certificates = certificates
+        self._on_converged = on_converged
+        self._rng = rng or random.Random()
+        self._clock, self._wall = clock, wall
+        self._heartbeat = heartbeat
+        self._connections: dict[str, _Connection] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self.proxies: dict[str, ProxyStatus] = {}
+        self.stats = PushStats()
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get(PATH, self.handle)
+        app.on_shutdown.append(self._shutdown)
+
+    @property
+    def connected(self) -> int:
+        return len(self._connections)
+
+    def push_all(self, changed_at: float | None = None) -> None:
+        """The config changed (first seen at `changed_at`, monotonic): re-check every proxy's version.
+
+        Each proxy's current version is computed here, synchronously, so proxy-status never calls a
+        proxy SYNCED on a version that is already outdated; the sends happen in each connection's task.
+        """
+        changed_at = self._clock() if changed_at is None else changed_at
+        for conn in self._connections.values():
+            self._refresh(conn, changed_at)
+
+    def _refresh(self, conn: _Connection, changed_at: float) -> None:
+        found = self._snapshots(conn.status.identity, conn.status.node)
+        if found is not None and found[0] != conn.status.version_sent and conn.changed_at is None:
+            conn.changed_at = changed_at  # the earliest change this proxy has not been sent yet
+        conn.latest = found
+        conn.status.version_current = found[0] if found else ""
+        conn.wake.set()
+
+    def sync_status(self) -> list[dict[str, Any]]:
+        now = self._wall()
+        return [self.proxies[node].to_json(now) for node in sorted(self.proxies)]
+
+    # -- one connection --------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=self._heartbeat, max_msg_size=16 * 1024 * 1024)
+        await ws.prepare(request)
+        hello = await self._read_hello(ws)
+        if hello is None:
+            return ws
+        identity, node, version = hello
+        old = self._connections.pop(node, None)
+        if old is not None:  # closing waits for the peer's reply: not on this handler's path
+            closing = asyncio.create_task(
+                old.ws.close(code=CLOSE_SUPERSEDED, message=b"superseded by a newer connection")
+            )
+            self._background.add(closing)
+            closing.add_done_callback(self._background.discard)
+        status = ProxyStatus(node, identity, connected_at=self._wall())
+        if version:  # a sidecar that kept its snapshot across our restart: nothing to resend if current
+            status.version_sent = status.version_acked = version
+            status.last_ack = status.connected_at
+        self.proxies[node] = status
+        conn = _Connection(ws, status, cert_due=self._certificates is not None)
+        self._connections[node] = conn
+        self.stats.connections += 1
+        sender = asyncio.create_task(self._sender(conn), name=f"push:{node}")
+        try:
+            await ws.send_json({"type": "hello", "version": status.version_sent})
+            self._refresh(conn, self._clock())
+            await self._receive(conn)
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            if conn.rotation:
+                conn.rotation.cancel()
+            if self._connections.get(node) is conn:
+                del self._connections[node]
+                status.connected = False
+        return ws
+
+    async def _read_hello(self, ws: web.WebSocketResponse) -> tuple[ProxyIdentity, str, str] | None:
+        try:
+            msg = await ws.receive(timeout=HELLO_TIMEOUT)
+            data = json.loads(msg.data) if msg.type is WSMsgType.TEXT else None
+            if not isinstance(data, dict) or data.get("type") != "hello":
+                raise ValueError("the first message must be a hello")
+            fields = [data.get(k) for k in ("workload", "namespace", "service_account", "token", "node", "version")]
+            if not all(isinstance(f, str) for f in fields) or not all(fields[:4]):
+                raise ValueError("hello needs workload, namespace, service_account, token, node and version")
+        except (TimeoutError, ValueError) as exc:
+            self.stats.refused += 1
+            await ws.close(code=CLOSE_BAD_HELLO, message=str(exc).encode()[:120])
+            return None
+        workload, namespace, service_account, token, node, version = (str(f) for f in fields)
+        identity = ProxyIdentity(workload, namespace, service_account)
+        if not self._authenticate(identity, token):
+            self.stats.refused += 1
+            reason = f"bootstrap token does not match {workload} ({namespace}/{service_account})"
+            log.warning("refused a sidecar: %s", reason)
+            await ws.close(code=CLOSE_UNAUTHENTICATED, message=reason.encode()[:120])
+            return None
+        return identity, node or workload, version
+
+    async def _sender(self, conn: _Connection) -> None:
+        """Wakes on every change; sends only what differs from what this proxy was last sent."""
+        status = conn.status
+        while not conn.ws.closed:
+            await conn.wake.wait()
+            conn.wake.clear()
+            if conn.cert_due and self._certificates is not None:
+                conn.cert_due = False
+                await self._send_certificate(conn, self._certificates(status.identity))
+            if conn.latest is None or conn.latest[0] == status.version_sent:
+                continue
+            version, payload = conn.latest
+            nonce = secrets.token_hex(8)
+            status.version_sent, status.nonce_sent = version, nonce
+            if status.pending_since is None:
+                status.pending_since = conn.changed_at if conn.changed_at is not None else self._clock()
+            conn.changed_at = None
+            status.pushes += 1
+            self.stats.pushes += 1
+            await conn.ws.send_str(
+                json.dumps({"type": "snapshot", "version": version, "nonce": nonce, "snapshot": payload})
+            )
+
+    async def _send_certificate(self, conn: _Connection, cert: WorkloadCertificate) -> None:
+        conn.cert_nonce = secrets.token_hex(8)
+        conn.status.cert_serial = f"{cert.serial:x}"
+        conn.status.cert_expiry = cert.not_after.isoformat()
+        self.stats.certificates += 1
+        await conn.ws.send_json(
+            {
+                "type": "certificate",
+                "nonce": conn.cert_nonce,
+                "spiffe_id": cert.spiffe_id,
+                "cert_chain": cert.cert_pem,
+                "private_key": cert.key_pem,
+                "root_cert": cert.root_pem,
+                "serial": f"{cert.serial:x}",
+                "not_before": cert.not_before.isoformat(),
+                "not_after": cert.not_after.isoformat(),
+            }
+        )
+        due = rotation_time(cert.issued_at, cert.not_after, self._rng)
+        delay = max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds())
+        conn.rotation = asyncio.get_running_loop().call_later(delay, self._rotate, conn)
+
+    def _rotate(self, conn: _Connection) -> None:
+        conn.cert_due = True
+        conn.wake.set()
+
+    async def _receive(self, conn: _Connection) -> None:
+        status = conn.status
+        async for msg in conn.ws:
+            if msg.type is not WSMsgType.TEXT:
+                continue
+            try:
+                data = json.loads(msg.data)
+                kind, nonce = data["type"], data["nonce"]
+            except (ValueError, KeyError, TypeError):
+                log.warning("%s: ignoring a malformed message", status.node)
+                continue
+            if nonce == conn.cert_nonce:
+                if kind == "nack":
+                    log.warning("%s rejected its certificate: %s", status.node, data.get("error", ""))
+                continue
+            if nonce != status.nonce_sent:
+                continue  # a reply to a push that a newer one superseded
+            if kind == "ack":
+                self.stats.acks += 1
+                status.version_acked, status.last_ack = status.version_sent, self._wall()
+                status.nack_version = status.nack_reason = ""
+                if status.pending_since is not None and self._on_converged is not None:
+                    self._on_converged(max(0.0, self._clock() - status.pending_since))
+                status.pending_since = None
+            elif kind == "nack":
+                self.stats.nacks += 1
+                status.nack_version, status.nack_reason = status.version_sent, str(data.get("error", ""))[:1000]
+                status.pending_since = None
+                log.warning("%s rejected version %s: %s", status.node, status.version_sent, status.nack_reason)
+
+    async def _shutdown(self, _app: web.Application) -> None:
+        for conn in list(self._connections.values()):
+            await conn.ws.close(code=1001, message=b"control plane shutting down")
