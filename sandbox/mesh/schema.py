@@ -280,6 +280,8 @@ def encode(value: Any) -> Any:
             v = getattr(value, f.name)
             if v is None or (isinstance(v, tuple | dict) and not v):
                 continue
+            if f.default is not dataclasses.MISSING and type(v) is type(f.default) and v == f.default:
+                continue  # e.g. `ignoreUriCase: false` nobody wrote
             out[yaml_name(f)] = encode(v)
         return out
     if isinstance(value, Enum):
