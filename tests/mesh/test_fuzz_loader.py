@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import sandbox.mesh.legacy  # noqa: F401  (registers the legacy kinds: fuzz them too, in a stable order)
 from sandbox.mesh.diagnostics import Diagnostic, Severity
 from sandbox.mesh.loader import LoadResult, load_text, load_texts
 from sandbox.mesh.resources import KINDS
