@@ -1,0 +1,187 @@
+"""Watch the Istio directory and the Compose file; hand changed texts to the store (the only watchdog user).
+
+Events are only a hint. Editors save in many ways (in place; a temp file renamed over the
+original; vim's `4913` probe and `file~` backup; Emacs's `.#file` locks), and a Kubernetes
+ConfigMap mount swaps a `..data` symlink to a new timestamped directory that the visible files
+point into. Rather than interpreting each event sequence, every (debounced) burst triggers a
+rescan that reads each YAML file through its symlinks and compares content hashes with the last
+scan, so whatever the sequence was, the result is the set of files whose content changed.
+Hidden entries (`..data`, `..2024_...`, `.git`) are not scanned, but events under them still
+trigger a rescan, which is how a ConfigMap swap is seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+from sandbox.control.debounce import DEFAULT_MAX_DELAY, DEFAULT_QUIET, Batch, DebounceDriver, Debouncer
+
+log = logging.getLogger(__name__)
+
+YAML_SUFFIXES = (".yaml", ".yml", ".json")
+TEMP_SUFFIXES = (".swp", ".swx", ".swo", "~", ".tmp", ".part")
+QUIET_EVENTS = frozenset({"opened", "closed_no_write"})  # our own reads cause these
+
+
+def is_temporary(name: str) -> bool:
+    """Editor droppings: vim swap files and its `4913` write probe, backups, Emacs lock files."""
+    return name == "4913" or name.startswith(".#") or name.endswith(TEMP_SUFFIXES)
+
+
+def is_config_file(name: str) -> bool:
+    return not name.startswith(".") and not is_temporary(name) and name.endswith(YAML_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class WatchUpdate:
+    """What changed since the last update: Istio files by path (None: deleted) and the compose text."""
+
+    istio: dict[str, bytes | None] = field(default_factory=dict)
+    compose: bytes | None = None  # None: unchanged (or missing: the last good topology stays)
+    first_seen: float = 0.0  # monotonic time of the first event of the burst
+
+    def __bool__(self) -> bool:
+        return bool(self.istio) or self.compose is not None
+
+
+def read_config_dir(root: Path, exclude: frozenset[Path] = frozenset()) -> dict[str, bytes]:
+    """Every visible YAML/JSON file under `root` (symlinks followed, loops skipped) -> its bytes."""
+    found: dict[str, bytes] = {}
+    seen_dirs: set[tuple[int, int]] = set()
+    for directory, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(directory)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink loop
+            dirnames[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(directory, name)
+            if not is_config_file(name) or path in exclude:
+                continue
+            try:
+                found[str(path)] = path.read_bytes()
+            except OSError:  # vanished between listing and reading, or a dangling symlink mid-swap
+                continue
+    return found
+
+
+class ConfigScanner:
+    """The pure-ish half: rescans and diffs by content hash (no watchdog, no event loop)."""
+
+    def __init__(self, istio_dir: str | Path, compose_file: str | Path | None = None) -> None:
+        self.istio_dir = Path(istio_dir)
+        self.compose_file = Path(compose_file) if compose_file else None
+        self._hashes: dict[str, str] = {}
+        self._compose_hash = ""
+
+    def scan(self, first_seen: float = 0.0) -> WatchUpdate:
+        exclude = frozenset({self.compose_file}) if self.compose_file else frozenset()
+        current = read_config_dir(self.istio_dir, exclude)
+        changes: dict[str, bytes | None] = {}
+        hashes = {name: hashlib.sha256(data).hexdigest() for name, data in current.items()}
+        for name, digest in hashes.items():
+            if self._hashes.get(name) != digest:
+                changes[name] = current[name]
+        for name in self._hashes.keys() - hashes.keys():
+            changes[name] = None
+        self._hashes = hashes
+        compose = None
+        if self.compose_file is not None:
+            with contextlib.suppress(OSError):
+                data = self.compose_file.read_bytes()
+                digest = hashlib.sha256(data).hexdigest()
+                if digest != self._compose_hash:
+                    self._compose_hash, compose = digest, data
+        return WatchUpdate(changes, compose, first_seen)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, notify: Callable[[str], None], only: str | None = None) -> None:
+        self._notify = notify
+        self._only = only  # for the compose file's directory: events about that one name
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in QUIET_EVENTS:
+            return
+        paths = [p for p in (event.src_path, getattr(event, "dest_path", "")) if p]
+        names = [os.path.basename(os.fsdecode(p)) for p in paths]
+        if self._only is not None:
+            if self._only in names:
+                self._notify(self._only)
+        elif not all(is_temporary(n) for n in names):
+            self._notify(os.fsdecode(paths[0]))
+
+
+class ConfigWatcher:
+    """watchdog -> debouncer -> rescan -> `on_update(WatchUpdate)`, on the running event loop."""
+
+    def __init__(
+        self,
+        istio_dir: str | Path,
+        compose_file: str | Path | None,
+        on_update: Callable[[WatchUpdate], None],
+        *,
+        quiet: float = DEFAULT_QUIET,
+        max_delay: float = DEFAULT_MAX_DELAY,
+    ) -> None:
+        self.scanner = ConfigScanner(istio_dir, compose_file)
+        self._on_update = on_update
+        self._debouncer: Debouncer[str] = Debouncer(quiet, max_delay)
+        self._driver: DebounceDriver[str] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._observer: BaseObserver | None = None
+
+    def initial(self) -> WatchUpdate:
+        """Everything as it is now; call before `start` so the store begins complete."""
+        return self.scanner.scan(time.monotonic())
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._driver = DebounceDriver(self._on_batch, self._debouncer, loop=self._loop)
+        observer = Observer()
+        observer.schedule(_Handler(self._from_thread), str(self.scanner.istio_dir), recursive=True)
+        compose = self.scanner.compose_file
+        if compose is not None:
+            only = _Handler(self._from_thread, compose.name)
+            observer.schedule(only, str(compose.parent.resolve()), recursive=False)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
+        if self._driver is not None:
+            self._driver.close()
+
+    def _from_thread(self, key: str) -> None:
+        loop, driver = self._loop, self._driver
+        if loop is None or driver is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            loop.call_soon_threadsafe(driver.add, key)
+
+    def _on_batch(self, batch: Batch[str]) -> None:
+        update = self.scanner.scan(batch.first_seen)
+        if update:
+            log.debug("config change: %s", sorted(update.istio) + (["<compose>"] if update.compose else []))
+            self._on_update(update)
