@@ -1,0 +1,140 @@
+"""Precompiled matchers for snapshot routes: built once per snapshot, called for every request.
+
+Envoy semantics as Istio configures them (../shared/reference/istio-semantics.md §1.1): string
+matches are case-sensitive (ignoreUriCase only for uri exact/prefix), regexes must match the
+whole value (RE2 in Envoy, Python `re` here: the common syntax is the same), the path is matched
+without its query string, `withoutHeaders` treats a missing header as empty (route.go sets
+treat_missing_header_as_empty) except for the presence form.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+from sandbox.control.snapshot import KeyMatcher, RouteMatch, StringMatcher
+from sandbox.proxy.decision import RequestHead
+
+StringTest = Callable[[str], object]  # truthy when the value matches
+MapTest = Callable[[Mapping[str, str]], bool]
+
+
+def _never(_: str) -> bool:
+    return False
+
+
+def _always(_: str) -> bool:
+    return True
+
+
+def string_test(m: StringMatcher) -> StringTest:
+    value = m.value
+    if m.kind == "exact":
+        if m.ignore_case:
+            lowered = value.lower()
+            return lambda s: s.lower() == lowered
+        return value.__eq__
+    if m.kind == "prefix":
+        if m.ignore_case:
+            lowered = value.lower()
+            return lambda s: s.lower().startswith(lowered)
+        return lambda s: s.startswith(value)
+    if m.kind == "regex":
+        try:
+            return re.compile(value).fullmatch
+        except re.error:  # Envoy would reject the config; the analyzer reports it; never match here
+            return _never
+    return _always  # present
+
+
+def key_test(k: KeyMatcher, *, invert: bool = False) -> MapTest:
+    name, m = k.name, k.match
+    if m.kind == "present":
+        if invert:
+            return lambda values: name not in values
+        return lambda values: name in values
+    test = string_test(m)
+    if invert:
+        return lambda values: not test(values.get(name, ""))
+
+    def present_and_matches(values: Mapping[str, str]) -> bool:
+        v = values.get(name)
+        return v is not None and bool(test(v))
+
+    return present_and_matches
+
+
+def parse_query(query: str) -> dict[str, str]:
+    """Query parameters, first value wins; `?key` has the value "" (so `exact: ""` matches it)."""
+    out: dict[str, str] = {}
+    if not query:
+        return out
+    from urllib.parse import unquote_plus
+
+    for part in query.split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        out.setdefault(unquote_plus(key), unquote_plus(value))
+    return out
+
+
+class CompiledMatch:
+    """One RouteMatch, compiled. `uri` tests the path without the query string."""
+
+    __slots__ = ("authority", "headers", "method", "query", "scheme", "uri", "uri_kind", "uri_value")
+
+    def __init__(self, m: RouteMatch) -> None:
+        self.uri: StringTest | None = string_test(m.uri) if m.uri is not None else None
+        self.uri_kind = m.uri.kind if m.uri is not None else "prefix"
+        self.uri_value = m.uri.value if m.uri is not None else "/"
+        self.method = string_test(m.method) if m.method is not None else None
+        self.scheme = string_test(m.scheme) if m.scheme is not None else None
+        self.authority = string_test(m.authority) if m.authority is not None else None
+        self.headers: tuple[MapTest, ...] = tuple(
+            [key_test(h) for h in m.headers] + [key_test(h, invert=True) for h in m.without_headers]
+        )
+        self.query: tuple[MapTest, ...] = tuple(key_test(q) for q in m.query_params)
+
+    def matches(self, path: str, head: RequestHead, query: str) -> bool:
+        """`path` without the query string; `query` the raw query string (parsed only if needed)."""
+        if self.uri is not None and not self.uri(path):
+            return False
+        if self.method is not None and not self.method(head.method):
+            return False
+        if self.authority is not None and not self.authority(head.authority):
+            return False
+        if self.scheme is not None and not self.scheme(head.scheme):
+            return False
+        if self.headers:
+            headers = head.headers
+            for test in self.headers:
+                if not test(headers):
+                    return False
+        if self.query:
+            params = parse_query(query)
+            for test in self.query:
+                if not test(params):
+                    return False
+        return True
+
+
+def regex_substitution(pattern: str, template: str) -> Callable[[str], str]:
+    """Envoy regex_rewrite: every match of `pattern` in the path is replaced by `template`, where
+    `\\1`..`\\9` are capture groups (RE2 syntax)."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error:
+        return lambda path: path
+    parts: list[str | int] = []
+    pos = 0
+    for m in re.finditer(r"\\(\d)", template):
+        parts.append(template[pos : m.start()])
+        parts.append(int(m.group(1)))
+        pos = m.end()
+    parts.append(template[pos:])
+
+    def expand(m: re.Match[str]) -> str:
+        return "".join(p if isinstance(p, str) else (m.group(p) or "") for p in parts)
+
+    return lambda path: compiled.sub(expand, path)
