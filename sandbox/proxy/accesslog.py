@@ -1,0 +1,98 @@
+"""Access log lines in Istio's default TEXT format (istio-semantics.md §3.3, `EnvoyTextLogFormat`):
+
+[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE%
+%RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS%
+"%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION%
+%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%"
+"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER_RAW%
+%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS%
+%REQUESTED_SERVER_NAME% %ROUTE_NAME%
+
+(one line). Missing values print `-`; START_TIME is UTC with milliseconds, as Envoy prints it;
+DURATION and the upstream service time are whole milliseconds. Lines are buffered and written
+in one call per flush (every second, or sooner when the buffer fills), so stdout costs no
+syscall per request; formatting happens at flush time too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+
+from sandbox.proxy.record import RequestRecord
+
+_second_cache: list[tuple[int, str]] = [(-1, "")]
+
+
+def _start_time(epoch: float) -> str:
+    seconds, millis = divmod(round(epoch * 1000), 1000)
+    cached_second, prefix = _second_cache[0]
+    if cached_second != seconds:  # lines come in bursts from the same second: format it once
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _second_cache[0] = (seconds, prefix)
+    return f"{prefix}.{millis:03d}Z"
+
+
+def format_line(r: RequestRecord) -> str:
+    d = _dash
+    service_time = "-" if r.upstream_service_time is None else str(int(r.upstream_service_time * 1000))
+    return (
+        f'[{_start_time(r.start_time)}] "{d(r.method)} {d(r.path)} {d(r.protocol)}" {r.response_code} '
+        f"{d(r.response_flags)} {d(r.response_code_details)} {d(r.connection_termination_details)} "
+        f'"{d(r.upstream_transport_failure_reason)}" {r.bytes_received} {r.bytes_sent} {int(r.duration * 1000)} '
+        f'{service_time} "{d(r.x_forwarded_for)}" "{d(r.user_agent)}" "{d(r.request_id)}" "{d(r.authority)}" '
+        f'"{d(r.upstream_host)}" {d(r.upstream_cluster)} {d(r.upstream_local_address)} '
+        f"{d(r.downstream_local_address)} {d(r.downstream_remote_address)} {d(r.requested_server_name)} "
+        f"{d(r.route_name)}\n"
+    )
+
+
+def _dash(value: str | None) -> str:
+    return value if value else "-"
+
+
+class AccessLog:
+    """Buffers records and writes their lines through `write` (stdout by default)."""
+
+    def __init__(
+        self,
+        write: Callable[[str], object] | None = None,
+        max_buffered: int = 256,
+        flush_interval: float = 1.0,
+    ) -> None:
+        self._write = write or _stdout_write
+        self.max_buffered = max_buffered
+        self.flush_interval = flush_interval
+        self._buffer: list[RequestRecord] = []
+        self.lines_written = 0
+
+    def log(self, rec: RequestRecord) -> None:
+        buffer = self._buffer
+        buffer.append(rec)
+        if len(buffer) >= self.max_buffered:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        records, self._buffer = self._buffer, []
+        self._write("".join(map(format_line, records)))
+        self.lines_written += len(records)
+
+    async def run(self) -> None:
+        """Flush every `flush_interval` until cancelled (then flush what is left)."""
+        try:
+            while True:
+                await asyncio.sleep(self.flush_interval)
+                self.flush()
+        finally:
+            with contextlib.suppress(Exception):
+                self.flush()
+
+
+def _stdout_write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()

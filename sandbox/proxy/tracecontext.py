@@ -1,0 +1,147 @@
+"""Trace context: x-request-id, B3 and W3C traceparent, created or propagated as Envoy does.
+
+- x-request-id: kept when the request has one, else a new UUID v4 (Envoy's generate_request_id).
+- Incoming context: B3 multi headers (x-b3-traceid 16 or 32 hex, x-b3-spanid, x-b3-parentspanid,
+  x-b3-sampled 1/0/true/false, x-b3-flags 1 = debug), else the single `b3` header, else W3C
+  `traceparent` (00-<32 hex>-<16 hex>-<flags>). Malformed values are ignored, never an error.
+- Outbound (client side): a CLIENT span, a child of the incoming span (or a new trace).
+- Inbound (server side): Envoy's Zipkin tracer shares the client's span context
+  (`shared_span_context`, default true): the SERVER span reuses the incoming span and parent ids.
+  With no incoming context it starts a new trace.
+- Sampling follows an incoming decision; otherwise `sampling` percent (100 in a sandbox).
+- Injected upstream: x-b3-traceid, x-b3-spanid, x-b3-parentspanid, x-b3-sampled and traceparent
+  (tracestate passes through untouched).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+_HEX = frozenset("0123456789abcdef")
+B3_HEADERS = ("x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags")
+
+
+@dataclass(slots=True)
+class TraceContext:
+    trace_id: str  # 32 hex (a 64-bit B3 id is kept as sent, 16 hex)
+    span_id: str  # 16 hex
+    parent_id: str | None
+    sampled: bool
+    kind: str  # CLIENT (outbound) | SERVER (inbound)
+    shared: bool = False  # a SERVER span sharing the client's span id (Zipkin "shared")
+
+    def headers(self) -> list[tuple[str, str]]:
+        """The headers to send upstream (or to the app, inbound)."""
+        sampled = "1" if self.sampled else "0"
+        out = [("x-b3-traceid", self.trace_id), ("x-b3-spanid", self.span_id)]
+        if self.parent_id:
+            out.append(("x-b3-parentspanid", self.parent_id))
+        out.append(("x-b3-sampled", sampled))
+        out.append(("traceparent", f"00-{self.trace_id.rjust(32, '0')}-{self.span_id}-0{sampled}"))
+        return out
+
+
+def _hex(value: str | None, *lengths: int) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if len(value) in lengths and _HEX.issuperset(value) and value.strip("0"):
+        return value
+    return None
+
+
+def _sampled(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    v = value.strip().lower()
+    if v in ("1", "true", "d"):
+        return True
+    if v in ("0", "false"):
+        return False
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    trace_id: str
+    span_id: str | None
+    parent_id: str | None
+    sampled: bool | None
+
+
+def extract(headers: dict[str, str]) -> Incoming | None:
+    """The trace context a request carries, or None (header names are lowercase)."""
+    trace_id = _hex(headers.get("x-b3-traceid"), 16, 32)
+    if trace_id is not None:
+        sampled = _sampled(headers.get("x-b3-sampled"))
+        if headers.get("x-b3-flags", "").strip() == "1":
+            sampled = True
+        return Incoming(
+            trace_id,
+            _hex(headers.get("x-b3-spanid"), 16),
+            _hex(headers.get("x-b3-parentspanid"), 16),
+            sampled,
+        )
+    single = headers.get("b3")
+    if single:
+        parts = single.strip().split("-")
+        if len(parts) == 1:
+            return None  # sampling-only form ("0", "1", "d"): no context to continue
+        trace_id = _hex(parts[0], 16, 32)
+        if trace_id is not None and len(parts) >= 2:
+            sampled = _sampled(parts[2]) if len(parts) >= 3 else None
+            parent = _hex(parts[3], 16) if len(parts) >= 4 else None
+            return Incoming(trace_id, _hex(parts[1], 16), parent, sampled)
+    parent_header = headers.get("traceparent")
+    if parent_header:
+        parts = parent_header.strip().lower().split("-")
+        if len(parts) >= 4 and parts[0] != "ff" and len(parts[0]) == 2:
+            trace_id, span_id, flags = _hex(parts[1], 32), _hex(parts[2], 16), parts[3]
+            if trace_id and span_id and len(flags) == 2 and _HEX.issuperset(flags):
+                return Incoming(trace_id, span_id, None, bool(int(flags, 16) & 1))
+    return None
+
+
+class TraceIds:
+    """Id generation and the sampling decision, with an injected rng."""
+
+    __slots__ = ("_bits", "_rand", "sampling")
+
+    def __init__(self, rng: random.Random | None = None, sampling: float = 100.0) -> None:
+        rng = rng or random.Random()
+        self._bits = rng.getrandbits
+        self._rand = rng.random
+        self.sampling = sampling  # percent, as Istio's pilot.traceSampling
+
+    def span_id(self) -> str:
+        return f"{self._bits(64) or 1:016x}"
+
+    def trace_id(self) -> str:
+        return f"{self._bits(128) or 1:032x}"
+
+    def request_id(self) -> str:
+        """A random UUID v4 string."""
+        v = self._bits(128)
+        h = f"{(v & ~(0xF000 << 64) & ~(0xC << 60)) | (0x4000 << 64) | (0x8 << 60):032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+    def sample(self) -> bool:
+        s = self.sampling
+        return s >= 100.0 or (s > 0.0 and self._rand() * 100.0 < s)
+
+    def outbound(self, headers: dict[str, str]) -> TraceContext:
+        incoming = extract(headers)
+        if incoming is None:
+            return TraceContext(self.trace_id(), self.span_id(), None, self.sample(), "CLIENT")
+        sampled = incoming.sampled if incoming.sampled is not None else self.sample()
+        return TraceContext(incoming.trace_id, self.span_id(), incoming.span_id, sampled, "CLIENT")
+
+    def inbound(self, headers: dict[str, str]) -> TraceContext:
+        incoming = extract(headers)
+        if incoming is None or incoming.span_id is None:
+            trace_id = incoming.trace_id if incoming else self.trace_id()
+            sampled = incoming.sampled if incoming and incoming.sampled is not None else self.sample()
+            return TraceContext(trace_id, self.span_id(), None, sampled, "SERVER")
+        sampled = incoming.sampled if incoming.sampled is not None else self.sample()
+        return TraceContext(incoming.trace_id, incoming.span_id, incoming.parent_id, sampled, "SERVER", shared=True)

@@ -1,0 +1,189 @@
+"""Spans in Zipkin v2 JSON (Jaeger ingests it on :9411 `/api/v2/spans`), batched and sent in the
+background so a request never waits for the tracing backend.
+
+One span per hop, as Envoy's Zipkin tracer writes it (istio-semantics.md §3.2): named after the
+route's operation (`reviews.default.svc.cluster.local:9080/*`), kind CLIENT on the outbound side
+and SERVER on the inbound side (sharing the client's span id), service name `<app>.<namespace>`,
+with Envoy's tags (http.method, http.url, http.protocol, http.status_code, response_flags,
+upstream_cluster, node_id, component=proxy, guid:x-request-id, peer.address, request_size,
+response_size, error on 5xx) and Istio's (istio.canonical_service, istio.canonical_revision,
+istio.namespace, istio.mesh_id, istio.cluster_id).
+
+The reporter keeps finished records in a bounded list; when it is full, new spans are dropped
+and counted (`spans_dropped`). Turning records into JSON happens at send time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sandbox.control.snapshot import ProxyIdentity
+from sandbox.proxy.metrics import Peer
+from sandbox.proxy.record import RequestRecord
+
+log = logging.getLogger(__name__)
+DEFAULT_ZIPKIN_URL = "http://127.0.0.1:9411/api/v2/spans"
+Post = Callable[[bytes], Awaitable[None]]
+
+
+def _address(hostport: str | None) -> dict[str, Any] | None:
+    if not hostport:
+        return None
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    host = host.strip("[]")
+    endpoint: dict[str, Any] = {"port": int(port)}
+    endpoint["ipv6" if ":" in host else "ipv4"] = host
+    return endpoint
+
+
+class SpanBuilder:
+    """Everything about this proxy a span repeats: service name, node id, Istio tags."""
+
+    def __init__(self, identity: ProxyIdentity, ip: str = "127.0.0.1", mesh_id: str = "cluster.local") -> None:
+        peer = Peer.from_identity(identity, mtls=False)
+        app = identity.app or identity.labels.get("app") or identity.workload
+        self.service_name = f"{app}.{identity.namespace}" if app else "istio-proxy"
+        node_type = "router" if identity.kind == "router" else "sidecar"
+        self.node_id = (
+            f"{node_type}~{ip}~{identity.workload}.{identity.namespace}~{identity.namespace}.svc.cluster.local"
+        )
+        self.local_endpoint = {"serviceName": self.service_name, "ipv4": ip}
+        self.istio_tags = {
+            "istio.canonical_service": peer.canonical_service,
+            "istio.canonical_revision": peer.canonical_revision,
+            "istio.namespace": identity.namespace,
+            "istio.mesh_id": mesh_id,
+            "istio.cluster_id": peer.cluster,
+        }
+
+    def span(self, rec: RequestRecord) -> dict[str, Any]:
+        ctx = rec.trace
+        assert ctx is not None
+        tags = {
+            "component": "proxy",
+            "node_id": self.node_id,
+            "guid:x-request-id": rec.request_id,
+            "http.method": rec.method,
+            "http.url": f"{rec.scheme}://{rec.authority}{rec.path}",
+            "http.protocol": rec.protocol,
+            "http.status_code": str(rec.response_code),
+            "response_flags": rec.response_flags or "-",
+            "request_size": str(rec.bytes_received),
+            "response_size": str(rec.bytes_sent),
+            "upstream_cluster": rec.upstream_cluster or "-",
+            "upstream_cluster.name": rec.upstream_cluster or "-",
+            **self.istio_tags,
+        }
+        if rec.downstream_remote_address:
+            tags["peer.address"] = rec.downstream_remote_address.rpartition(":")[0].strip("[]")
+        if rec.upstream_host:
+            tags["upstream_address"] = rec.upstream_host
+        if rec.user_agent:
+            tags["user_agent"] = rec.user_agent
+        if rec.response_code >= 500 or rec.response_code == 0:
+            tags["error"] = "true"
+        span: dict[str, Any] = {
+            "traceId": ctx.trace_id,
+            "id": ctx.span_id,
+            "name": rec.operation or f"{rec.authority}{rec.path.partition('?')[0]}",
+            "kind": ctx.kind,
+            "timestamp": int(rec.start_time * 1_000_000),
+            "duration": max(1, int(rec.duration * 1_000_000)),
+            "localEndpoint": self.local_endpoint,
+            "tags": tags,
+        }
+        if ctx.parent_id:
+            span["parentId"] = ctx.parent_id
+        if ctx.shared:
+            span["shared"] = True
+        remote = _address(rec.upstream_host if ctx.kind == "CLIENT" else rec.downstream_remote_address)
+        if remote is not None:
+            span["remoteEndpoint"] = remote
+        return span
+
+
+class SpanReporter:
+    """A bounded queue of finished records, sent as Zipkin v2 JSON batches by `run()`."""
+
+    def __init__(
+        self,
+        builder: SpanBuilder,
+        url: str = DEFAULT_ZIPKIN_URL,
+        post: Post | None = None,
+        max_queue: int = 4096,
+        batch_size: int = 256,
+        flush_interval: float = 1.0,
+    ) -> None:
+        self.builder = builder
+        self.url = url
+        self._post = post
+        self.max_queue = max_queue
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self._queue: list[RequestRecord] = []
+        self._wake: asyncio.Event | None = None
+        self.spans_sent = 0
+        self.spans_dropped = 0
+        self.send_failures = 0
+        self._session: Any = None
+
+    def submit(self, rec: RequestRecord) -> None:
+        """Never blocks: queue the record, or drop and count it when the queue is full."""
+        queue = self._queue
+        if len(queue) >= self.max_queue:
+            self.spans_dropped += 1
+            return
+        queue.append(rec)
+        if len(queue) >= self.batch_size and self._wake is not None:
+            self._wake.set()
+
+    def encode(self, records: list[RequestRecord]) -> bytes:
+        span = self.builder.span
+        return json.dumps([span(r) for r in records], separators=(",", ":")).encode()
+
+    async def flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self.batch_size], self._queue[self.batch_size :]
+            body = self.encode(batch)
+            try:
+                await (self._post or self._aiohttp_post)(body)
+                self.spans_sent += len(batch)
+            except Exception as exc:  # the backend being away must never hurt the proxy
+                self.send_failures += 1
+                self.spans_dropped += len(batch)
+                log.debug("sending %d spans to %s failed: %s", len(batch), self.url, exc)
+
+    async def run(self) -> None:
+        """Send batches every `flush_interval`, or sooner when a batch fills; cancel to stop."""
+        self._wake = asyncio.Event()
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+                self._wake.clear()
+                await self.flush()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.flush())
+            await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _aiohttp_post(self, body: bytes) -> None:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        async with self._session.post(self.url, data=body, headers={"Content-Type": "application/json"}) as resp:
+            if resp.status >= 300:
+                raise RuntimeError(f"HTTP {resp.status}")
