@@ -126,6 +126,7 @@ def test_vim_style_save_with_probe_swap_and_backup_files(tmp_path: Path) -> None
     assert reported == {"vs.yaml"}
 
 
+@pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")  # watchdog, on a fast mkdir -p
 def test_renames_deletes_and_new_subdirectories(tmp_path: Path) -> None:
     async def body(root: Path, model: Model) -> None:
         (root / "a.yaml").write_text("a\n")
