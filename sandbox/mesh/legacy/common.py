@@ -37,7 +37,8 @@ def derived(
     kind: str, name: str, namespace: str, spec: Any, source: Resource[Any], dry_run: bool = False
 ) -> Resource[Any]:
     """A modern resource made from `source`: it keeps the legacy file and line as its origin."""
-    origin = Origin(source.origin.file, source.origin.line, source.origin.document)
+    line = source.origin.position("apiVersion")[0]  # the resource's first line, not its `---`
+    origin = Origin(source.origin.file, line, source.origin.document)
     annotations = {DRY_RUN: "true"} if dry_run else {}
     return Resource(kind, KINDS[kind].preferred_api_version, name, namespace, spec, {}, annotations, origin)
 
