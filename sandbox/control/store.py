@@ -85,6 +85,7 @@ class ConfigStore:
         self.topology_status = FileStatus(self.topology.file, FileState.OK)
         self.generation = 0
         self.state = MeshState((), self.topology)
+        self._before: tuple[MeshState, set[tuple[str, str, str, str, str]]] | None = None
 
     # -- reading -------------------------------------------------------------------------------
     @property
@@ -179,7 +180,9 @@ class ConfigStore:
 
     def _introduced_errors(self, candidate: MeshState) -> list[Diagnostic]:
         assert self._analyzer is not None
-        before = {_error_key(d) for d in self._analyzer(self.state) if blocks(d)}
+        if self._before is None or self._before[0] is not self.state:  # one analysis per published state
+            self._before = (self.state, {_error_key(d) for d in self._analyzer(self.state) if blocks(d)})
+        before = self._before[1]
         return [d for d in self._analyzer(candidate) if blocks(d) and _error_key(d) not in before]
 
     def _retry_rejected(self, now: float) -> bool:
