@@ -54,8 +54,11 @@ class Host:
     ejection_backoff: int = 0  # Envoy's ejectTimeBackoff: the multiplier of baseEjectionTime
     times_ejected: int = 0
     last_ejection: float = 0.0
-    success_count: int = 0
-    error_count: int = 0
+    # Envoy's per-host stats, as /clusters shows them.
+    rq_total: int = 0
+    rq_success: int = 0
+    rq_error: int = 0
+    cx_connect_fail: int = 0
 
     @classmethod
     def of(cls, ip: str, port: int, endpoint: Endpoint | None = None) -> Host:

@@ -81,19 +81,23 @@ class ClusterState:
     def start(self, host: Host) -> None:
         """A request was sent to `host` (least-request balancing reads this count)."""
         host.active_requests += 1
+        host.rq_total += 1
         self.upstream_rq_total += 1
 
     def finish(self, host: Host, status: int) -> None:
-        """The request to `host` ended with an upstream `status` (0 if it had none)."""
+        """The request to `host` ended with an upstream `status`; 0 when it got none (a reset,
+        which Envoy counts as a 5xx; pass 504 for a per-try timeout)."""
         host.active_requests -= 1
+        if 0 < status < 500:
+            host.rq_success += 1
+        else:
+            host.rq_error += 1
         if self.outlier is not None:
-            if status:
-                self.outlier.on_response(host, status, self.clock())
-            else:
-                self.outlier.on_response(host, 503, self.clock())  # reset: Envoy reports it as a 5xx
+            self.outlier.on_response(host, status or 503, self.clock())
 
     def connect_failed(self, host: Host, timeout: bool = False) -> None:
         """A connection to `host` could not be made (local origin error)."""
+        host.cx_connect_fail += 1
         if self.outlier is not None:
             self.outlier.on_connect_failure(host, self.clock(), timeout)
 

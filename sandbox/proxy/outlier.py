@@ -55,7 +55,6 @@ class OutlierDetector:
     def on_response(self, host: Host, status: int, now: float) -> None:
         """An HTTP status from the upstream (or 503/504 standing in for a local failure)."""
         if status >= 500 and status < 600:
-            host.error_count += 1
             if host.ejected:
                 return
             cfg = self.config
@@ -77,7 +76,6 @@ class OutlierDetector:
                 host.consecutive_5xx = 0
                 self._eject(host, now)
         else:
-            host.success_count += 1
             host.consecutive_5xx = 0
             host.consecutive_gateway = 0
             host.consecutive_local = 0
@@ -87,7 +85,6 @@ class OutlierDetector:
         if not self.config.split_external_local_origin_errors:
             self.on_response(host, 504 if timeout else 503, now)
             return
-        host.error_count += 1
         if host.ejected:
             return
         host.consecutive_local += 1
