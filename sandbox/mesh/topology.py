@@ -229,15 +229,12 @@ def _workload(name: str, spec: Any, document: Document, decoder: Decoder) -> Wor
     settings = decoder.decode_object(WorkloadSettings, spec.get("x-sandbox"), join_path(path, "x-sandbox"))
     if "app" not in labels and "version" not in labels:
         return None
-    for missing in ("app", "version"):
-        if not labels.get(missing):
-            decoder.error(
-                "SBX301",
-                f"service '{name}' has label '{'version' if missing == 'app' else 'app'}' "
-                f"but no '{missing}' label: a mesh workload needs both",
-                join_path(path, "labels"),
-            )
-            return None
+    present = [key for key in ("app", "version") if labels.get(key)]
+    if len(present) < 2:
+        missing = "version" if present == ["app"] else "app"
+        has = f"label '{present[0]}' but no '{missing}' label" if present else "empty 'app' and 'version' labels"
+        decoder.error("SBX301", f"service '{name}' has {has}: a mesh workload needs both", join_path(path, "labels"))
+        return None
     settings = settings or WorkloadSettings()
     port = settings.port or _port_from_compose(spec)
     if port is None:
