@@ -65,6 +65,8 @@ def check_hosts_and_subsets(ctx: Context) -> None:
     for dr in ctx.state.destination_rules:
         host = ctx.state.resolve(dr.spec.host, dr.namespace)
         wildcard = host.startswith("*")
+        if not host:  # the loader reports the missing host (SBX006)
+            continue
         if not wildcard and not ctx.index.in_registry(host):
             ctx.report(dr, "KIA0202", "spec/host", ctx.registry_severity)
             continue

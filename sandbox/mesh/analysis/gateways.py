@@ -35,7 +35,7 @@ def check_multi_match(ctx: Context) -> None:
         selector = tuple(sorted(gw.spec.selector.items()))
         for s, server in enumerate(gw.spec.servers):
             for h, raw in enumerate(server.hosts):
-                groups[(server.port.number, selector)].append(_entry(gw, s, h, raw))
+                groups[(server.port.number if server.port else 0, selector)].append(_entry(gw, s, h, raw))
     for entries in groups.values():
         by_host: dict[str, list[_Entry]] = defaultdict(list)
         for e in entries:

@@ -43,7 +43,8 @@ def route_destinations(spec: VirtualServiceSpec) -> Iterator[tuple[str, Destinat
     for kind, routes in kinds:
         for i, rule in enumerate(routes):
             for j, dest in enumerate(rule.route):
-                yield f"spec/{kind}[{i}]/route[{j}]", dest.destination
+                if dest.destination is not None:  # None only when the loader already reported it missing
+                    yield f"spec/{kind}[{i}]/route[{j}]", dest.destination
 
 
 class Index:

@@ -22,7 +22,7 @@ def check_gateways(ctx: Context) -> None:
         for s, server in enumerate(gw.spec.servers):
             if not server.hosts:
                 ctx.report(gw, "SBX140", f"spec/servers[{s}]", message="server config must contain at least one host")
-            name = server.port.name
+            name = server.port.name if server.port else None
             if name:
                 if name in port_names:
                     message = f"port names in servers must be unique: duplicate name {name}"

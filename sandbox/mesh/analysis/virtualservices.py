@@ -51,6 +51,8 @@ def check_route_weights(ctx: Context) -> None:
                 seen: dict[tuple[str, str], list[int]] = defaultdict(list)
                 for j, entry in enumerate(route):
                     dest = entry.destination
+                    if dest is None:
+                        continue
                     seen[(ctx.state.resolve(dest.host, vs.namespace), dest.subset or "")].append(j)
                 for positions in seen.values():
                     if len(positions) > 1:
