@@ -84,6 +84,57 @@ def analyze(
     raise typer.Exit(EXIT_FINDINGS if any(d.severity in failing for d in found) else EXIT_OK)
 
 
+@app.command()
+def convert(
+    paths: Annotated[list[str], typer.Argument(help="Files or directories of Istio YAML; '-' for stdin.")],
+) -> None:
+    """Print the files with each legacy v1alpha1 security resource (ServiceRole, ServiceRoleBinding,
+    ClusterRbacConfig, RbacConfig, MeshPolicy, Policy) replaced by its modern equivalent.
+
+    Other resources pass through as written, so the output replaces the input. Problems go to stderr.
+    Exit status: 0 converted, 1 a file has errors, 2 unusable arguments.
+    """
+    from sandbox.mesh.legacy.convert import convert_paths
+
+    for target in paths:
+        if target != "-" and not Path(target).exists():
+            raise _usage_error(f"no such file or directory: {target}")
+    result = convert_paths(paths)
+    for diagnostic in result.diagnostics:
+        typer.echo(diagnostic.format(), err=True)
+    if result.text:
+        typer.echo(result.text, nl=False)
+    raise typer.Exit(EXIT_FINDINGS if result.errors else EXIT_OK)
+
+
+@app.command()
+def proxy(
+    snapshot: Annotated[Path, typer.Option("--snapshot", help="ProxySnapshot JSON file to serve.")],
+    outbound_port: Annotated[int, typer.Option(help="Outbound listener (HTTP_PROXY and captured traffic).")] = 15001,
+    inbound_port: Annotated[int, typer.Option(help="Inbound listener (forwards to the app).")] = 15006,
+    admin_port: Annotated[int, typer.Option(help="Admin: /config_dump, /clusters, /stats.")] = 15000,
+    stats_port: Annotated[int, typer.Option(help="Prometheus: /stats/prometheus.")] = 15020,
+    ready_port: Annotated[int, typer.Option(help="Readiness: /healthz/ready.")] = 15021,
+    bind: Annotated[str, typer.Option(help="Address every listener binds.")] = "127.0.0.1",
+    access_log: Annotated[str, typer.Option(help="'-' for stdout, a file path, or 'off'.")] = "-",
+    header_timeout: Annotated[float, typer.Option(help="Seconds a client may take to send its headers.")] = 10.0,
+) -> None:
+    """Run one sidecar (the data plane) from a snapshot file until SIGTERM or SIGINT."""
+    from sandbox.proxy.process import ProxyOptions, run
+
+    options = ProxyOptions(
+        bind=bind,
+        outbound_port=outbound_port,
+        inbound_port=inbound_port,
+        admin_port=admin_port,
+        stats_port=stats_port,
+        ready_port=ready_port,
+        access_log=None if access_log == "off" else access_log,
+        header_timeout=header_timeout,
+    )
+    raise typer.Exit(run(snapshot, options))
+
+
 def main() -> None:
     try:
         app()
