@@ -80,3 +80,12 @@ class RequestHead:
     headers: dict[str, str]
     port: int
     scheme: str = "http"
+
+
+def shadow_authority(authority: str) -> str:
+    """The Host a mirrored request carries: `httpbin:8000` -> `httpbin-shadow:8000` (§1.1 Mirror)."""
+    if authority.startswith("["):  # an IPv6 literal keeps its brackets
+        end = authority.find("]") + 1
+        return authority[:end] + "-shadow" + authority[end:]
+    host, sep, port = authority.partition(":")
+    return f"{host}-shadow{sep}{port}"

@@ -1,0 +1,623 @@
+"""Simulation tests for route(): (Istio YAML, request) -> the decision a client would live with.
+
+Bookinfo's own rule files (tests/fixtures/bookinfo) drive the scenarios of Istio's tasks; small
+inline VirtualServices cover each matching, rewrite, redirect, CORS, fault and mirror rule of
+../shared/reference/istio-semantics.md §1.1. Random draws use a seeded rng and are checked
+against binomial bounds, never exact counts.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import textwrap
+from collections import Counter
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from sandbox.control.compile import compile as compile_snapshot
+from sandbox.control.snapshot import ProxySnapshot
+from sandbox.mesh.loader import load_texts
+from sandbox.mesh.state import MeshState
+from sandbox.mesh.topology import load_compose, parse_compose
+from sandbox.proxy.decision import shadow_authority
+from sandbox.proxy.routing import DecisionKind, RequestHead, RouteDecision, RouteTable, route
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bookinfo"
+BOOKINFO = load_compose(FIXTURES / "compose.yaml")
+REVIEWS = "reviews.default.svc.cluster.local"
+RATINGS = "ratings.default.svc.cluster.local"
+
+
+def cluster(host: str, subset: str = "", port: int = 9080) -> str:
+    return f"outbound|{port}|{subset}|{host}"
+
+
+def snapshot(*inline: str, files: tuple[str, ...] = (), proxy: str = "productpage-v1", compose: str | None = None):
+    texts: list[tuple[str, str | bytes]] = [(name, (FIXTURES / name).read_text()) for name in files]
+    texts += [(f"inline-{i}.yaml", textwrap.dedent(doc)) for i, doc in enumerate(inline)]
+    loaded = load_texts(texts)
+    assert not loaded.errors, loaded.errors
+    topology = parse_compose(textwrap.dedent(compose), "compose.yaml") if compose else BOOKINFO
+    return compile_snapshot(MeshState(loaded.resources, topology), proxy)
+
+
+def request(
+    authority: str = "reviews:9080",
+    path: str = "/reviews/0",
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    scheme: str = "http",
+    port: int | None = None,
+) -> RequestHead:
+    if port is None:
+        port = int(authority.rsplit(":", 1)[1]) if ":" in authority else 80
+    return RequestHead(method, path, authority, headers or {}, port, scheme)
+
+
+def decide(snap: ProxySnapshot, head: RequestHead, seed: int = 1) -> RouteDecision:
+    return route(head, snap, random.Random(seed))
+
+
+def reviews_vs(http: str, extra: str = "") -> str:
+    """A VirtualService for reviews with the given `http:` list (YAML, indented by 2)."""
+    return (
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\n"
+        "spec:\n  hosts: [reviews]\n" + extra + "  http:\n" + textwrap.indent(textwrap.dedent(http), "  ")
+    )
+
+
+DR_ALL = ("destination-rule-all.yaml",)
+JASON = {"end-user": "jason"}
+
+
+# --------------------------------------------------------------------------- Bookinfo tasks
+
+
+BOOKINFO_CASES = [
+    # (rule files, request, expected cluster) -- request-routing and traffic-shifting tasks
+    ((), request(), cluster(REVIEWS)),  # no VS: default route to every endpoint
+    ((), request("details:9080", "/details/0"), cluster("details.default.svc.cluster.local")),
+    (("virtual-service-all-v1.yaml",), request(), cluster(REVIEWS, "v1")),
+    (("virtual-service-all-v1.yaml",), request(headers=JASON), cluster(REVIEWS, "v1")),
+    (("virtual-service-reviews-test-v2.yaml",), request(headers=JASON), cluster(REVIEWS, "v2")),
+    (("virtual-service-reviews-test-v2.yaml",), request(), cluster(REVIEWS, "v1")),
+    (("virtual-service-reviews-test-v2.yaml",), request(headers={"end-user": "Jason"}), cluster(REVIEWS, "v1")),
+    (("virtual-service-reviews-test-v2.yaml",), request(headers={"end-user": "jason2"}), cluster(REVIEWS, "v1")),
+    (("virtual-service-reviews-v3.yaml",), request(headers=JASON), cluster(REVIEWS, "v3")),
+    (("virtual-service-reviews-v3.yaml",), request(REVIEWS + ":9080"), cluster(REVIEWS, "v3")),
+    (("virtual-service-reviews-v3.yaml",), request("reviews.default:9080"), cluster(REVIEWS, "v3")),
+    (("virtual-service-reviews-v3.yaml",), request("reviews", port=9080), cluster(REVIEWS, "v3")),  # captured
+    (("virtual-service-reviews-v3.yaml",), request("reviews"), "PassthroughCluster"),  # port 80: not the service
+    (("virtual-service-ratings-test-delay.yaml",), request("ratings:9080", "/ratings/0"), cluster(RATINGS, "v1")),
+]
+
+
+@pytest.mark.parametrize(("files", "head", "expected"), BOOKINFO_CASES)
+def test_bookinfo_routing(files: tuple[str, ...], head: RequestHead, expected: str) -> None:
+    decision = decide(snapshot(files=DR_ALL + files), head)
+    assert decision.kind is DecisionKind.FORWARD
+    assert decision.cluster == expected
+    assert decision.path == head.path and decision.authority == head.authority
+
+
+def test_ratings_delay_for_jason_only() -> None:
+    snap = snapshot(files=(*DR_ALL, "virtual-service-ratings-test-delay.yaml"))
+    jason = decide(snap, request("ratings:9080", "/ratings/0", headers=JASON))
+    assert (jason.delay, jason.abort_status, jason.response_flags) == (7.0, None, "DI")
+    assert jason.cluster == cluster(RATINGS, "v1")
+    other = decide(snap, request("ratings:9080", "/ratings/0"))
+    assert (other.delay, other.response_flags) == (None, "-")
+
+
+def test_ratings_abort_for_jason_only() -> None:
+    snap = snapshot(files=(*DR_ALL, "virtual-service-ratings-test-abort.yaml"))
+    jason = decide(snap, request("ratings:9080", "/ratings/0", headers=JASON))
+    assert (jason.abort_status, jason.status, jason.body, jason.response_flags) == (
+        500,
+        500,
+        "fault filter abort",
+        "FI",
+    )
+    assert jason.local_reply
+    other = decide(snap, request("ratings:9080", "/ratings/0"))
+    assert (other.abort_status, other.local_reply) == (None, False)
+
+
+def binomial_ok(hits: int, n: int, p: float, sigmas: float = 5.0) -> bool:
+    spread = sigmas * math.sqrt(n * p * (1 - p))
+    return n * p - spread <= hits <= n * p + spread
+
+
+@pytest.mark.parametrize(
+    ("file", "expected"),
+    [
+        ("virtual-service-reviews-50-v3.yaml", {"v1": 0.5, "v3": 0.5}),
+        ("virtual-service-reviews-80-20.yaml", {"v1": 0.8, "v2": 0.2}),
+    ],
+)
+def test_traffic_shifting_is_statistically_right(file: str, expected: dict[str, float]) -> None:
+    snap = snapshot(files=(*DR_ALL, file))
+    rng = random.Random(20240501)
+    n = 4000
+    counts = Counter(route(request(), snap, rng).cluster.split("|")[2] for _ in range(n))
+    assert set(counts) == set(expected)
+    for subset, p in expected.items():
+        assert binomial_ok(counts[subset], n, p), (subset, counts)
+
+
+def test_ingress_gateway_routes_bookinfo_paths() -> None:
+    snap = snapshot(files=(*DR_ALL, "bookinfo-gateway.yaml"), proxy="istio-ingressgateway")
+    productpage = cluster("productpage.default.svc.cluster.local")
+    for path in ("/productpage", "/static/css/x.css", "/login", "/logout", "/api/v1/products/0/reviews"):
+        decision = decide(snap, request("localhost:8080", path))
+        assert (decision.kind, decision.cluster) == (DecisionKind.FORWARD, productpage), path
+    for path in ("/", "/loginx", "/productpage/x", "/health"):
+        decision = decide(snap, request("localhost:8080", path))
+        assert (decision.kind, decision.status, decision.response_flags) == (DecisionKind.NO_ROUTE, 404, "NR"), path
+    assert decide(snap, request("anything.example:8080", "/productpage?u=test")).cluster == productpage
+
+
+def test_gateway_bound_vs_does_not_apply_to_sidecars() -> None:
+    snap = snapshot(files=(*DR_ALL, "bookinfo-gateway.yaml"))
+    assert decide(snap, request("productpage:9080", "/productpage")).cluster == cluster(
+        "productpage.default.svc.cluster.local"
+    )
+
+
+# --------------------------------------------------------------------------- matching
+
+
+MATCH_CASES = [
+    # (match block YAML, request, matches?)
+    ("uri: {exact: /reviews/0}", request(path="/reviews/0"), True),
+    ("uri: {exact: /reviews/0}", request(path="/reviews/0?x=1"), True),  # the query is not part of the path
+    ("uri: {exact: /reviews/0}", request(path="/reviews/01"), False),
+    ("uri: {exact: /reviews/0}", request(path="/Reviews/0"), False),  # case-sensitive by default
+    ("{uri: {exact: /reviews/0}, ignoreUriCase: true}", request(path="/REVIEWS/0"), True),
+    ("uri: {prefix: /rev}", request(path="/reviews/0"), True),
+    ("uri: {prefix: /rev}", request(path="/api/reviews"), False),
+    ("{uri: {prefix: /REV}, ignoreUriCase: true}", request(path="/reviews"), True),
+    ("uri: {regex: '/reviews/[0-9]+'}", request(path="/reviews/42"), True),
+    ("uri: {regex: '/reviews/[0-9]+'}", request(path="/reviews/42/x"), False),  # full match, not search
+    ("{uri: {regex: '/reviews/[0-9]+'}, ignoreUriCase: true}", request(path="/REVIEWS/42"), False),
+    ("headers: {end-user: {exact: jason}}", request(headers=JASON), True),
+    ("headers: {end-user: {prefix: ja}}", request(headers=JASON), True),
+    ("headers: {end-user: {regex: 'j.*n'}}", request(headers=JASON), True),
+    ("headers: {end-user: {regex: 'j.*'}}", request(headers={"end-user": "xjason"}), False),
+    ("headers: {end-user: {}}", request(headers={"end-user": ""}), True),  # presence
+    ("headers: {end-user: {}}", request(), False),
+    ("headers: {end-user: {regex: '*'}}", request(headers=JASON), True),  # Istio: regex "*" means present
+    ("headers: {End-User: {exact: jason}}", request(headers=JASON), True),  # names are case-insensitive
+    ("withoutHeaders: {end-user: {exact: jason}}", request(headers=JASON), False),
+    ("withoutHeaders: {end-user: {exact: jason}}", request(headers={"end-user": "bob"}), True),
+    ("withoutHeaders: {end-user: {exact: jason}}", request(), True),  # missing is treated as empty
+    ("withoutHeaders: {end-user: {}}", request(), True),
+    ("withoutHeaders: {end-user: {}}", request(headers=JASON), False),
+    ("queryParams: {u: {exact: test}}", request(path="/reviews/0?u=test"), True),
+    ("queryParams: {u: {exact: test}}", request(path="/reviews/0?u=normal"), False),
+    ("queryParams: {u: {exact: test}}", request(path="/reviews/0"), False),
+    ("queryParams: {u: {regex: 't.st'}}", request(path="/reviews/0?a=1&u=test"), True),
+    ("queryParams: {debug: {exact: ''}}", request(path="/reviews/0?debug"), True),  # `?key` is exact ""
+    ("queryParams: {debug: {}}", request(path="/reviews/0?debug=1"), True),
+    ("method: {exact: POST}", request(method="POST"), True),
+    ("method: {exact: POST}", request(), False),
+    ("scheme: {exact: https}", request(scheme="https"), True),
+    ("scheme: {exact: https}", request(), False),
+    ("authority: {prefix: reviews}", request("reviews.default:9080"), True),
+    ("authority: {exact: reviews}", request("reviews:9080"), False),  # the Host header as sent, port included
+    ("{uri: {prefix: /reviews}, method: {exact: GET}}", request(method="GET"), True),  # fields are ANDed
+    ("{uri: {prefix: /reviews}, method: {exact: GET}}", request(method="PUT"), False),
+]
+
+
+@pytest.mark.parametrize(("match", "head", "matches"), MATCH_CASES)
+def test_match_conditions(match: str, head: RequestHead, matches: bool) -> None:
+    vs = reviews_vs(
+        f"""
+        - match:
+          - {match}
+          route: [{{destination: {{host: reviews, subset: v2}}}}]
+        - route: [{{destination: {{host: reviews, subset: v1}}}}]
+        """
+    )
+    decision = decide(snapshot(vs, files=DR_ALL), head)
+    assert decision.cluster == cluster(REVIEWS, "v2" if matches else "v1")
+
+
+def test_match_blocks_are_ored_and_first_route_wins() -> None:
+    vs = reviews_vs(
+        """
+        - match: [{uri: {prefix: /a}}, {headers: {x-canary: {exact: "1"}}}]
+          route: [{destination: {host: reviews, subset: v3}}]
+        - match: [{uri: {prefix: /a}}]
+          route: [{destination: {host: reviews, subset: v2}}]
+        - route: [{destination: {host: reviews, subset: v1}}]
+        """
+    )
+    snap = snapshot(vs, files=DR_ALL)
+    assert decide(snap, request(path="/a/b")).cluster == cluster(REVIEWS, "v3")
+    assert decide(snap, request(path="/b", headers={"x-canary": "1"})).cluster == cluster(REVIEWS, "v3")
+    assert decide(snap, request(path="/b")).cluster == cluster(REVIEWS, "v1")
+
+
+def test_no_matching_route_is_404_nr() -> None:
+    snap = snapshot(reviews_vs("- match: [{uri: {exact: /only}}]\n  route: [{destination: {host: reviews}}]\n"))
+    decision = decide(snap, request(path="/other"))
+    assert (decision.kind, decision.status, decision.body, decision.response_flags) == (
+        DecisionKind.NO_ROUTE,
+        404,
+        "",
+        "NR",
+    )
+    assert decision.virtual_host == f"{REVIEWS}:9080"
+
+
+# --------------------------------------------------------------------------- destinations
+
+
+def test_relative_weights_and_zero_weight() -> None:
+    vs = reviews_vs(
+        """
+        - route:
+          - {destination: {host: reviews, subset: v1}, weight: 1}
+          - {destination: {host: reviews, subset: v2}, weight: 2}
+          - {destination: {host: reviews, subset: v3}, weight: 0}
+        """
+    )
+    snap = snapshot(vs, files=DR_ALL)
+    rng = random.Random(7)
+    n = 3000
+    counts = Counter(route(request(), snap, rng).cluster.split("|")[2] for _ in range(n))
+    assert counts["v3"] == 0  # weight 0 gets no traffic
+    assert binomial_ok(counts["v2"], n, 2 / 3)
+
+
+def test_single_destination_gets_everything_whatever_its_weight() -> None:
+    snap = snapshot(reviews_vs("- route: [{destination: {host: reviews, subset: v2}, weight: 30}]\n"), files=DR_ALL)
+    rng = random.Random(3)
+    assert {route(request(), snap, rng).cluster for _ in range(200)} == {cluster(REVIEWS, "v2")}
+
+
+def test_unknown_subset_is_503_nc() -> None:
+    snap = snapshot(reviews_vs("- route: [{destination: {host: reviews, subset: v9}}]\n"), files=DR_ALL)
+    decision = decide(snap, request())
+    assert (decision.kind, decision.status, decision.response_flags) == (DecisionKind.NO_CLUSTER, 503, "NC")
+    assert decision.cluster == cluster(REVIEWS, "v9")
+
+
+def test_destination_port_and_other_service() -> None:
+    vs = reviews_vs("- route: [{destination: {host: ratings, port: {number: 9080}}}]\n")
+    assert decide(snapshot(vs), request()).cluster == cluster(RATINGS)
+
+
+def test_unknown_host_passes_through_under_allow_any() -> None:
+    decision = decide(snapshot(), request("example.com", "/x"))
+    assert (decision.kind, decision.cluster, decision.authority) == (
+        DecisionKind.FORWARD,
+        "PassthroughCluster",
+        "example.com",
+    )
+    assert decide(snapshot(), request("nowhere:9080", "/")).cluster == "PassthroughCluster"
+
+
+def test_unknown_host_is_502_under_registry_only() -> None:
+    compose = (FIXTURES / "compose.yaml").read_text() + "x-sandbox:\n  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"
+    snap = snapshot(compose=compose)
+    decision = decide(snap, request("example.com", "/x"))
+    assert (decision.kind, decision.status, decision.route_name) == (DecisionKind.DIRECT_RESPONSE, 502, "block_all")
+    assert decide(snap, request()).cluster == cluster(REVIEWS)
+
+
+# --------------------------------------------------------------------------- rewrite, redirect, direct response
+
+
+REWRITE_CASES = [
+    # (match, rewrite, request path, expected upstream path)
+    ("[{uri: {prefix: /reviews}}]", "{uri: /v2/reviews}", "/reviews/0?x=1", "/v2/reviews/0?x=1"),
+    ("[{uri: {prefix: /reviews/}}]", "{uri: /}", "/reviews/0", "/0"),
+    ("[{uri: {exact: /reviews/0}}]", "{uri: /r}", "/reviews/0?x=1", "/r?x=1"),  # exact: the whole path
+    ("[{uri: {regex: '/reviews/.*'}}]", "{uri: /r}", "/reviews/0", "/r"),  # regex: the whole path
+    ("[{headers: {a: {}}}]", "{uri: /p}", "/reviews/0", "/previews/0"),  # no uri match = prefix "/" (Envoy)
+    (
+        "[{uri: {prefix: /reviews}}]",
+        r"{uriRegexRewrite: {match: '^/reviews/(\d+)$', rewrite: '/api/\1'}}",
+        "/reviews/42?q",
+        "/api/42?q",
+    ),
+]
+
+
+@pytest.mark.parametrize(("match", "rewrite", "path", "expected"), REWRITE_CASES)
+def test_uri_rewrite(match: str, rewrite: str, path: str, expected: str) -> None:
+    vs = reviews_vs(f"- match: {match}\n  rewrite: {rewrite}\n  route: [{{destination: {{host: reviews}}}}]\n")
+    decision = decide(snapshot(vs), request(path=path, headers={"a": "1"}))
+    assert decision.path == expected
+
+
+def test_authority_rewrite_and_host_header_set() -> None:
+    snap = snapshot(reviews_vs("- rewrite: {authority: reviews.internal}\n  route: [{destination: {host: reviews}}]\n"))
+    assert decide(snap, request()).authority == "reviews.internal"
+    vs = reviews_vs("- headers: {request: {set: {host: by-header}}}\n  route: [{destination: {host: reviews}}]\n")
+    decision = decide(snapshot(vs), request())
+    assert decision.authority == "by-header"
+    assert all(("host", "by-header") not in m.set for m in decision.request_headers)  # not sent as a header
+
+
+REDIRECT_CASES = [
+    # (redirect YAML, request, expected status, expected Location)
+    ("{uri: /v1/reviews}", request(path="/old?x=1"), 301, "http://reviews:9080/v1/reviews?x=1"),
+    ("{uri: /new, redirectCode: 302}", request(path="/old"), 302, "http://reviews:9080/new"),
+    ("{authority: other.example}", request(path="/p"), 301, "http://other.example/p"),
+    ("{scheme: https}", request(path="/p"), 301, "https://reviews/p"),
+    ("{scheme: https, port: 443}", request(path="/p"), 301, "https://reviews/p"),  # default port dropped
+    ("{port: 8443}", request(path="/p"), 301, "http://reviews:8443/p"),
+    ("{authority: a.example, derivePort: FROM_REQUEST_PORT}", request(path="/p"), 301, "http://a.example:9080/p"),
+    ("{derivePort: FROM_PROTOCOL_DEFAULT}", request(path="/p"), 301, "http://reviews/p"),
+    ("{uri: '/n?a=b'}", request(path="/p?x=1"), 301, "http://reviews:9080/n?a=b"),
+]
+
+
+@pytest.mark.parametrize(("redirect", "head", "status", "location"), REDIRECT_CASES)
+def test_redirect(redirect: str, head: RequestHead, status: int, location: str) -> None:
+    decision = decide(snapshot(reviews_vs(f"- redirect: {redirect}\n")), head)
+    assert (decision.kind, decision.status, decision.location) == (DecisionKind.REDIRECT, status, location)
+
+
+def test_unsupported_redirect_code_drops_the_route() -> None:
+    vs = reviews_vs(
+        "- match: [{uri: {prefix: /a}}]\n  redirect: {uri: /b, redirectCode: 399}\n"
+        "- route: [{destination: {host: reviews, subset: v1}}]\n"
+    )
+    assert decide(snapshot(vs, files=DR_ALL), request(path="/a")).cluster == cluster(REVIEWS, "v1")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [("{string: gone}", "gone"), ("{bytes: aGVsbG8=}", "hello"), ("null", "")],
+)
+def test_direct_response(body: str, expected: str) -> None:
+    decision = decide(snapshot(reviews_vs(f"- directResponse: {{status: 410, body: {body}}}\n")), request())
+    assert (decision.kind, decision.status, decision.body) == (DecisionKind.DIRECT_RESPONSE, 410, expected)
+
+
+# --------------------------------------------------------------------------- headers and CORS
+
+
+def test_header_operations_route_and_destination_level() -> None:
+    vs = reviews_vs(
+        """
+        - headers:
+            request: {set: {x-route: r}, add: {x-multi: route}, remove: [x-secret]}
+            response: {set: {x-served-by: route}}
+          route:
+          - destination: {host: reviews, subset: v1}
+            headers:
+              request: {set: {x-dest: d, x-route: from-destination}}
+              response: {remove: [server]}
+        """
+    )
+    decision = decide(snapshot(vs, files=DR_ALL), request())
+    destination, route_level = decision.request_headers
+    assert dict(destination.set) == {"x-dest": "d", "x-route": "from-destination"}
+    assert dict(route_level.set) == {"x-route": "r"}  # applied last: the route level wins
+    assert route_level.add == (("x-multi", "route"),) and route_level.remove == ("x-secret",)
+    assert [m.remove for m in decision.response_headers] == [("server",), ()]
+    assert dict(decision.response_headers[1].set) == {"x-served-by": "route"}
+
+
+CORS = """
+- corsPolicy:
+    allowOrigins: [{exact: "https://shop.example"}, {regex: "https://.*\\\\.dev\\\\.example"}]
+    allowMethods: [GET, POST]
+    allowHeaders: [x-token]
+    exposeHeaders: [x-trace]
+    maxAge: 24h
+    allowCredentials: true
+    {extra}
+  route: [{{destination: {{host: reviews}}}}]
+"""
+
+
+def cors_snapshot(extra: str = "") -> ProxySnapshot:
+    return snapshot(reviews_vs(CORS.replace("{extra}", extra).replace("{{", "{").replace("}}", "}")))
+
+
+def preflight(origin: str) -> RequestHead:
+    return request(method="OPTIONS", headers={"origin": origin, "access-control-request-method": "POST"})
+
+
+def test_cors_preflight_from_an_allowed_origin_is_answered_locally() -> None:
+    for origin in ("https://shop.example", "https://a.dev.example"):
+        decision = decide(cors_snapshot(), preflight(origin))
+        assert (decision.kind, decision.status) == (DecisionKind.DIRECT_RESPONSE, 200)
+        assert dict(decision.response_headers[0].set) == {
+            "access-control-allow-origin": origin,
+            "access-control-allow-credentials": "true",
+            "access-control-allow-methods": "GET,POST",
+            "access-control-allow-headers": "x-token",
+            "access-control-max-age": "86400",
+        }
+
+
+def test_cors_unmatched_preflight_is_forwarded_by_default_or_ignored() -> None:
+    assert decide(cors_snapshot(), preflight("https://evil.example")).kind is DecisionKind.FORWARD
+    ignored = decide(cors_snapshot("unmatchedPreflights: IGNORE"), preflight("https://evil.example"))
+    assert (ignored.kind, ignored.status, ignored.response_headers) == (DecisionKind.DIRECT_RESPONSE, 200, ())
+
+
+def test_cors_simple_request_echoes_an_allowed_origin() -> None:
+    decision = decide(cors_snapshot(), request(headers={"origin": "https://shop.example"}))
+    assert decision.kind is DecisionKind.FORWARD
+    assert dict(decision.response_headers[-1].set) == {
+        "access-control-allow-origin": "https://shop.example",
+        "access-control-allow-credentials": "true",
+        "access-control-expose-headers": "x-trace",
+    }
+    assert decide(cors_snapshot(), request(headers={"origin": "https://evil.example"})).response_headers == ()
+
+
+# --------------------------------------------------------------------------- timeouts, retries, faults, mirrors
+
+
+def test_timeout_and_retries_reach_the_decision() -> None:
+    vs = reviews_vs(
+        "- timeout: 0.5s\n  retries: {attempts: 3, perTryTimeout: 100ms, retryOn: '5xx,503'}\n"
+        "  route: [{destination: {host: reviews}}]\n"
+    )
+    decision = decide(snapshot(vs), request())
+    assert decision.timeout == 0.5
+    assert (decision.retry.attempts, decision.retry.per_try_timeout) == (3, 0.1)
+    assert decision.retry.retry_on == ("5xx", "retriable-status-codes")
+    assert decision.retry.retriable_status_codes == (503,)
+
+
+def test_default_route_has_istio_default_retry_and_no_timeout() -> None:
+    decision = decide(snapshot(), request())
+    assert decision.timeout is None
+    assert decision.retry.attempts == 2
+    assert decision.retry.retry_on == (
+        "connect-failure",
+        "refused-stream",
+        "unavailable",
+        "cancelled",
+        "retriable-status-codes",
+    )
+    assert decision.retry.retriable_status_codes == ()  # since Istio 1.24: 503 is not retried by default
+    assert (decision.retry.backoff_base, decision.retry.backoff_max) == (0.025, 0.25)
+
+
+def test_request_timeout_header_overrides_the_route_timeout() -> None:
+    snap = snapshot(reviews_vs("- timeout: 5s\n  route: [{destination: {host: reviews}}]\n"))
+    assert decide(snap, request(headers={"x-envoy-upstream-rq-timeout-ms": "250"})).timeout == 0.25
+    assert decide(snap, request(headers={"x-envoy-upstream-rq-timeout-ms": "0"})).timeout is None
+    assert decide(snap, request(headers={"x-envoy-upstream-rq-timeout-ms": "soon"})).timeout == 5.0
+
+
+def fault_vs(fault: str) -> ProxySnapshot:
+    return snapshot(reviews_vs(f"- fault: {fault}\n  route: [{{destination: {{host: reviews}}}}]\n"))
+
+
+def test_fault_percentages_are_sampled() -> None:
+    snap = fault_vs(
+        "{abort: {httpStatus: 503, percentage: {value: 30}}, delay: {fixedDelay: 1s, percentage: {value: 60}}}"
+    )
+    rng = random.Random(11)
+    n = 4000
+    decisions = [route(request(), snap, rng) for _ in range(n)]
+    aborted = sum(d.abort_status == 503 for d in decisions)
+    delayed = sum(d.delay == 1.0 for d in decisions)
+    assert binomial_ok(aborted, n, 0.3) and binomial_ok(delayed, n, 0.6)
+    both = [d for d in decisions if d.abort_status and d.delay]
+    assert both and all(d.response_flags == "DI,FI" for d in both)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "{abort: {httpStatus: 503}}",  # no percentage: never
+        "{delay: {fixedDelay: 1s}}",
+        "{abort: {httpStatus: 503, percentage: {value: 0}}}",
+    ],
+)
+def test_fault_without_percentage_never_fires(fault: str) -> None:
+    snap = fault_vs(fault)
+    rng = random.Random(5)
+    assert all(d.abort_status is None and d.delay is None for d in (route(request(), snap, rng) for _ in range(500)))
+
+
+def test_tiny_fault_percentage_uses_per_million_resolution() -> None:
+    snap = fault_vs("{abort: {httpStatus: 500, percentage: {value: 0.0001}}}")  # 1 per million
+
+    class Low:
+        def random(self) -> float:
+            return 0.0000005  # 0.5 per million: below 1
+
+    class High:
+        def random(self) -> float:
+            return 0.0000015
+
+    assert route(request(), snap, Low()).abort_status == 500
+    assert route(request(), snap, High()).abort_status is None
+
+
+def test_mirror_defaults_to_every_request_and_honours_percentages() -> None:
+    always = snapshot(
+        reviews_vs("- route: [{destination: {host: reviews, subset: v1}}]\n  mirror: {host: reviews, subset: v2}\n"),
+        files=DR_ALL,
+    )
+    decision = decide(always, request())
+    assert decision.cluster == cluster(REVIEWS, "v1") and decision.mirrors == (cluster(REVIEWS, "v2"),)
+    never = snapshot(
+        reviews_vs(
+            "- route: [{destination: {host: reviews}}]\n  mirror: {host: reviews, subset: v2}\n"
+            "  mirrorPercentage: {value: 0}\n"
+        ),
+        files=DR_ALL,
+    )
+    assert decide(never, request()).mirrors == ()
+    half = snapshot(
+        reviews_vs(
+            "- route: [{destination: {host: reviews}}]\n"
+            "  mirrors: [{destination: {host: reviews, subset: v2}, percentage: {value: 50}},"
+            " {destination: {host: reviews, subset: v3}}]\n"
+        ),
+        files=DR_ALL,
+    )
+    rng = random.Random(9)
+    n = 2000
+    results = [route(request(), half, rng).mirrors for _ in range(n)]
+    assert all(cluster(REVIEWS, "v3") in m for m in results)
+    assert binomial_ok(sum(cluster(REVIEWS, "v2") in m for m in results), n, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("authority", "shadow"),
+    [("httpbin:8000", "httpbin-shadow:8000"), ("reviews", "reviews-shadow"), ("[::1]:80", "[::1]-shadow:80")],
+)
+def test_shadow_authority(authority: str, shadow: str) -> None:
+    assert shadow_authority(authority) == shadow
+
+
+# --------------------------------------------------------------------------- the table itself
+
+
+def test_telemetry_names_in_the_decision() -> None:
+    vs = reviews_vs(
+        "- name: jason-route\n  match: [{name: by-user, headers: {end-user: {exact: jason}}}]\n"
+        "  route: [{destination: {host: reviews, subset: v2}}]\n"
+    )
+    decision = decide(snapshot(vs, files=DR_ALL), request(headers=JASON))
+    assert decision.route_name == "jason-route.by-user"
+    assert decision.virtual_host == f"{REVIEWS}:9080"
+    assert decision.service == REVIEWS
+    assert decision.operation == f"{REVIEWS}:9080/*"
+
+
+def test_route_table_is_compiled_once_per_version() -> None:
+    snap = snapshot()
+    assert RouteTable.for_snapshot(snap) is RouteTable.for_snapshot(ProxySnapshot.from_json(snap.to_json()))
+
+
+def test_positional_fast_path_matches_the_decision_fields() -> None:
+    # routing.py builds RouteDecision positionally; this guards the field order it relies on
+    assert [f.name for f in fields(RouteDecision)][:6] == ["kind", "cluster", "path", "authority", "timeout", "retry"]
+    assert [f.name for f in fields(RouteDecision)][6:] == [
+        "mirrors",
+        "delay",
+        "abort_status",
+        "abort_grpc_status",
+        "status",
+        "body",
+        "location",
+        "request_headers",
+        "response_headers",
+        "route_name",
+        "virtual_host",
+        "service",
+        "operation",
+        "response_flags",
+    ]
