@@ -74,7 +74,7 @@ def analyze(
     loaded = load_paths(targets)
     topology = load_compose(compose) if compose else empty_topology()
     state = MeshState(loaded.resources, topology)
-    ignored = set(ignore or ())
+    ignored = {code.strip().upper() for code in ignore or ()}
     found = [*loaded.diagnostics, *topology.diagnostics, *run_checks(state, ignore=ignored)]
     found = sorted((d for d in found if d.code not in ignored), key=lambda d: d.sort_key())
     text = render(found, output)
