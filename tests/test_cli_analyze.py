@@ -80,7 +80,7 @@ def test_errors_exit_1(mesh) -> None:
 
 
 def test_ignored_codes_do_not_count(mesh) -> None:
-    code, out = mesh(ERROR, "--ignore", "SBX130", "--ignore", "KIA0201")
+    code, out = mesh(ERROR, "--ignore", "sbx130", "--ignore", "KIA0201")
     assert (code, out) == (0, "")
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sandbox.mesh.analysis.context import Context
 from sandbox.mesh.analysis.index import route_destinations
-from sandbox.mesh.names import DOMAIN_SUFFIX
+from sandbox.mesh.names import DOMAIN_SUFFIX, split_fqdn
 from sandbox.mesh.resources import Resource
 from sandbox.mesh.resources.virtualservice import VirtualServiceSpec
 
@@ -109,9 +109,11 @@ def check_single_host(ctx: Context) -> None:
             for host in vs.spec.hosts:
                 resolved = ctx.state.resolve(host, vs.namespace)
                 by_host[(gw, resolved)][vs.key] = vs
-                by_namespace[(gw, vs.namespace)][vs.key] = vs
+                parts = split_fqdn(resolved)  # Kiali groups by the host's namespace
+                namespace = parts[1] if parts else vs.namespace
+                by_namespace[(gw, namespace)][vs.key] = vs
                 if resolved == "*":
-                    wildcard.add((gw, vs.namespace))
+                    wildcard.add((gw, namespace))
     flagged: set[tuple[str, str, str]] = set()
     groups = [g for g in by_host.values() if len(g) > 1]
     groups += [by_namespace[k] for k in wildcard if len(by_namespace[k]) > 1]

@@ -194,6 +194,44 @@ spec:
   - route:
     - destination: {host: ratings}
 """,
+    "a wildcard host beside other hosts of its namespace": """\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: everything}
+spec:
+  hosts: ["*"]  # !KIA1106 warning spec/hosts
+  gateways: [gw]
+  http:
+  - route:
+    - destination: {host: productpage}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]  # !KIA1106 warning spec/hosts
+  gateways: [default/gw]
+  http:
+  - route:
+    - destination: {host: reviews}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: legacy, namespace: legacy}
+spec:
+  hosts: [legacy]
+  gateways: [default/gw]
+  http:
+  - route:
+    - destination: {host: legacy}
+""",
     "one host on different gateways": """\
 apiVersion: networking.istio.io/v1
 kind: Gateway
