@@ -1,0 +1,257 @@
+"""The control plane process: watcher -> store -> compile per proxy -> push, plus its HTTP endpoints.
+
+One aiohttp port serves the push WebSocket (/v1/push), Prometheus metrics (/metrics, named after
+istiod's: pilot_xds, pilot_xds_pushes, pilot_total_xds_rejects, pilot_proxy_convergence_time),
+per-proxy sync state for proxy-status (/debug/syncz, as istiod's) and per-file config status
+(/debug/configz). Convergence time runs from the first file event of a change to each proxy's ACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from sandbox.control.ca import DEFAULT_WORKLOAD_TTL, MeshCA, WorkloadCertificate
+from sandbox.control.compile import EndpointResolver, UnknownProxy, compile, default_endpoints
+from sandbox.control.debounce import DEFAULT_MAX_DELAY, DEFAULT_QUIET
+from sandbox.control.push import PushServer
+from sandbox.control.store import ConfigStore, FileState, FileStatus
+from sandbox.control.tokens import ProxyIdentity, TokenAuthority
+from sandbox.control.watcher import ConfigWatcher, WatchUpdate
+from sandbox.mesh.topology import parse_compose
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 15010  # istiod's plaintext xDS port
+# Istio's pilot_proxy_convergence_time buckets start at 100 ms; ours must resolve milliseconds.
+CONVERGENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0)
+
+
+@dataclass
+class ControlPlaneSettings:
+    istio_dir: Path
+    compose_file: Path | None = None
+    state_dir: Path = field(default_factory=lambda: Path(".sandbox/state"))
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    cert_ttl: dt.timedelta = DEFAULT_WORKLOAD_TTL
+    quiet: float = DEFAULT_QUIET
+    max_delay: float = DEFAULT_MAX_DELAY
+
+
+class ControlPlane:
+    def __init__(self, settings: ControlPlaneSettings, endpoints: EndpointResolver = default_endpoints) -> None:
+        self.settings = settings
+        self._endpoints = endpoints
+        self.store = ConfigStore()
+        self.tokens = TokenAuthority.load_or_create(settings.state_dir)
+        self.ca = MeshCA.load_or_create(settings.state_dir)
+        self.registry = CollectorRegistry()
+        self.convergence = Histogram(
+            "pilot_proxy_convergence_time",
+            "Seconds from a config file change being seen to a proxy acknowledging the resulting snapshot",
+            buckets=CONVERGENCE_BUCKETS,
+            registry=self.registry,
+        )
+        self.push = PushServer(
+            self._snapshot_for, self._authenticate, self._certificate_for, on_converged=self.convergence.observe
+        )
+        self.registry.register(_PushCollector(self))
+        self.watcher = ConfigWatcher(
+            settings.istio_dir,
+            settings.compose_file,
+            self.on_update,
+            quiet=settings.quiet,
+            max_delay=settings.max_delay,
+        )
+        self._cache: dict[str, tuple[str, dict[str, Any]] | None] = {}
+        self._cache_generation = -1
+        self._runner: web.AppRunner | None = None
+
+    # -- wiring ----------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application()
+        self.push.add_routes(app)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/debug/syncz", self._syncz)
+        app.router.add_get("/debug/configz", self._configz)
+        app.router.add_get("/ready", self._ready)
+        return app
+
+    async def start(self) -> int:
+        """Load everything, start watching, listen; returns the bound port."""
+        self.on_update(self.watcher.initial())
+        self.watcher.start()
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.settings.host, self.settings.port).start()
+        port: int = self._runner.addresses[0][1]
+        log.info("control plane listening on %s:%d, watching %s", self.settings.host, port, self.settings.istio_dir)
+        return port
+
+    async def stop(self) -> None:
+        self.watcher.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def on_update(self, update: WatchUpdate) -> None:
+        """Files changed on disk: update the store, report what was rejected, push what changed."""
+        before = {**self.store.statuses, "<compose>": self.store.topology_status}
+        now = time.time()
+        changed = False
+        if update.compose is not None and self.settings.compose_file is not None:
+            topology = parse_compose(update.compose, str(self.settings.compose_file))
+            changed |= self.store.set_topology(topology, now)
+            self.ca.trust_domain = self.store.topology.settings.trust_domain_or_default
+        if update.istio:
+            changed |= self.store.apply(update.istio, now)
+        after = {**self.store.statuses, "<compose>": self.store.topology_status}
+        _report(before, after)
+        if changed:
+            self.push.push_all(update.first_seen)
+
+    # -- the push server's callbacks --------------------------------------------------------------
+    def _snapshot_for(self, identity: ProxyIdentity, node: str) -> tuple[str, dict[str, Any]] | None:
+        """Compiled once per config generation and workload, shared by its replicas."""
+        if self._cache_generation != self.store.generation:
+            self._cache.clear()
+            self._cache_generation = self.store.generation
+        if identity.workload not in self._cache:
+            try:
+                snapshot = compile(self.store.state, identity.workload, self._endpoints)
+            except UnknownProxy as exc:
+                log.warning("%s: %s", node, exc)
+                self._cache[identity.workload] = None
+            except Exception:  # a compile bug must not take the push loop down; the proxy keeps its snapshot
+                log.exception("compiling the snapshot of %s failed", identity.workload)
+                self._cache[identity.workload] = None
+            else:
+                self._cache[identity.workload] = (snapshot.version, snapshot.to_data())
+        return self._cache[identity.workload]
+
+    def _authenticate(self, identity: ProxyIdentity, token: str) -> bool:
+        if not self.tokens.verify(identity, token):
+            return False
+        workload = self.store.topology.workload(identity.workload)  # a token from an older compose file
+        return workload is None or (workload.namespace, workload.service_account) == (
+            identity.namespace,
+            identity.service_account,
+        )
+
+    def _certificate_for(self, identity: ProxyIdentity) -> WorkloadCertificate:
+        return self.ca.issue(identity.namespace, identity.service_account, ttl=self.settings.cert_ttl)
+
+    # -- HTTP endpoints ---------------------------------------------------------------------------
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.registry), content_type="text/plain", charset="utf-8")
+
+    async def _syncz(self, _request: web.Request) -> web.Response:
+        return web.json_response(self.push.sync_status())
+
+    async def _configz(self, _request: web.Request) -> web.Response:
+        files = [_status_json(s) for s in self.store.statuses.values()]
+        return web.json_response(
+            {
+                "generation": self.store.generation,
+                "files": files,
+                "compose": _status_json(self.store.topology_status),
+            }
+        )
+
+    async def _ready(self, _request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+
+class _PushCollector(Collector):
+    def __init__(self, plane: ControlPlane) -> None:
+        self._plane = plane
+
+    def collect(self) -> list[Metric]:
+        push, store = self._plane.push, self._plane.store
+        stats = push.stats
+        pushes = CounterMetricFamily("pilot_xds_pushes", "Pushes sent to proxies, by type", labels=["type"])
+        pushes.add_metric(["snapshot"], stats.pushes)
+        pushes.add_metric(["secret"], stats.certificates)
+        files = GaugeMetricFamily("sandbox_config_files", "Watched Istio config files by state", labels=["state"])
+        for state in FileState:
+            files.add_metric([state.value], sum(1 for s in store.statuses.values() if s.state is state))
+        return [
+            GaugeMetricFamily("pilot_xds", "Proxies connected to this control plane", value=push.connected),
+            pushes,
+            CounterMetricFamily("pilot_total_xds_rejects", "Snapshots proxies rejected (NACK)", value=stats.nacks),
+            CounterMetricFamily(
+                "sandbox_refused_connections", "Connections refused (bad hello or token)", value=stats.refused
+            ),
+            GaugeMetricFamily("sandbox_config_generation", "Config store generation", value=store.generation),
+            files,
+        ]
+
+
+def _status_json(status: FileStatus) -> dict[str, Any]:
+    return {
+        "file": status.file,
+        "state": status.state.value,
+        "lastGood": status.last_good,
+        "changed": status.changed,
+        "resources": list(status.resources),
+        "diagnostics": [
+            {
+                "code": d.code,
+                "severity": d.severity.value,
+                "message": d.message,
+                "file": d.file,
+                "line": d.line,
+                "column": d.column,
+                "path": d.path,
+                "resource": d.resource,
+            }
+            for d in status.diagnostics
+        ],
+    }
+
+
+def _report(before: dict[str, FileStatus], after: dict[str, FileStatus]) -> None:
+    """Log each file whose verdict changed, with its diagnostics in compiler style."""
+    for name, status in after.items():
+        old = before.get(name)
+        if old is not None and (old.state, old.diagnostics) == (status.state, status.diagnostics):
+            continue
+        if status.state is FileState.REJECTED:
+            kept = f"; keeping its last good version ({len(status.resources)} resources)" if status.resources else ""
+            log.error("%s rejected%s", status.file, kept)
+            for d in status.diagnostics:
+                log.error("  %s", d.format())
+        elif old is not None and old.state is FileState.REJECTED:
+            log.info("%s applied", status.file)
+    for name in before.keys() - after.keys():
+        log.info("%s deleted", name)
+
+
+def run(settings: ControlPlaneSettings) -> None:
+    """`sandbox controlplane`: serve until SIGINT/SIGTERM."""
+
+    async def main() -> None:
+        plane = ControlPlane(settings)
+        await plane.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await plane.stop()
+
+    asyncio.run(main())

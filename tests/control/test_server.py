@@ -1,0 +1,183 @@
+"""The control plane process end to end on 127.0.0.1: files on disk -> sidecar subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from sandbox.control.server import ControlPlane, ControlPlaneSettings
+from sandbox.control.snapshot import ProxySnapshot
+from sandbox.control.tokens import ProxyIdentity
+from sandbox.proxy.subscription import CertificateBundle, Identity, Subscription
+
+BOOKINFO = Path(__file__).parent.parent / "fixtures" / "bookinfo"
+VS = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: {subset}
+"""
+
+
+class Sidecar:
+    """A sink that really decodes the snapshot, as the proxy process does."""
+
+    def __init__(self) -> None:
+        self.snapshot: ProxySnapshot | None = None
+        self.cert: CertificateBundle | None = None
+
+    def on_snapshot(self, payload: dict[str, Any]) -> None:
+        self.snapshot = ProxySnapshot.from_data(payload)
+
+    def on_certificate(self, bundle: CertificateBundle) -> None:
+        self.cert = bundle
+
+    def reviews_cluster(self) -> str:
+        if self.snapshot is None:
+            return ""
+        for rc in self.snapshot.route_configs:
+            for vh in rc.virtual_hosts:
+                if vh.name.startswith("reviews."):
+                    return vh.routes[0].clusters[0].cluster
+        return ""
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def save(path: Path, text: str) -> None:
+    """An editor's atomic save."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def test_file_edits_reach_every_sidecar_and_bad_files_keep_the_last_good_rules(tmp_path: Path) -> None:
+    istio = tmp_path / "istio"
+    istio.mkdir()
+    shutil.copy(BOOKINFO / "destination-rule-all.yaml", istio)
+    compose = tmp_path / "compose.yaml"
+    shutil.copy(BOOKINFO / "compose.yaml", compose)
+    (istio / "reviews.yaml").write_text(VS.format(subset="v1"))
+    v = "outbound|9080|{}|reviews.default.svc.cluster.local".format
+
+    async def scenario() -> None:
+        plane = ControlPlane(ControlPlaneSettings(istio, compose, tmp_path / "state", port=0))
+        port = await plane.start()
+        base = f"http://127.0.0.1:{port}"
+        sidecars: list[tuple[Subscription, Sidecar]] = []
+        for workload, sa in (("productpage-v1", "bookinfo-productpage"), ("reviews-v2", "bookinfo-reviews")):
+            token = plane.tokens.issue(ProxyIdentity(workload, "default", sa))
+            sink = Sidecar()
+            sub = Subscription(f"{base}/v1/push", Identity(workload, workload, "default", sa, token), sink)
+            sub.start()
+            sidecars.append((sub, sink))
+        intruder = Subscription(
+            f"{base}/v1/push",
+            Identity(
+                "x", "ratings-v1", "default", "bookinfo-ratings", plane.tokens.issue(ProxyIdentity("a", "b", "c"))
+            ),
+            Sidecar(),
+        )
+        intruder.start()
+        async with aiohttp.ClientSession() as http:
+
+            async def syncz() -> list[dict[str, Any]]:
+                async with http.get(f"{base}/debug/syncz") as r:
+                    return list(await r.json())
+
+            async def synced() -> bool:
+                states = [p["state"] for p in await syncz()]
+                return states == ["SYNCED", "SYNCED"]
+
+            await until(lambda: all(s.reviews_cluster() == v("v1") for _, s in sidecars))
+            assert await synced()
+            cert = sidecars[1][1].cert
+            assert cert is not None and cert.spiffe_id == "spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
+            await until(lambda: "4401" in intruder.last_error)
+
+            save(istio / "reviews.yaml", VS.format(subset="v2"))
+            await until(lambda: all(s.reviews_cluster() == v("v2") for _, s in sidecars))
+            await until(lambda: plane.push.stats.acks >= 4)
+
+            for broken, code, line in (
+                (VS.format(subset="v2") + "  - [\n", "SBX001", 13),
+                (VS.format(subset="v9"), "KIA1107", 9),
+            ):
+                save(istio / "reviews.yaml", broken)
+                await until(
+                    lambda c=code: c in {d.code for d in plane.store.statuses[str(istio / "reviews.yaml")].diagnostics}
+                )
+                async with http.get(f"{base}/debug/configz") as r:
+                    files = {f["file"]: f for f in (await r.json())["files"]}
+                status = files[str(istio / "reviews.yaml")]
+                assert [(d["code"], d["line"]) for d in status["diagnostics"]][-1] == (code, line)
+                assert status["resources"] == ["VirtualService/default/reviews"]  # still in force
+                assert all(s.reviews_cluster() == v("v2") for _, s in sidecars)
+                assert await synced()
+
+            save(istio / "reviews.yaml", VS.format(subset="v3"))
+            await until(lambda: all(s.reviews_cluster() == v("v3") for _, s in sidecars))
+            await until(lambda: plane.push.stats.acks >= 6)
+            assert await synced()
+
+            async with http.get(f"{base}/metrics") as r:
+                metrics = await r.text()
+            assert "pilot_xds 2.0" in metrics
+            assert 'pilot_xds_pushes_total{type="snapshot"} 6.0' in metrics
+            assert "pilot_proxy_convergence_time_count 6.0" in metrics
+            assert "sandbox_refused_connections_total" in metrics and "pilot_total_xds_rejects_total 0.0" in metrics
+        for sub, _ in [*sidecars, (intruder, None)]:
+            await sub.stop()
+        await plane.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))
+
+
+def test_adding_a_workload_to_the_compose_file_adds_endpoints(tmp_path: Path) -> None:
+    istio = tmp_path / "istio"
+    istio.mkdir()
+    compose = tmp_path / "compose.yaml"
+    text = (BOOKINFO / "compose.yaml").read_text()
+    compose.write_text(text.split("  reviews-v3:")[0] + "  ratings-v1:" + text.split("  ratings-v1:")[1])
+
+    async def scenario() -> None:
+        plane = ControlPlane(ControlPlaneSettings(istio, compose, tmp_path / "state", port=0))
+        port = await plane.start()
+        identity = ProxyIdentity("productpage-v1", "default", "bookinfo-productpage")
+        sink = Sidecar()
+        me = Identity(
+            "pp", *(identity.workload, identity.namespace, identity.service_account), plane.tokens.issue(identity)
+        )
+        sub = Subscription(f"http://127.0.0.1:{port}/v1/push", me, sink)
+        sub.start()
+
+        def reviews_endpoints() -> list[str]:
+            if sink.snapshot is None:
+                return []
+            cluster = sink.snapshot.cluster("outbound|9080||reviews.default.svc.cluster.local")
+            return sorted(e.workload for e in cluster.endpoints) if cluster else []
+
+        await until(lambda: reviews_endpoints() == ["reviews-v1", "reviews-v2"])
+        save(compose, text)
+        await until(lambda: reviews_endpoints() == ["reviews-v1", "reviews-v2", "reviews-v3"])
+        await sub.stop()
+        await plane.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
