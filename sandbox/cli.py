@@ -135,6 +135,35 @@ def proxy(
     raise typer.Exit(run(snapshot, options))
 
 
+@app.command()
+def controlplane(
+    istio: Annotated[Path, typer.Option("--istio", help="Directory of Istio YAML to watch (recursively).")],
+    compose: Annotated[Path | None, typer.Option("--compose", "-c", help="Compose file with the workloads.")] = None,
+    port: Annotated[int, typer.Option(help="Push WebSocket, /metrics and /debug/syncz.")] = 15010,
+    bind: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Mesh CA and token secret (default: .sandbox/state beside the compose file).")
+    ] = None,
+    cert_ttl: Annotated[str, typer.Option(help="Workload certificate lifetime, e.g. 24h or 2m.")] = "24h",
+) -> None:
+    """Watch the Istio YAML and the Compose file and push each sidecar its config and certificate."""
+    import datetime as dt
+
+    from sandbox.control.server import ControlPlaneSettings, run
+    from sandbox.mesh.schema import Duration
+
+    if not istio.is_dir():
+        raise _usage_error(f"no such directory: {istio}")
+    if compose is not None and not compose.is_file():
+        raise _usage_error(f"no such compose file: {compose}")
+    try:
+        ttl = Duration.parse(cert_ttl).seconds
+    except ValueError as exc:
+        raise _usage_error(f"--cert-ttl: {exc}") from None
+    state = state_dir or (compose.parent if compose else Path(".")) / ".sandbox" / "state"
+    run(ControlPlaneSettings(istio, compose, state, bind, port, dt.timedelta(seconds=ttl)))
+
+
 def main() -> None:
     try:
         app()
