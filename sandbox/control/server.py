@@ -241,6 +241,7 @@ def _report(before: dict[str, FileStatus], after: dict[str, FileStatus]) -> None
 
 def run(settings: ControlPlaneSettings) -> None:
     """`sandbox controlplane`: serve until SIGINT/SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def main() -> None:
         plane = ControlPlane(settings)
