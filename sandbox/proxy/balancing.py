@@ -117,7 +117,8 @@ class LeastRequest:
         self._rand = rng.random
 
     def pick(self, request: RequestHead | None = None, source_ip: str = "") -> Host | None:
-        usable = self._hosts.usable()
+        hs = self._hosts
+        usable = hs.usable() if hs.panic_threshold else hs.healthy
         n = len(usable)
         if n == 0:
             return None
@@ -137,7 +138,8 @@ class RoundRobin:
         self._next = rng.randrange(1 << 16)
 
     def pick(self, request: RequestHead | None = None, source_ip: str = "") -> Host | None:
-        usable = self._hosts.usable()
+        hs = self._hosts
+        usable = hs.usable() if hs.panic_threshold else hs.healthy
         if not usable:
             return None
         index = self._next % len(usable)
@@ -153,7 +155,8 @@ class RandomLB:
         self._rand = rng.random
 
     def pick(self, request: RequestHead | None = None, source_ip: str = "") -> Host | None:
-        usable = self._hosts.usable()
+        hs = self._hosts
+        usable = hs.usable() if hs.panic_threshold else hs.healthy
         if not usable:
             return None
         return usable[int(self._rand() * len(usable))]
@@ -250,7 +253,7 @@ class RingHash:
     """Envoy's ring hash: each host owns ceil(ring_size x weight / total) points, hashed from
     `<address>_<i>`; a key belongs to the first point at or after its hash (wrapping around)."""
 
-    __slots__ = ("_built", "_hashes", "_hosts", "_owners", "_policy", "_rand", "min_ring_size")
+    __slots__ = ("_built", "_cache", "_hashes", "_header", "_hosts", "_owners", "_policy", "_rand", "min_ring_size")
 
     def __init__(self, hosts: HostSet, policy: ConsistentHash, rng: random.Random) -> None:
         self._hosts = hosts
@@ -260,6 +263,8 @@ class RingHash:
         self._built = -1
         self._hashes: list[int] = []
         self._owners: list[Host] = []
+        self._header = policy.http_header_name.lower() if policy.http_header_name else None
+        self._cache: dict[str, int] = {}  # key -> hash: keys (users, client IPs) repeat
 
     def _build(self, usable: Sequence[Host]) -> None:
         total = sum(h.weight for h in usable)
@@ -273,14 +278,20 @@ class RingHash:
         self._built = self._hosts.version
 
     def pick_hash(self, key: str | None) -> Host | None:
-        usable = self._hosts.usable()
+        hs = self._hosts
+        usable = hs.usable() if hs.panic_threshold else hs.healthy
         if not usable:
             return None
         if key is None:
             return usable[int(self._rand() * len(usable))]
         if self._built != self._hosts.version or len(self._owners) == 0:
             self._build(usable)
-        i = bisect.bisect_left(self._hashes, hash64(key))
+        h = self._cache.get(key)
+        if h is None:
+            if len(self._cache) >= 8192:
+                self._cache.clear()
+            h = self._cache[key] = hash64(key)
+        i = bisect.bisect_left(self._hashes, h)
         return self._owners[i if i < len(self._owners) else 0]
 
     def pick_with_cookie(self, request: RequestHead, source_ip: str = "") -> Pick | None:
@@ -292,6 +303,8 @@ class RingHash:
     def pick(self, request: RequestHead | None = None, source_ip: str = "") -> Host | None:
         if request is None:
             return self.pick_hash(None)
+        if self._header is not None:  # the common case, without building a HashKey
+            return self.pick_hash(request.headers.get(self._header))
         return self.pick_hash(hash_key(self._policy, request, source_ip).value)
 
 

@@ -19,6 +19,7 @@ import random
 from dataclasses import dataclass
 
 _HEX = frozenset("0123456789abcdef")
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 B3_HEADERS = ("x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags")
 
 
@@ -115,16 +116,15 @@ class TraceIds:
         self.sampling = sampling  # percent, as Istio's pilot.traceSampling
 
     def span_id(self) -> str:
-        return f"{self._bits(64) or 1:016x}"
+        return (self._bits(64) or 1).to_bytes(8, "big").hex()
 
     def trace_id(self) -> str:
-        return f"{self._bits(128) or 1:032x}"
+        return (self._bits(128) or 1).to_bytes(16, "big").hex()
 
     def request_id(self) -> str:
-        """A random UUID v4 string."""
-        v = self._bits(128)
-        h = f"{(v & ~(0xF000 << 64) & ~(0xC << 60)) | (0x4000 << 64) | (0x8 << 60):032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        """A random UUID v4 string (version nibble 4, variant bits 10)."""
+        h = self._bits(128).to_bytes(16, "big").hex()
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
     def sample(self) -> bool:
         s = self.sampling
