@@ -147,6 +147,8 @@ class PushServer:
         self._background: set[asyncio.Task[Any]] = set()
         self.proxies: dict[str, ProxyStatus] = {}
         self.stats = PushStats()
+        self.ack_listeners: list[Callable[[ProxyStatus], None]] = []  # e.g. `sandbox wait --synced`
+        self._encoded: dict[str, str] = {}  # version -> payload JSON, shared by every proxy on it
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(PATH, self.handle)
@@ -263,6 +265,15 @@ class PushServer:
                 json.dumps({"type": "snapshot", "version": version, "nonce": nonce, "snapshot": payload})
             )
 
+    def _encode(self, version: str, payload: dict[str, Any]) -> str:
+        """Serialise each version once: with many proxies on one workload, JSON encoding dominates a push."""
+        text = self._encoded.get(version)
+        if text is None:
+            if len(self._encoded) >= 4096:  # versions are content hashes: old ones are rarely needed again
+                self._encoded.clear()
+            text = self._encoded[version] = json.dumps(payload, separators=(",", ":"))
+        return text
+
     async def _send_certificate(self, conn: _Connection, cert: WorkloadCertificate) -> None:
         conn.cert_nonce = secrets.token_hex(8)
         conn.status.cert_serial = f"{cert.serial:x}"
@@ -313,6 +324,8 @@ class PushServer:
                 if status.pending_since is not None and self._on_converged is not None:
                     self._on_converged(max(0.0, self._clock() - status.pending_since))
                 status.pending_since = None
+                for listener in self.ack_listeners:
+                    listener(status)
             elif kind == "nack":
                 self.stats.nacks += 1
                 status.nack_version, status.nack_reason = status.version_sent, str(data.get("error", ""))[:1000]

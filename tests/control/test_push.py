@@ -80,6 +80,8 @@ def test_every_sidecar_gets_its_snapshot_and_only_changed_proxies_are_pushed_aga
         config = Config()
         converged: list[float] = []
         push = PushServer(config, AUTHORITY.verify, on_converged=converged.append)
+        acked: list[str] = []
+        push.ack_listeners.append(lambda status: acked.append(status.node))
         runner, port = await serve(push)
         clients = [sidecar(port, w) for w in ("productpage-v1", "reviews-v1", "ratings-v1")]
         for sub, _ in clients:
@@ -94,6 +96,7 @@ def test_every_sidecar_gets_its_snapshot_and_only_changed_proxies_are_pushed_aga
         assert [len(s.applied) for _, s in clients] == [1, 2, 1]  # the others' versions did not change
         assert clients[1][1].applied[-1] == {"routes": "v2"} and clients[1][0].version.endswith("'v2')]")
         assert push.stats.pushes == 4 and push.stats.acks == 4
+        assert sorted(acked) == ["productpage-v1", "ratings-v1", "reviews-v1", "reviews-v1"]
         status = {p["proxy"]: p for p in push.sync_status()}["reviews-v1"]
         assert status["versionAcked"] == status["versionSent"] == status["versionCurrent"]
         assert status["sinceLastAck"] is not None and status["pushes"] == 2
