@@ -21,7 +21,7 @@ from sandbox.proxy.accesslog import AccessLog
 from sandbox.proxy.metrics import UNKNOWN, Edge, IstioMetrics, Peer
 from sandbox.proxy.record import RequestRecord
 from sandbox.proxy.tracecontext import TraceIds
-from sandbox.proxy.tracing import SpanReporter
+from sandbox.proxy.tracing import SpanBuilder, SpanReporter
 
 __all__ = ["RequestRecord", "Telemetry"]
 
@@ -34,6 +34,7 @@ class Telemetry:
         *,
         access_log: AccessLog | None = None,
         spans: SpanReporter | None = None,
+        zipkin_url: str | None = None,
         sampling: float = 100.0,
         rng: random.Random | None = None,
         trust_domain: str = "cluster.local",
@@ -42,6 +43,8 @@ class Telemetry:
         self.registry = registry or CollectorRegistry(auto_describe=False)
         self.metrics = IstioMetrics(self.registry)
         self.access_log = access_log
+        if spans is None and zipkin_url:
+            spans = SpanReporter(SpanBuilder(identity), url=zipkin_url)
         self.spans = spans
         self.trace_ids = TraceIds(rng, sampling)
         self.trust_domain = trust_domain

@@ -102,3 +102,10 @@ def test_inbound_edge_reads_the_peer_header() -> None:
     assert labels["destination_workload"] == "reviews-v2"
     plain = tel.inbound_edge(header, "spiffe://forged", "reviews.default.svc.cluster.local", mtls=False)
     assert plain.source.principal == "unknown" and plain.security_policy == "none"
+
+
+def test_zipkin_url_makes_a_reporter() -> None:
+    tel = Telemetry(REVIEWS, zipkin_url="http://127.0.0.1:9411/api/v2/spans")
+    assert tel.spans is not None and tel.spans.url.endswith("/api/v2/spans")
+    assert tel.spans.builder.service_name == "reviews.default"
+    assert Telemetry(REVIEWS).spans is None
