@@ -13,26 +13,24 @@ import time
 from pathlib import Path
 
 from sandbox.control.compile import compile as compile_snapshot
+from sandbox.control.snapshot import ProxySnapshot
 from sandbox.mesh.loader import load_paths
 from sandbox.mesh.state import MeshState
 from sandbox.mesh.topology import load_compose
 from sandbox.proxy.routing import RequestHead, RouteTable, route
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "bookinfo"
-RULES = [
+RULES = ["destination-rule-all.yaml", "virtual-service-reviews-test-v2.yaml"]  # jason -> v2, else v1
+WEIGHTED = [
     "destination-rule-all.yaml",
-    "virtual-service-all-v1.yaml",  # productpage, ratings, details -> v1
-    "virtual-service-reviews-test-v2.yaml",  # reviews: jason -> v2, else v1 (replaces all-v1's reviews)
+    "virtual-service-reviews-80-20.yaml",
+    "virtual-service-ratings-test-abort.yaml",
 ]
-WEIGHTED = ["destination-rule-all.yaml", "virtual-service-reviews-80-20.yaml", "virtual-service-ratings-test-abort.yaml"]
 
 
-def snapshot(rules: list[str]):  # type: ignore[no-untyped-def]
+def snapshot(rules: list[str]) -> ProxySnapshot:
     loaded = load_paths([FIXTURES / r for r in rules])
-    # the reviews VS appears twice: the first (all-v1) would win, so drop it as `kubectl apply` would
-    resources = [r for r in loaded.resources if not (r.kind == "VirtualService" and r.name == "reviews")]
-    resources += [r for r in loaded.resources if r.kind == "VirtualService" and r.name == "reviews"][-1:]
-    mesh = MeshState(tuple(resources), load_compose(FIXTURES / "compose.yaml"))
+    mesh = MeshState(loaded.resources, load_compose(FIXTURES / "compose.yaml"))
     return compile_snapshot(mesh, "productpage-v1")
 
 
@@ -40,7 +38,7 @@ def head(path: str, authority: str, headers: dict[str, str] | None = None) -> Re
     return RequestHead("GET", path, authority, headers or {"user-agent": "python", "accept": "*/*"}, 9080)
 
 
-def measure(name: str, snap, h: RequestHead, n: int) -> None:  # type: ignore[no-untyped-def]
+def measure(name: str, snap: ProxySnapshot, h: RequestHead, n: int) -> None:
     rng = random.Random(7)
     route(h, snap, rng)  # warm the table cache
     best = float("inf")
