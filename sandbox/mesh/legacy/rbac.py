@@ -279,6 +279,10 @@ def _subject(binding: Resource[Any], index: int, subject: Subject, notes: Notes)
     def add(name: str, values: tuple[str, ...], negative: bool = False) -> bool:
         if not values:
             return True
+        if name == "principals" and any(v.startswith("spiffe://") for v in values):
+            # Istio 1.0 wrote users as SPIFFE IDs; from 1.1 a principal has no scheme.
+            values = tuple(v.removeprefix("spiffe://") for v in values)
+            notes.note(binding, "the 'spiffe://' prefix of Istio 1.0 users is dropped: principals have none", path)
         if legacy_star(values):
             if negative:
                 notes.lossy(binding, f"'*' in a not-field excludes every caller: subject {index} never matches", path)

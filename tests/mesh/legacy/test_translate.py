@@ -341,3 +341,91 @@ def test_translated_yaml_loads_back_as_clean_modern_resources() -> None:
     result = load_text(yaml, "converted.yaml")
     assert result.diagnostics == ()
     assert {r.kind for r in result.resources} == {"PeerAuthentication", "RequestAuthentication", "AuthorizationPolicy"}
+
+
+# Istio's own Bookinfo RBAC samples (samples/bookinfo/platform/kube/rbac/, 1.0-1.5).
+BOOKINFO_RBAC = """\
+apiVersion: "rbac.istio.io/v1alpha1"
+kind: RbacConfig
+metadata:
+  name: default
+spec:
+  mode: 'ON_WITH_INCLUSION'
+  inclusion:
+    namespaces: ["default"]
+---
+apiVersion: "rbac.istio.io/v1alpha1"
+kind: ServiceRole
+metadata:
+  name: service-viewer
+  namespace: default
+spec:
+  rules:
+  - services: ["*"]
+    methods: ["GET"]
+    constraints:
+    - key: "destination.labels[app]"
+      values: ["productpage", "details", "reviews", "ratings"]
+---
+apiVersion: "rbac.istio.io/v1alpha1"
+kind: ServiceRoleBinding
+metadata:
+  name: bind-service-viewer
+  namespace: default
+spec:
+  subjects:
+  - properties:
+      source.namespace: "istio-system"
+  - properties:
+      source.namespace: "default"
+  roleRef:
+    kind: ServiceRole
+    name: "service-viewer"
+---
+apiVersion: "rbac.istio.io/v1alpha1"
+kind: ServiceRole
+metadata:
+  name: mongodb-viewer
+  namespace: default
+spec:
+  rules:
+  - services: ["mongodb.default.svc.cluster.local"]
+    constraints:
+    - key: "destination.port"
+      values: ["27017"]
+---
+apiVersion: "rbac.istio.io/v1alpha1"
+kind: ServiceRoleBinding
+metadata:
+  name: bind-mongodb-viewer
+  namespace: default
+spec:
+  subjects:
+  - user: "spiffe://cluster.local/ns/default/sa/bookinfo-ratings-v2"
+  roleRef:
+    kind: ServiceRole
+    name: "mongodb-viewer"
+"""
+
+
+def test_bookinfo_rbac_samples() -> None:
+    yaml, notes = translate(BOOKINFO_RBAC)
+    names = [line.split(": ")[1] for line in yaml.splitlines() if line.startswith("  name: ")]
+    assert names == [
+        "rbac-allow-nothing",
+        "bind-service-viewer-productpage",
+        "bind-service-viewer-details",
+        "bind-service-viewer-reviews",
+        "bind-service-viewer-ratings",
+        "bind-mongodb-viewer",
+    ]
+    assert (
+        "  selector:\n    matchLabels:\n      app: details\n  rules:\n  - from:\n    - source:\n        namespaces:\n"
+        "        - istio-system\n    - source:\n        namespaces:\n        - default\n    to:\n    - operation:\n"
+        "        methods:\n        - GET\n  action: ALLOW\n"
+    ) in yaml
+    assert (
+        "        principals:\n        - cluster.local/ns/default/sa/bookinfo-ratings-v2\n    to:\n    - operation:\n"
+        "        ports:\n        - '27017'\n"
+    ) in yaml
+    assert [(d.code, d.resource) for d in notes] == [("SBX203", "ServiceRoleBinding/default/bind-mongodb-viewer")]
