@@ -12,7 +12,7 @@ from sandbox.mesh.authz import applicable, evaluate
 from sandbox.mesh.loader import load_text
 from sandbox.mesh.resources import KINDS, Resource
 
-from .rbac_model import Call, legacy_allows
+from .rbac_model import Call, any_match, legacy_allows
 
 PRODUCTPAGE = "cluster.local/ns/default/sa/bookinfo-productpage"
 SLEEP = "cluster.local/ns/foo/sa/sleep"
@@ -162,3 +162,44 @@ def test_a_namespace_the_files_do_not_name_is_the_documented_gap_of_mode_on() ->
     call = Call("anything", namespace="elsewhere")
     assert not legacy_allows(legacy, call)
     assert evaluate(applicable(modern, call.labels, call.namespace), call.attributes()).allowed
+
+
+JWT_POLICY = """\
+apiVersion: authentication.istio.io/v1alpha1
+kind: Policy
+metadata: {name: httpbin, namespace: foo}
+spec:
+  targets: [{name: httpbin}]
+  origins:
+  - jwt:
+      issuer: issuer-a
+      triggerRules:
+      - includedPaths: [{prefix: /admin/}]
+        excludedPaths: [{exact: /admin/status}, {suffix: .png}]
+      - includedPaths: [{exact: /login}]
+  - jwt:
+      issuer: issuer-b
+      triggerRules:
+      - includedPaths: [{suffix: /secret}]
+"""
+
+
+def _selected(rules: list[tuple[list[str], list[str]]], path: str) -> bool:
+    """v1alpha1 TriggerRule: no excluded path matches, and an included one does (or none is listed)."""
+    return any(not any_match(tuple(ex), path) and (not inc or any_match(tuple(inc), path)) for inc, ex in rules)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/admin/", "/admin/users", "/admin/status", "/admin/logo.png", "/login", "/login/x", "/a/secret", "/x"],
+)
+@pytest.mark.parametrize("token", [False, True])
+def test_trigger_rules_require_a_token_where_v1alpha1_did(path: str, token: bool) -> None:
+    result = load_text(JWT_POLICY, "authn.yaml")
+    modern = [r for r in result.resources if r.kind == "AuthorizationPolicy"]
+    issuer_a = [(["/admin/*"], ["/admin/status", "*.png"]), (["/login"], [])]
+    issuer_b: list[tuple[list[str], list[str]]] = [(["*/secret"], [])]
+    required = _selected(issuer_a, path) or _selected(issuer_b, path)
+    legacy_allowed = token or not required  # v1alpha1 answered 401 where a token was required and missing
+    call = Call("httpbin", "foo", path=path, request_principal="issuer-a/alice" if token else "")
+    assert evaluate(applicable(modern, call.labels, "foo"), call.attributes()).allowed is legacy_allowed
