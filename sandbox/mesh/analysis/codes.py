@@ -112,7 +112,11 @@ ISTIO = _table(
     ("SBX140", E, "server config must contain at least one host"),
     ("SBX141", E, "gateway must have at least one server"),
     ("SBX142", E, "port names in servers must be unique"),
+    ("SBX143", E, "gateway server TLS settings do not fit its port protocol"),
     ("SBX150", E, "service entry must have at least one host"),
+    ("SBX151", E, "only one of WorkloadSelector or Endpoints is allowed in Service Entry"),
+    ("SBX160", E, "mesh/namespace peer authentication cannot have port level mTLS"),
+    ("SBX161", E, "DENY or CUSTOM action without rules never triggers"),
 )
 
 # Reported by the loader and the Compose reader; listed so SARIF can describe them.

@@ -1,8 +1,17 @@
-"""Istio's own validation of DestinationRules, Gateways and ServiceEntries, as SBX1xx codes."""
+"""Istio's own validation of DestinationRules, Gateways, ServiceEntries and security policies,
+as SBX1xx codes with Istio's messages (istio/istio `pkg/config/validation/validation.go`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sandbox.mesh.analysis.context import Context
+from sandbox.mesh.resources import Resource
+from sandbox.mesh.resources.gateway import Server, ServerTLSMode
+from sandbox.mesh.resources.security import Action
+
+TLS_PROTOCOLS = frozenset({"HTTPS", "TLS"})
+HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB"})
 
 
 def check_destination_rules(ctx: Context) -> None:
@@ -22,6 +31,7 @@ def check_gateways(ctx: Context) -> None:
         for s, server in enumerate(gw.spec.servers):
             if not server.hosts:
                 ctx.report(gw, "SBX140", f"spec/servers[{s}]", message="server config must contain at least one host")
+            _check_server_tls(ctx, gw, server, f"spec/servers[{s}]")
             name = server.port.name if server.port else None
             if name:
                 if name in port_names:
@@ -30,10 +40,48 @@ def check_gateways(ctx: Context) -> None:
                 port_names.add(name)
 
 
+def _check_server_tls(ctx: Context, gw: Resource[Any], server: Server, path: str) -> None:
+    """TLS settings must fit the port's protocol (validateServer): HTTPS/TLS need them; a plain
+    HTTP port may only carry a redirect (passthrough mode, no certificates)."""
+    port: Any = server.port  # None when the loader already reported it missing
+    if port is None:
+        return
+    protocol, tls = (port.protocol or "").upper(), server.tls
+    message = None
+    if protocol in TLS_PROTOCOLS and tls is None:
+        message = "server must have TLS settings for HTTPS/TLS protocols"
+    elif protocol in HTTP_PROTOCOLS and tls is not None:
+        passthrough = tls.mode in (None, ServerTLSMode.PASSTHROUGH, ServerTLSMode.AUTO_PASSTHROUGH)
+        if not passthrough or tls.ca_certificates or tls.private_key or tls.server_certificate:
+            message = "server cannot have TLS settings for plain text HTTP ports"
+    elif protocol not in TLS_PROTOCOLS and protocol and tls is not None:
+        message = "server cannot have TLS settings for non HTTPS/TLS ports"
+    if message:
+        ctx.report(gw, "SBX143", f"{path}/tls" if tls else f"{path}/port", message=message)
+
+
 def check_service_entries(ctx: Context) -> None:
     for se in ctx.state.service_entries:
         if not se.spec.hosts:
             ctx.report(se, "SBX150", "spec/hosts", message="service entry must have at least one host")
+        if se.spec.workload_selector is not None and se.spec.endpoints:
+            message = "only one of WorkloadSelector or Endpoints is allowed in Service Entry"
+            ctx.report(se, "SBX151", "spec/workloadSelector", message=message)
 
 
-CHECKERS = (check_destination_rules, check_gateways, check_service_entries)
+def check_security_policies(ctx: Context) -> None:
+    for pa in ctx.state.peer_authentications:
+        selector = pa.spec.selector.match_labels if pa.spec.selector else {}
+        if not selector and pa.spec.port_level_mtls:
+            message = "mesh/namespace peer authentication cannot have port level mTLS"
+            ctx.report(pa, "SBX160", "spec/portLevelMtls", message=message)
+    for ap in ctx.state.authorization_policies:
+        if ap.spec.action in (Action.DENY, Action.CUSTOM) and not ap.spec.rules:
+            message = (
+                f"{ap.spec.action} action without `rules` is meaningless as it will never be triggered, "
+                "add an empty rule `{}` if you want it be triggered for every request"
+            )
+            ctx.report(ap, "SBX161", "spec/action", message=message)
+
+
+CHECKERS = (check_destination_rules, check_gateways, check_service_entries, check_security_policies)

@@ -312,3 +312,95 @@ def test_messages_are_istios() -> None:
         "SBX113": "0s: duration must be greater than 1ms",
         "SBX115": "HTTP status 600 is not in range 200-599",
     }
+
+
+MORE = {
+    "gateway TLS settings and protocols": """\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["*"]
+    tls: {httpsRedirect: true}
+  - port:  # !SBX143 error spec/servers[1]/port
+      number: 8443
+      name: https
+      protocol: HTTPS
+    hosts: ["*"]
+  - port: {number: 8081, name: http2, protocol: http}
+    hosts: ["*"]
+    tls:  # !SBX143 error spec/servers[2]/tls
+      mode: SIMPLE
+      credentialName: cert
+  - port: {number: 8444, name: https2, protocol: HTTPS}
+    hosts: ["*"]
+    tls: {mode: SIMPLE, credentialName: cert}
+  - port: {number: 9000, name: tcp, protocol: TCP}
+    hosts: ["*"]
+    tls:  # !SBX143 error spec/servers[4]/tls
+      mode: SIMPLE
+""",
+    "service entry endpoints and a selector": """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: both}
+spec:
+  hosts: [a.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  workloadSelector:  # !SBX151 error spec/workloadSelector
+    labels: {app: a}
+  endpoints: [{address: 1.2.3.4}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: selector}
+spec:
+  hosts: [b.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: b}}
+""",
+    "security policies": """\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default}
+spec:
+  mtls: {mode: STRICT}
+  portLevelMtls:  # !SBX160 error spec/portLevelMtls
+    9080: {mode: DISABLE}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: reviews}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  portLevelMtls: {9080: {mode: DISABLE}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-nothing}
+spec:
+  action: DENY  # !SBX161 error spec/action
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-everything}
+spec:
+  action: DENY
+  rules: [{}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-nothing}
+spec: {}
+""",
+}
+
+
+@pytest.mark.parametrize("text", MORE.values(), ids=MORE.keys())
+def test_istio_validation_of_other_kinds(check, text: str) -> None:
+    actual, expected = check(text, CODES)
+    assert actual == expected
