@@ -119,22 +119,35 @@ class OutlierDetector:
             self.sweep(now)
 
     def sweep(self, now: float) -> None:
-        """Envoy's interval timer: return hosts whose time is up, decay the backoff of healthy ones."""
+        """Run Envoy's interval timer for every sweep due by `now` (several if requests were idle):
+        hosts return at the first sweep after their time is up; each sweep a host spends healthy
+        (not counting the one that returns it) takes one off its backoff."""
+        first = self.next_sweep
+        if now < first:
+            return
         interval = self.config.interval
         if interval > 0:
-            self.next_sweep += math.ceil((now - self.next_sweep) / interval + 1e-9) * interval
-            if self.next_sweep <= now:
-                self.next_sweep += interval
+            due_sweeps = int((now - first) // interval) + 1
+            self.next_sweep = first + due_sweeps * interval
+        else:  # not a valid Istio interval; sweep on every call rather than never
+            due_sweeps, interval = 1, 0.0
+            self.next_sweep = now
         changed = False
         for host in self.hosts.hosts:
-            if not host.ejected:
-                if host.ejection_backoff > 0:
-                    host.ejection_backoff -= 1
-            elif self.ejection_time(host) <= now - host.last_ejection:
+            decay = due_sweeps
+            if host.ejected:
+                back_at = host.last_ejection + self.ejection_time(host)
+                # the 1-based index of the first sweep at or after back_at
+                index = 1 if interval == 0 else max(1, math.ceil((back_at - first) / interval - 1e-9) + 1)
+                if index > due_sweeps:
+                    continue
                 host.ejected = False
                 host.consecutive_5xx = host.consecutive_gateway = host.consecutive_local = 0
                 self.ejections_active -= 1
                 changed = True
+                decay = due_sweeps - index
+            if decay and host.ejection_backoff:
+                host.ejection_backoff = max(0, host.ejection_backoff - decay)
         if changed:
             self.hosts.refresh()
 

@@ -145,3 +145,32 @@ def test_min_health_percent_sets_the_panic_threshold() -> None:
     hs, od = setup(n=2, max_ejection_percent=100, min_health_percent=60)
     fail(od, hs.hosts[0], 500, 5)
     assert hs.usable() == hs.hosts  # 50% healthy < 60%: panic, balance over all
+
+
+def test_idle_time_counts_every_missed_sweep() -> None:
+    # No traffic for 100 s after the host came back: ten sweeps ran (lazily, at the next request),
+    # each decaying the backoff, so the next ejection is short again.
+    hs, od = setup(interval=10.0, base_ejection_time=30.0)
+    h = hs.hosts[0]
+    fail(od, h, 500, 5, now=0.0)
+    fail(od, h, 500, 5, now=0.0)  # ignored while ejected
+    od.maybe_sweep(30.0)
+    fail(od, h, 500, 5, now=31.0)  # ejected again at once: 2 x 30 s
+    assert od.ejection_time(h) == 60.0
+    od.maybe_sweep(200.0)  # back at the 100 s sweep; the sweeps 110..200 decay the backoff
+    assert not h.ejected and h.ejection_backoff == 0
+    fail(od, h, 500, 5, now=201.0)
+    assert od.ejection_time(h) == 30.0
+
+
+def test_a_late_sweep_returns_hosts_whose_time_passed_in_between() -> None:
+    hs, od = setup(n=10, interval=10.0, base_ejection_time=30.0, max_ejection_percent=100)
+    a, b = hs.hosts[0], hs.hosts[1]
+    fail(od, a, 500, 5, now=0.0)  # back at the 30 s sweep
+    fail(od, b, 500, 5, now=25.0)  # back at the 60 s sweep
+    od.maybe_sweep(45.0)
+    assert not a.ejected and b.ejected
+    od.maybe_sweep(59.9)
+    assert b.ejected
+    od.maybe_sweep(60.0)
+    assert not b.ejected and od.stats()["ejections_active"] == 0
