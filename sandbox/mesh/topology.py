@@ -188,8 +188,9 @@ def parse_compose(source: str | bytes, file: str) -> Topology:
         services = {}
     workloads: list[Workload] = []
     plain: list[str] = []
+    positions = _positions_by_service(document, (str(name) for name in services))
     for name, spec in services.items():
-        workload = _workload(str(name), spec, document, decoder)
+        workload = _workload(str(name), spec, document, decoder, positions[str(name)])
         if workload is None:
             plain.append(str(name))
         else:
@@ -221,7 +222,24 @@ def _port_from_compose(spec: dict[str, Any]) -> int | None:
     return None
 
 
-def _workload(name: str, spec: Any, document: Document, decoder: Decoder) -> Workload | None:
+def _positions_by_service(document: Document, names: Iterable[str]) -> dict[str, dict[str, tuple[int, int]]]:
+    """Each service's positions relative to it, in one pass (a scan per service was quadratic)."""
+    out: dict[str, dict[str, tuple[int, int]]] = {name: {} for name in names}
+    slashed = [name for name in out if "/" in name]  # not a valid Compose name, but keep it right
+    for key, position in document.positions.items():
+        if key.startswith("services/"):
+            name, sep, rest = key[len("services/") :].partition("/")
+            if sep and name in out and "/" not in name:
+                out[name][rest] = position
+    for name in slashed:
+        prefix = f"services/{name}/"
+        out[name] = {k[len(prefix) :]: v for k, v in document.positions.items() if k.startswith(prefix)}
+    return out
+
+
+def _workload(
+    name: str, spec: Any, document: Document, decoder: Decoder, positions: dict[str, tuple[int, int]]
+) -> Workload | None:
     path = join_path("services", name)
     if not isinstance(spec, dict):
         return None
@@ -249,12 +267,7 @@ def _workload(name: str, spec: Any, document: Document, decoder: Decoder) -> Wor
         decoder.error("SBX303", f"replicas must be 0 or more, got {replicas}", join_path(path, "x-sandbox/replicas"))
         replicas = 1
     namespace = settings.namespace or "default"
-    origin = Origin(
-        document.file,
-        document.position(path)[0],
-        0,
-        {k[len(path) + 1 :]: v for k, v in document.positions.items() if k.startswith(path + "/")},
-    )
+    origin = Origin(document.file, document.position(path)[0], 0, positions)
     image = spec.get("image")
     return Workload(
         name,
