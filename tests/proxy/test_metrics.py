@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -160,3 +164,10 @@ def test_istio_build_and_separate_registries() -> None:
     IstioMetrics(b)
     assert "istio_requests_total" in scrape(a) and "istio_requests_total" not in scrape(b)
     assert scrape(b)["istio_build"][0][1] == {"component": "proxy", "tag": "sandbox"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.none(), st.text(max_size=200), st.binary(max_size=100).map(lambda b: base64.b64encode(b).decode())))
+def test_peer_header_never_raises(value: str | None) -> None:
+    peer = Peer.from_header(value)
+    assert peer.principal == "unknown"

@@ -6,6 +6,8 @@ import random
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sandbox.proxy.tracecontext import Incoming, TraceIds, extract
 
@@ -87,3 +89,23 @@ def test_request_ids_are_uuid4() -> None:
     for value in list(values)[:50]:
         parsed = uuid.UUID(value)
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == value
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "b3", "traceparent"]
+        ),
+        st.text(alphabet="0123456789abcdefABCDEF-xyz ", max_size=70),
+    )
+)
+def test_any_header_values_give_a_valid_context_or_none(headers: dict[str, str]) -> None:
+    incoming = extract(headers)
+    ids = TraceIds(random.Random(0))
+    for ctx in (ids.outbound(headers), ids.inbound(headers)):
+        sent = dict(ctx.headers())
+        assert len(sent["x-b3-spanid"]) == 16 and len(sent["x-b3-traceid"]) in (16, 32)
+        assert sent["traceparent"].count("-") == 3 and len(sent["traceparent"]) == 55
+    if incoming is not None:
+        assert len(incoming.trace_id) in (16, 32)
