@@ -87,7 +87,11 @@ def compile(
         clusters.extend(build_clusters(mesh, service, service.port, p.namespace, p.labels, endpoints))
     mode = settings.outbound_mode.value
     if not router and mode == "ALLOW_ANY":
-        clusters.append(snap.Cluster(name=snap.PASSTHROUGH_CLUSTER, service="", port=0))
+        # Istio's PassthroughCluster: ORIGINAL_DST, i.e. connect to where the app was going, in plaintext
+        passthrough = snap.TrafficPolicy(
+            load_balancer=snap.LoadBalancer(simple="PASSTHROUGH"), tls=snap.TLSSettings(mode="DISABLE", auto=False)
+        )
+        clusters.append(snap.Cluster(name=snap.PASSTHROUGH_CLUSTER, service="", port=0, traffic_policy=passthrough))
     inbound: tuple[snap.InboundListener, ...] = ()
     if not router and workload.port is not None:
         inbound = (
