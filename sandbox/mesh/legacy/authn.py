@@ -60,7 +60,8 @@ def translate_policy(policy: Resource[PolicySpec], notes: Notes) -> list[Resourc
         notes.lossy(
             policy,
             "a request without a token is now denied by the AuthorizationPolicy with 403 'RBAC: access denied', "
-            "not 401 'Origin authentication failed'; an invalid token is rejected with 401 on every path",
+            "not 401 'Origin authentication failed'; an invalid token is rejected with 401 on every path; and the "
+            "DENY rule, whose HTTP fields do not apply to plain TCP, denies TCP connections to the ports it covers",
             "spec/origins",
         )
     out: list[Resource[Any]] = []
