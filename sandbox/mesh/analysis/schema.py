@@ -13,6 +13,7 @@ from http import HTTPStatus
 from typing import Any
 
 from sandbox.mesh.analysis.context import Context
+from sandbox.mesh.names import hosts_overlap
 from sandbox.mesh.resources import Resource
 from sandbox.mesh.resources.common import Percent, StringMatch
 from sandbox.mesh.resources.virtualservice import (
@@ -67,6 +68,12 @@ GRPC_STATUS = frozenset(
     )
 )
 _EMPTY_MATCH = HTTPMatchRequest()
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def is_dns_label(name: str) -> bool:
+    """RFC 1123 label, as Kubernetes and Istio check subset names."""
+    return len(name) <= 63 and _DNS_LABEL.fullmatch(name) is not None
 
 
 class _Rules:
@@ -122,14 +129,21 @@ class _Rules:
             self.err("SBX112", path, f"percentage {value.value:g} is neither 0.0, nor in range [0.0001, 100.0]")
 
     def weights(self, route: tuple[Any, ...], path: str) -> None:
+        """Route destinations: weights (Istio >= 1.15: relative, non-negative) and subset names."""
         total = 0
         for j, entry in enumerate(route):
+            if entry.destination is not None:
+                self.subset(entry.destination.subset, f"{path}/route[{j}]/destination/subset")
             weight = entry.weight or 0
             if weight < 0:
                 self.err("SBX101", f"{path}/route[{j}]/weight", f"weight {weight} < 0")
             total += weight
         if len(route) > 1 and total == 0:
             self.err("SBX102", f"{path}/route", "total destination weight = 0")
+
+    def subset(self, name: str | None, path: str) -> None:
+        if name and not is_dns_label(name):
+            self.err("SBX131", path, f"subset name is invalid: {name}")
 
     # -- HTTP routes -------------------------------------------------------------------------
     def http_route(self, rule: HTTPRoute, path: str, delegate: bool) -> None:
@@ -301,6 +315,7 @@ def check_virtual_services(ctx: Context) -> None:
                     rules.err("SBX122", f"spec/{field}", f"delegate virtual service must have no {what}")
         if not (spec.http or spec.tcp or spec.tls):
             rules.err("SBX123", "spec", "http, tcp or tls must be provided in virtual service")
+        _duplicate_hosts(rules, spec.hosts)
         if not spec.gateways or "mesh" in spec.gateways:
             for k, host in enumerate(spec.hosts):
                 if host == "*":
@@ -314,6 +329,14 @@ def check_virtual_services(ctx: Context) -> None:
                 if not route.route:
                     rules.err("SBX126", f"spec/{kind}[{i}]", f"{kind.upper()} route is required")
                 rules.weights(route.route, f"spec/{kind}[{i}]")
+
+
+def _duplicate_hosts(rules: _Rules, hosts: tuple[str, ...]) -> None:
+    """Two hosts of one VirtualService that match each other (`*.foo.com` and `*.com` too)."""
+    for i, a in enumerate(hosts):  # a handful of hosts per resource
+        for b in hosts[i + 1 :]:
+            if hosts_overlap(a, b):
+                rules.err("SBX127", "spec/hosts", f"duplicate hosts in virtual service: {a} & {b}")
 
 
 CHECKERS = (check_virtual_services,)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sandbox.mesh.analysis.context import Context
+from sandbox.mesh.analysis.schema import is_dns_label
 from sandbox.mesh.resources import Resource
 from sandbox.mesh.resources.gateway import Server, ServerTLSMode
 from sandbox.mesh.resources.security import Action
@@ -18,6 +19,8 @@ def check_destination_rules(ctx: Context) -> None:
     for dr in ctx.state.destination_rules:
         seen: set[str] = set()
         for i, subset in enumerate(dr.spec.subsets):
+            if subset.name and not is_dns_label(subset.name):
+                ctx.report(dr, "SBX131", f"spec/subsets[{i}]/name", message=f"subset name is invalid: {subset.name}")
             if subset.name in seen:
                 ctx.report(dr, "SBX130", f"spec/subsets[{i}]/name", message=f"duplicate subset names: {subset.name}")
             seen.add(subset.name)

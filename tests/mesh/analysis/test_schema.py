@@ -315,6 +315,32 @@ def test_messages_are_istios() -> None:
 
 
 MORE = {
+    "duplicate hosts and invalid subset names": """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: wild}
+spec:
+  hosts: ["*.example.com", "a.example.com", b.example.com]  # !SBX127 error spec/hosts
+  gateways: [gw]
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: V1.0  # !SBX131 error spec/http[0]/route[0]/destination/subset
+      weight: 50
+    - destination: {host: reviews, subset: v2-mysql-vm}
+      weight: 50
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - name: V1.0  # !SBX131 error spec/subsets[0]/name
+    labels: {version: v1}
+  - {name: v2-mysql-vm, labels: {version: v2}}
+""",
     "gateway TLS settings and protocols": """\
 apiVersion: networking.istio.io/v1
 kind: Gateway
