@@ -208,16 +208,25 @@ class IstioMetrics(Collector):
         self.buckets = tuple(float(b) for b in buckets)
         self.version = version
         self._http: dict[tuple[Edge, int, str, str], _HttpSeries] = {}
+        self._by_labels: dict[tuple[str, ...], _HttpSeries] = {}  # the series; _http only indexes them
         self._tcp: dict[tuple[Edge, str], _TcpSeries] = {}
+        self._tcp_by_labels: dict[tuple[str, ...], _TcpSeries] = {}
         self._heads: dict[Edge, tuple[str, ...]] = {}
         registry.register(self)
 
     def _series(self, edge: Edge, code: int, grpc_status: str, flags: str) -> _HttpSeries:
+        """The slow path: find (or make) the series by its labels, and remember it for this edge."""
+        if len(self._http) > 50_000:  # stale edges (a caller's cache was reset): drop the aliases only
+            self._http.clear()
+            self._heads.clear()
         head = self._heads.get(edge)
         if head is None:
             head = self._heads[edge] = edge.head()
-        labels = (*head, str(code), grpc_status, flags or "-", edge.security_policy)
-        series = self._http[(edge, code, grpc_status, flags)] = _HttpSeries(labels, len(self.buckets) + 1)
+        labels = (*head, str(code), grpc_status, flags, edge.security_policy)
+        series = self._by_labels.get(labels)
+        if series is None:
+            series = self._by_labels[labels] = _HttpSeries(labels, len(self.buckets) + 1)
+        self._http[(edge, code, grpc_status, flags)] = series
         return series
 
     def record_http(
@@ -230,6 +239,8 @@ class IstioMetrics(Collector):
         response_bytes: int,
         grpc_status: str = "",
     ) -> None:
+        if not flags:
+            flags = "-"  # "" and "-" must be one series, or the exposition repeats a label set
         series = self._http.get((edge, code, grpc_status, flags))
         if series is None:
             series = self._series(edge, code, grpc_status, flags)
@@ -246,10 +257,16 @@ class IstioMetrics(Collector):
         h.sum += response_bytes
 
     def _tcp_series(self, edge: Edge, flags: str) -> _TcpSeries:
+        flags = flags or "-"
         series = self._tcp.get((edge, flags))
         if series is None:
-            labels = (*edge.head()[:-1], "tcp", flags or "-", edge.security_policy)
-            series = self._tcp[(edge, flags)] = _TcpSeries(labels)
+            if len(self._tcp) > 50_000:
+                self._tcp.clear()
+            labels = (*edge.head()[:-1], "tcp", flags, edge.security_policy)
+            series = self._tcp_by_labels.get(labels)
+            if series is None:
+                series = self._tcp_by_labels[labels] = _TcpSeries(labels)
+            self._tcp[(edge, flags)] = series
         return series
 
     def tcp_opened(self, edge: Edge, flags: str = "-") -> None:
@@ -269,7 +286,7 @@ class IstioMetrics(Collector):
     def _histogram(self, name: str, doc: str, pick: str) -> HistogramMetricFamily:
         family = HistogramMetricFamily(name, doc, labels=HTTP_LABELS)
         bounds = [*(_fmt(b) for b in self.buckets), "+Inf"]
-        for series in list(self._http.values()):
+        for series in list(self._by_labels.values()):
             h: _Histogram = getattr(series, pick)
             running, cumulative = 0, []
             for bound, count in zip(bounds, h.counts, strict=True):
@@ -283,13 +300,13 @@ class IstioMetrics(Collector):
         build.add_metric(["proxy", self.version], 1)
         yield build
         requests = CounterMetricFamily("istio_requests", "Total requests", labels=HTTP_LABELS)
-        for series in list(self._http.values()):
+        for series in list(self._by_labels.values()):
             requests.add_metric(list(series.labels), series.requests)
         yield requests
         yield self._histogram("istio_request_duration_milliseconds", "Request duration", "duration")
         yield self._histogram("istio_request_bytes", "Request body size", "request_bytes")
         yield self._histogram("istio_response_bytes", "Response body size", "response_bytes")
-        tcp = list(self._tcp.values())
+        tcp = list(self._tcp_by_labels.values())
         for name, doc, attr in (
             ("istio_tcp_sent_bytes", "Bytes sent during a TCP connection", "sent"),
             ("istio_tcp_received_bytes", "Bytes received during a TCP connection", "received"),

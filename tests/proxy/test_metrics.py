@@ -171,3 +171,18 @@ def test_istio_build_and_separate_registries() -> None:
 def test_peer_header_never_raises(value: str | None) -> None:
     peer = Peer.from_header(value)
     assert peer.principal == "unknown"
+
+
+def test_one_label_set_is_one_series() -> None:
+    # "" and "-" flags, and equal edges built separately, must not repeat a label set in the exposition.
+    registry = CollectorRegistry()
+    metrics = IstioMetrics(registry)
+    metrics.record_http(outbound_edge(), 200, "", 1.0, 0, 0)
+    metrics.record_http(outbound_edge(), 200, "-", 1.0, 0, 0)
+    metrics.record_http(outbound_edge(), 200, "", 1.0, 0, 0)
+    metrics.tcp_opened(outbound_edge(), "")
+    metrics.tcp_opened(outbound_edge())
+    samples = scrape(registry)
+    assert [s[2] for s in samples["istio_requests_total"]] == [3.0]
+    assert [s[2] for s in samples["istio_request_duration_milliseconds_count"]] == [3.0]
+    assert [s[2] for s in samples["istio_tcp_connections_opened_total"]] == [2.0]
