@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from sandbox.mesh.diagnostics import join_path
-from sandbox.mesh.legacy.common import ROOT_NAMESPACE, Notes, derived, selector
+from sandbox.mesh.legacy.common import ROOT_NAMESPACE, ROOT_WIDE, Notes, derived, selector
 from sandbox.mesh.legacy.specs import AuthnStringMatch, MutualTlsMode, PolicySpec, PrincipalBinding
 from sandbox.mesh.resources import Resource
 from sandbox.mesh.resources.security import (
@@ -98,6 +98,9 @@ def _scopes(policy: Resource[PolicySpec], notes: Notes) -> list[_Scope]:
                 "a Policy without targets must be named 'default': Istio rejected this one; nothing translated",
                 "metadata/name",
             )
+            return []
+        if policy.namespace == ROOT_NAMESPACE:
+            notes.lossy(policy, ROOT_WIDE.format(ns=policy.namespace), "metadata/namespace")
             return []
         return [(policy.name, policy.namespace, (), ())]
     scopes: list[_Scope] = []

@@ -43,6 +43,12 @@ def derived(
     return Resource(kind, KINDS[kind].preferred_api_version, name, namespace, spec, {}, annotations, origin)
 
 
+ROOT_WIDE = (
+    "a policy for the whole {ns} namespace would be mesh-wide ({ns} is the root namespace), so it is left out; "
+    "select the workloads there explicitly"
+)
+
+
 def selector(labels: tuple[tuple[str, str], ...]) -> LabelSelector | None:
     return LabelSelector(match_labels=dict(labels)) if labels else None
 

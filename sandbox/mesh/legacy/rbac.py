@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox.mesh.diagnostics import join_path
-from sandbox.mesh.legacy.common import ROOT_NAMESPACE, Notes, derived, legacy_star, selector
+from sandbox.mesh.legacy.common import ROOT_NAMESPACE, ROOT_WIDE, Notes, derived, legacy_star, selector
 from sandbox.mesh.legacy.rbacconfig import Labels, Scope, pick_config, service_of, translate_config
 from sandbox.mesh.legacy.specs import (
     AccessRule,
@@ -140,6 +140,9 @@ def _translate_binding(
                 by_target.setdefault(labels, []).extend(modern)
     dry_run = scope.dry_run or spec.mode is EnforcementMode.PERMISSIVE
     policies = []
+    if ns == ROOT_NAMESPACE and () in by_target:
+        notes.lossy(binding, ROOT_WIDE.format(ns=ns), "spec")
+        del by_target[()]
     for labels, modern_rules in by_target.items():
         name = binding.name if len(by_target) == 1 else "-".join([binding.name, *(v for _, v in labels)])
         policy = AuthorizationPolicySpec(selector=selector(labels), action=Action.ALLOW, rules=tuple(modern_rules))

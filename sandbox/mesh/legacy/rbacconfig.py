@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.mesh.diagnostics import join_path
-from sandbox.mesh.legacy.common import Notes, derived, selector
+from sandbox.mesh.legacy.common import ROOT_NAMESPACE, ROOT_WIDE, Notes, derived, selector
 from sandbox.mesh.legacy.specs import EnforcementMode, RbacConfigSpec, RbacMode
 from sandbox.mesh.names import split_fqdn
 from sandbox.mesh.resources import AuthorizationPolicySpec, Resource
@@ -102,6 +102,9 @@ def translate_config(
     policies: list[Resource[Any]] = []
 
     def allow_nothing(ns: str, app: str | None) -> None:
+        if ns == ROOT_NAMESPACE and not app:
+            notes.lossy(config, ROOT_WIDE.format(ns=ns), f"spec/{key}/namespaces")
+            return
         name = "rbac-allow-nothing" + (f"-{app}" if app else "")
         labels: Labels = (("app", app),) if app else ()
         nothing = AuthorizationPolicySpec(selector=selector(labels))

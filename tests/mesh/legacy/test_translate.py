@@ -429,3 +429,22 @@ def test_bookinfo_rbac_samples() -> None:
         "        ports:\n        - '27017'\n"
     ) in yaml
     assert [(d.code, d.resource) for d in notes] == [("SBX203", "ServiceRoleBinding/default/bind-mongodb-viewer")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "apiVersion: rbac.istio.io/v1alpha1\nkind: ClusterRbacConfig\nmetadata: {name: default}\n"
+        "spec:\n  mode: ON_WITH_INCLUSION\n  inclusion: {namespaces: [istio-system]}\n",
+        "apiVersion: authentication.istio.io/v1alpha1\nkind: Policy\n"
+        "metadata: {name: default, namespace: istio-system}\nspec:\n  peers: [{mtls: {}}]\n",
+        "apiVersion: rbac.istio.io/v1alpha1\nkind: ServiceRole\nmetadata: {name: r, namespace: istio-system}\n"
+        "spec:\n  rules: [{services: ['*']}]\n---\n"
+        "apiVersion: rbac.istio.io/v1alpha1\nkind: ServiceRoleBinding\nmetadata: {name: b, namespace: istio-system}\n"
+        "spec:\n  subjects: [{user: '*'}]\n  roleRef: {kind: ServiceRole, name: r}\n",
+    ],
+)
+def test_nothing_namespace_wide_lands_in_the_root_namespace_where_it_would_be_mesh_wide(text: str) -> None:
+    yaml, notes = translate(text)
+    assert yaml == ""
+    assert any(d.code == "SBX202" and "would be mesh-wide" in d.message for d in notes), notes
