@@ -261,9 +261,8 @@ class PushServer:
             conn.changed_at = None
             status.pushes += 1
             self.stats.pushes += 1
-            await conn.ws.send_str(
-                json.dumps({"type": "snapshot", "version": version, "nonce": nonce, "snapshot": payload})
-            )
+            head = json.dumps({"type": "snapshot", "version": version, "nonce": nonce})
+            await conn.ws.send_str(f'{head[:-1]}, "snapshot": {self._encode(version, payload)}}}')
 
     def _encode(self, version: str, payload: dict[str, Any]) -> str:
         """Serialise each version once: with many proxies on one workload, JSON encoding dominates a push."""
