@@ -6,7 +6,7 @@ What `istioctl proxy-config`, Prometheus and probes expect of Envoy and the Isti
   circuit-breaker limits, gauges and overflow counters; Envoy's `name::host::stat::value` text, or
   `?format=json`; `/stats`: plain `name: value` counters (`?filter=<regex>`, `?format=json`);
   `/ready`: LIVE.
-- 15020 `/stats/prometheus`: the per-proxy registry (istio_* metrics) in Prometheus text format.
+- 15020 `/stats/prometheus`: the istio_* metrics and the per-proxy registry, in Prometheus text format.
 - 15021 `/healthz/ready`: 200 once a snapshot is loaded, 503 before.
 
 The endpoints only read through `AdminSource`, which the sidecar process implements.
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from sandbox.control.snapshot import ProxySnapshot
 from sandbox.proxy.cluster import ClusterState
@@ -28,8 +28,7 @@ from sandbox.proxy.tracing import SpanReporter
 
 
 class AdminTelemetry(Protocol):
-    @property
-    def registry(self) -> CollectorRegistry: ...
+    def prometheus_text(self) -> str: ...
 
     @property
     def spans(self) -> SpanReporter | None: ...
@@ -51,7 +50,7 @@ class AdminOptions(Protocol):
 
 class AdminSource(Protocol):
     """What the admin endpoints read: the current snapshot (None until one is loaded), the live
-    cluster states and the telemetry (its Prometheus registry and span reporter)."""
+    cluster states and the telemetry (its Prometheus text and span reporter)."""
 
     @property
     def snapshot(self) -> ProxySnapshot | None: ...
@@ -222,7 +221,7 @@ def admin_app(source: AdminSource) -> web.Application:
 
 def stats_app(source: AdminSource) -> web.Application:
     async def prometheus(request: web.Request) -> web.Response:
-        body = generate_latest(source.telemetry.registry)
+        body = source.telemetry.prometheus_text().encode()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()

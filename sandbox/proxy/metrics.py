@@ -178,10 +178,11 @@ class _Histogram:
 
 
 class _HttpSeries:
-    __slots__ = ("duration", "labels", "request_bytes", "requests", "response_bytes")
+    __slots__ = ("duration", "label_text", "labels", "request_bytes", "requests", "response_bytes")
 
     def __init__(self, labels: tuple[str, ...], size: int) -> None:
         self.labels = labels
+        self.label_text = _label_text(HTTP_LABELS, labels)
         self.requests = 0
         self.duration = _Histogram(size)
         self.request_bytes = _Histogram(size)
@@ -189,10 +190,11 @@ class _HttpSeries:
 
 
 class _TcpSeries:
-    __slots__ = ("closed", "labels", "opened", "received", "sent")
+    __slots__ = ("closed", "label_text", "labels", "opened", "received", "sent")
 
     def __init__(self, labels: tuple[str, ...]) -> None:
         self.labels = labels
+        self.label_text = _label_text(TCP_LABELS, labels)
         self.sent = self.received = self.opened = self.closed = 0
 
 
@@ -201,7 +203,7 @@ class IstioMetrics(Collector):
 
     def __init__(
         self,
-        registry: CollectorRegistry,
+        registry: CollectorRegistry | None = None,
         buckets: tuple[float, ...] = DEFAULT_BUCKETS,
         version: str = "sandbox",
     ) -> None:
@@ -212,7 +214,8 @@ class IstioMetrics(Collector):
         self._tcp: dict[tuple[Edge, str], _TcpSeries] = {}
         self._tcp_by_labels: dict[tuple[str, ...], _TcpSeries] = {}
         self._heads: dict[Edge, tuple[str, ...]] = {}
-        registry.register(self)
+        if registry is not None:
+            registry.register(self)
 
     def _series(self, edge: Edge, code: int, grpc_status: str, flags: str) -> _HttpSeries:
         """The slow path: find (or make) the series by its labels, and remember it for this edge."""
@@ -317,6 +320,57 @@ class IstioMetrics(Collector):
             for tcp_series in tcp:
                 family.add_metric(list(tcp_series.labels), getattr(tcp_series, attr))
             yield family
+
+    def exposition(self) -> str:
+        """The same metrics as `collect()`, in Prometheus text format, written directly.
+
+        prometheus_client's generate_latest formats every label of every sample again on each
+        scrape: about 5 ms per Istio series (25 labels, three 20-bucket histograms), which would
+        stall the event loop; here each series' label text is escaped once, when it is created."""
+        out = [
+            "# HELP istio_build Istio component build info\n# TYPE istio_build gauge\n",
+            f'istio_build{{component="proxy",tag="{_escape(self.version)}"}} 1\n',
+        ]
+        series = list(self._by_labels.values())
+        out.append("# HELP istio_requests_total Total requests\n# TYPE istio_requests_total counter\n")
+        out.extend(f"istio_requests_total{{{s.label_text}}} {s.requests}\n" for s in series)
+        bounds = [*(_fmt(b) for b in self.buckets), "+Inf"]
+        for name, doc, attr in (
+            ("istio_request_duration_milliseconds", "Request duration", "duration"),
+            ("istio_request_bytes", "Request body size", "request_bytes"),
+            ("istio_response_bytes", "Response body size", "response_bytes"),
+        ):
+            out.append(f"# HELP {name} {doc}\n# TYPE {name} histogram\n")
+            for s in series:
+                h: _Histogram = getattr(s, attr)
+                labels = s.label_text
+                running = 0
+                for bound, count in zip(bounds, h.counts, strict=True):
+                    running += count
+                    out.append(f'{name}_bucket{{{labels},le="{bound}"}} {running}\n')
+                out.append(f"{name}_count{{{labels}}} {running}\n{name}_sum{{{labels}}} {_num(h.sum)}\n")
+        tcp = list(self._tcp_by_labels.values())
+        for name, doc, attr in (
+            ("istio_tcp_sent_bytes_total", "Bytes sent during a TCP connection", "sent"),
+            ("istio_tcp_received_bytes_total", "Bytes received during a TCP connection", "received"),
+            ("istio_tcp_connections_opened_total", "TCP connections opened", "opened"),
+            ("istio_tcp_connections_closed_total", "TCP connections closed", "closed"),
+        ):
+            out.append(f"# HELP {name} {doc}\n# TYPE {name} counter\n")
+            out.extend(f"{name}{{{t.label_text}}} {getattr(t, attr)}\n" for t in tcp)
+        return "".join(out)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _label_text(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    return ",".join(f'{name}="{_escape(value)}"' for name, value in zip(names, values, strict=True))
+
+
+def _num(value: float) -> str:
+    return str(value) if isinstance(value, int) else repr(float(value))
 
 
 def _fmt(bound: float) -> str:

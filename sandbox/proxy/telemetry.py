@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from sandbox.control.snapshot import Endpoint, ProxyIdentity
 from sandbox.proxy.accesslog import AccessLog
@@ -40,8 +40,10 @@ class Telemetry:
         trust_domain: str = "cluster.local",
     ) -> None:
         self.identity = identity
+        # Other collectors may join `registry`; the istio_* metrics write their own text (see
+        # IstioMetrics.exposition) and are not registered in it, so nothing is exposed twice.
         self.registry = registry or CollectorRegistry(auto_describe=False)
-        self.metrics = IstioMetrics(self.registry)
+        self.metrics = IstioMetrics()
         self.access_log = access_log
         if spans is None and zipkin_url:
             spans = SpanReporter(SpanBuilder(identity), url=zipkin_url)
@@ -79,6 +81,10 @@ class Telemetry:
                 "destination", source, self._self_peer[mtls], service or UNKNOWN, protocol, policy
             )
         return edge
+
+    def prometheus_text(self) -> str:
+        """Everything for /stats/prometheus: the istio_* metrics, then the registry's collectors."""
+        return self.metrics.exposition() + generate_latest(self.registry).decode()
 
     def peer_header(self) -> str:
         """This proxy's metadata header value, for the requests it sends."""

@@ -186,3 +186,25 @@ def test_one_label_set_is_one_series() -> None:
     assert [s[2] for s in samples["istio_requests_total"]] == [3.0]
     assert [s[2] for s in samples["istio_request_duration_milliseconds_count"]] == [3.0]
     assert [s[2] for s in samples["istio_tcp_connections_opened_total"]] == [2.0]
+
+
+def test_direct_exposition_equals_prometheus_clients() -> None:
+    registry = CollectorRegistry()
+    metrics = IstioMetrics(registry)
+    odd = Peer.from_labels('we"ird\\name', "default", {"app": "line\nbreak"})
+    for edge in (outbound_edge(), Edge("destination", odd, Peer(), SERVICE, security_policy="none")):
+        metrics.record_http(edge, 200, "-", 3.5, 10, 2000)
+        metrics.record_http(edge, 503, "UF,URX", 70000.0, 0, 91, grpc_status="14")
+        metrics.tcp_opened(edge)
+        metrics.tcp_bytes(edge, 5, 7)
+
+    def parsed(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+        return {
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+        }
+
+    ours = parsed(metrics.exposition())
+    assert ours == parsed(generate_latest(registry).decode())
+    assert any(dict(labels).get("source_workload") == 'we"ird\\name' for _, labels, _ in ours)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sandbox.control.snapshot import Endpoint, ProxyIdentity
@@ -48,7 +47,7 @@ def make(sampling: float = 100.0) -> tuple[Telemetry, list[str], list[bytes]]:
 
 
 def requests_total(tel: Telemetry) -> list[dict[str, str]]:
-    text = generate_latest(tel.registry).decode()
+    text = tel.prometheus_text()
     return [
         s.labels for f in text_string_to_metric_families(text) for s in f.samples if s.name == "istio_requests_total"
     ]
