@@ -17,12 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sandbox.control import snapshot as snap
-from sandbox.control.compile_clusters import (
-    EndpointResolver,
-    build_clusters,
-    default_endpoints,
-    visible_to,
-)
+from sandbox.control.compile_clusters import build_clusters, default_endpoints
 from sandbox.control.compile_routes import (
     cluster_namer,
     default_route,
@@ -30,15 +25,15 @@ from sandbox.control.compile_routes import (
     selects_proxy,
     translate_route,
 )
+from sandbox.control.registry import HTTP_PROTOCOLS, EndpointResolver, RegistryService, build_registry, visible_to
 from sandbox.mesh.names import ClusterKey, host_matches, hosts_overlap, labels_match, spiffe_id
 from sandbox.mesh.resources import Resource, VirtualServiceSpec
 from sandbox.mesh.state import MeshState
-from sandbox.mesh.topology import Service, Workload
+from sandbox.mesh.topology import Workload
 
 __all__ = ["EndpointResolver", "UnknownProxy", "compile", "default_endpoints"]
 
 MESH_GATEWAY = "mesh"
-HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})
 
 VS = Resource[VirtualServiceSpec]
 
@@ -79,12 +74,12 @@ def compile(
     p = _Proxy(workload, gateways)
     settings = mesh.topology.settings
     trust_domain = settings.trust_domain_or_default
-    services = [s for s in mesh.topology.services if s.port is not None]
+    services = build_registry(mesh, p.namespace)
     route_configs = _gateway_route_configs(mesh, p, services) if router else _sidecar_route_configs(mesh, p, services)
     clusters: list[snap.Cluster] = []
     for service in services:
-        assert service.port is not None
-        clusters.extend(build_clusters(mesh, service, service.port, p.namespace, p.labels, endpoints))
+        for port in service.ports:
+            clusters.extend(build_clusters(mesh, service, port, p.namespace, p.labels, endpoints))
     mode = settings.outbound_mode.value
     if not router and mode == "ALLOW_ANY":
         # Istio's PassthroughCluster: ORIGINAL_DST, i.e. connect to where the app was going, in plaintext
@@ -145,7 +140,12 @@ def _visible_virtual_services(mesh: MeshState, p: _Proxy) -> list[VS]:
 
 
 def _routes(
-    mesh: MeshState, vs: VS, p: _Proxy, port: int, gateways: Iterable[str], services: Mapping[str, Service]
+    mesh: MeshState,
+    vs: VS,
+    p: _Proxy,
+    port: int,
+    gateways: Iterable[str],
+    services: Mapping[str, RegistryService],
 ) -> list[snap.Route]:
     """route.go BuildHTTPRoutesForVirtualService for one listener port."""
     gateway_set = frozenset(_qualify(g, vs.namespace) for g in gateways)
@@ -155,7 +155,7 @@ def _routes(
 
     def service_port(fqdn: str) -> int | None:
         service = services.get(fqdn)
-        return service.port if service else None
+        return service.single_port if service else None
 
     namer = cluster_namer(resolve, service_port, port)
     out: list[snap.Route] = []
@@ -184,25 +184,18 @@ def _routes(
 # --------------------------------------------------------------------------- sidecars
 
 
-def service_domains(service: Service, port: int, proxy_namespace: str) -> tuple[str, ...]:
-    """Istio's generateVirtualHostDomains: FQDN, name.ns.svc, name.ns, and the short name when
-    the proxy shares the service's namespace; each also with `:port`."""
-    names = [service.fqdn, f"{service.name}.{service.namespace}.svc", f"{service.name}.{service.namespace}"]
-    if service.namespace == proxy_namespace:
-        names.append(service.name)
-    return tuple(d for n in names for d in (n, f"{n}:{port}"))
-
-
-def _sidecar_route_configs(mesh: MeshState, p: _Proxy, services: list[Service]) -> list[snap.RouteConfiguration]:
+def _sidecar_route_configs(
+    mesh: MeshState, p: _Proxy, services: list[RegistryService]
+) -> list[snap.RouteConfiguration]:
     by_fqdn = {s.fqdn: s for s in services}
     virtual_services = [vs for vs in _visible_virtual_services(mesh, p) if MESH_GATEWAY in vs_gateways(vs)]
-    ports = sorted({s.port for s in services if s.port is not None})
+    ports = sorted({port for s in services for port in s.http_ports})
     external_hosts = any(_external_hosts(mesh, vs, by_fqdn) for vs in virtual_services)
     if external_hosts and 80 not in ports:
         ports.append(80)  # route.go: VS hosts outside the registry get virtual hosts on port 80
     configs = []
     for port in ports:
-        registry = {s.fqdn: s for s in services if s.port == port}
+        registry = {s.fqdn: s for s in services if port in s.http_ports}
         owner = _owners(mesh, virtual_services, registry)
         vhosts: list[snap.VirtualHost] = []
         claimed: set[str] = set()
@@ -220,7 +213,7 @@ def _sidecar_route_configs(mesh: MeshState, p: _Proxy, services: list[Service]) 
                 vhosts.append(
                     snap.VirtualHost(
                         name=f"{fqdn}:{port}",
-                        domains=service_domains(service, port, p.namespace),
+                        domains=service.domains(port, p.namespace),
                         routes=tuple(routes),
                         service=fqdn,
                         source=vs.ref,
@@ -238,7 +231,7 @@ def _sidecar_route_configs(mesh: MeshState, p: _Proxy, services: list[Service]) 
                 vhosts.append(
                     snap.VirtualHost(
                         name=f"{fqdn}:{port}",
-                        domains=service_domains(service, port, p.namespace),
+                        domains=service.domains(port, p.namespace),
                         routes=(default_route(cluster, fqdn, port),),
                         service=fqdn,
                     )
@@ -248,7 +241,7 @@ def _sidecar_route_configs(mesh: MeshState, p: _Proxy, services: list[Service]) 
     return configs
 
 
-def _owners(mesh: MeshState, virtual_services: list[VS], registry: Mapping[str, Service]) -> dict[str, VS]:
+def _owners(mesh: MeshState, virtual_services: list[VS], registry: Mapping[str, RegistryService]) -> dict[str, VS]:
     """Which VS serves each service: exact hosts first (the first VS in file order wins), then the
     most specific wildcard host."""
     owner: dict[str, VS] = {}
@@ -270,7 +263,7 @@ def _owners(mesh: MeshState, virtual_services: list[VS], registry: Mapping[str, 
     return owner
 
 
-def _external_hosts(mesh: MeshState, vs: VS, by_fqdn: Mapping[str, Service]) -> list[str]:
+def _external_hosts(mesh: MeshState, vs: VS, by_fqdn: Mapping[str, RegistryService]) -> list[str]:
     hosts = [mesh.resolve(h, vs.namespace) for h in vs.spec.hosts]
     return [h for h in hosts if not h.startswith("*") and h not in by_fqdn]
 
@@ -293,7 +286,9 @@ def _fallback_vhost(mesh: MeshState) -> snap.VirtualHost:
 # --------------------------------------------------------------------------- the ingress gateway
 
 
-def _gateway_route_configs(mesh: MeshState, p: _Proxy, services: list[Service]) -> list[snap.RouteConfiguration]:
+def _gateway_route_configs(
+    mesh: MeshState, p: _Proxy, services: list[RegistryService]
+) -> list[snap.RouteConfiguration]:
     by_fqdn = {s.fqdn: s for s in services}
     servers: dict[int, list[tuple[str, str]]] = {}  # port -> [(gateway "ns/name", server host)]
     for gw in mesh.gateways:

@@ -5,11 +5,12 @@ Reference: ../shared/reference/istio-semantics.md §1.2 (lookup path, merging, e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sandbox.control import snapshot as snap
+from sandbox.control.registry import EndpointResolver, RegistryService, endpoints, visible_to
 from sandbox.mesh import resources as res
 from sandbox.mesh.names import ClusterKey, host_matches, labels_match
 from sandbox.mesh.resources.destinationrule import (
@@ -22,12 +23,9 @@ from sandbox.mesh.resources.destinationrule import (
     Subset,
 )
 from sandbox.mesh.state import MeshState
-from sandbox.mesh.topology import Service, Workload
+from sandbox.mesh.topology import Workload
 
 ROOT_NAMESPACE = "istio-system"
-
-EndpointResolver = Callable[[Workload, int, int], str]
-"""(workload, replica index, service port) -> "host:port" the client sidecar connects to."""
 
 
 def default_endpoints(workload: Workload, replica: int, port: int) -> str:
@@ -44,16 +42,6 @@ def endpoints_from_mapping(addresses: Mapping[tuple[str, int], str]) -> Endpoint
         return addresses.get((workload.name, replica)) or default_endpoints(workload, replica, port)
 
     return resolve
-
-
-def visible_to(export_to: Iterable[str], own_namespace: str, client_namespace: str) -> bool:
-    """exportTo: empty or `*` -> everyone; `.` -> the resource's namespace; `~` -> nobody."""
-    targets = tuple(export_to)
-    if not targets or "*" in targets:
-        return True
-    if "." in targets and client_namespace == own_namespace:
-        return True
-    return client_namespace in targets
 
 
 @dataclass(frozen=True)
@@ -249,33 +237,9 @@ def _tls(tls: ClientTLSSettings | None, all_have_sidecars: bool) -> snap.TLSSett
     )
 
 
-def service_endpoints(
-    mesh: MeshState, service: Service, port: int, selector: Mapping[str, str], resolver: EndpointResolver
-) -> tuple[snap.Endpoint, ...]:
-    """Every replica of the service's workloads whose labels carry the subset's labels."""
-    out: list[snap.Endpoint] = []
-    for name in service.workloads:
-        workload = mesh.topology.workload(name)
-        if workload is None or workload.port is None or not labels_match(dict(selector), workload.labels):
-            continue
-        for replica in range(workload.replicas):
-            out.append(
-                snap.Endpoint(
-                    address=resolver(workload, replica, port),
-                    workload=workload.name,
-                    namespace=workload.namespace,
-                    service_account=workload.service_account,
-                    labels=dict(workload.labels),
-                    replica=replica,
-                    sidecar=workload.inject,
-                )
-            )
-    return tuple(out)
-
-
 def build_clusters(
     mesh: MeshState,
-    service: Service,
+    service: RegistryService,
     port: int,
     proxy_namespace: str,
     proxy_labels: Mapping[str, str],
@@ -285,32 +249,26 @@ def build_clusters(
     rule = find_destination_rule(mesh, service.fqdn, service.namespace, proxy_namespace, proxy_labels)
     top = rule.traffic_policy if rule else None
     source = ", ".join(rule.sources) if rule else ""
-    default_endpoints_ = service_endpoints(mesh, service, port, {}, resolver)
-    clusters = [
-        snap.Cluster(
-            name=str(ClusterKey.outbound(service.fqdn, port)),
-            service=service.fqdn,
-            port=port,
-            traffic_policy=resolve_traffic_policy(top, None, port, _all_sidecars(default_endpoints_)),
-            endpoints=default_endpoints_,
-            source=source,
-        )
-    ]
-    for subset in rule.subsets if rule else ():
-        endpoints = service_endpoints(mesh, service, port, subset.labels, resolver)
+    subsets: list[tuple[str, Mapping[str, str], res.TrafficPolicy | None]] = [("", {}, None)]
+    subsets += [(s.name, s.labels, s.traffic_policy) for s in (rule.subsets if rule else ())]
+    clusters = []
+    for name, labels, subset_policy in subsets:
+        members = endpoints(mesh, service, port, labels, resolver)
+        # auto mTLS only where every endpoint has a sidecar (a mesh subset with no endpoints keeps it)
+        sidecars = all(e.sidecar for e in members) and (service.mesh is not None or bool(members))
+        policy = resolve_traffic_policy(top, subset_policy, port, sidecars)
+        if service.resolution == "NONE" and (policy.load_balancer.simple == "LEAST_REQUEST"):
+            # resolution NONE: Envoy ORIGINAL_DST, the connection goes where the app sent it
+            policy = replace(policy, load_balancer=snap.LoadBalancer(simple="PASSTHROUGH"))
         clusters.append(
             snap.Cluster(
-                name=str(ClusterKey.outbound(service.fqdn, port, subset.name)),
+                name=str(ClusterKey.outbound(service.fqdn, port, name)),
                 service=service.fqdn,
                 port=port,
-                subset=subset.name,
-                traffic_policy=resolve_traffic_policy(top, subset.traffic_policy, port, _all_sidecars(endpoints)),
-                endpoints=endpoints,
+                subset=name,
+                traffic_policy=policy,
+                endpoints=members,
                 source=source,
             )
         )
     return clusters
-
-
-def _all_sidecars(endpoints: tuple[snap.Endpoint, ...]) -> bool:
-    return all(e.sidecar for e in endpoints)

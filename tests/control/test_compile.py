@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.control.compile import UnknownProxy, service_domains
+from sandbox.control.compile import UnknownProxy
 from sandbox.control.compile import compile as compile_snapshot
 from sandbox.control.compile_clusters import endpoints_from_mapping
 from sandbox.control.snapshot import MAX_UINT32, Cluster, ProxySnapshot, Route, VirtualHost
@@ -515,12 +515,78 @@ def test_destination_rule_export_to_dot_hides_it_from_other_namespaces() -> None
     assert cluster(snap, f"outbound|9080||{REVIEWS}").traffic_policy.load_balancer.simple == "LEAST_REQUEST"
 
 
-def test_service_domains_helper() -> None:
-    from sandbox.mesh.topology import Service
+# --------------------------------------------------------------------------- ServiceEntry
 
-    svc = Service("ratings", "db", 9080, ("ratings-v1",))
-    assert service_domains(svc, 9080, "default")[:2] == (
-        "ratings.db.svc.cluster.local",
-        "ratings.db.svc.cluster.local:9080",
+
+GOOGLE = "www.googleapis.com"
+
+
+def test_service_entry_egress_with_tls_origination() -> None:
+    snap = compile_for(files=("egress-rule-google-apis.yaml",), proxy="details-v1")
+    ext = vhost(snap, f"{GOOGLE}:80", 80)
+    assert (
+        ext.domains == (GOOGLE, f"{GOOGLE}:80") and ext.source == "VirtualService/default/rewrite-port-for-googleapis"
     )
-    assert "ratings" in service_domains(svc, 9080, "db")
+    assert clusters_of(ext.routes[0]) == [f"outbound|443||{GOOGLE}"]  # match port 80 -> destination port 443
+    plain = cluster(snap, f"outbound|80||{GOOGLE}").traffic_policy
+    assert (plain.load_balancer.simple, plain.tls.mode, plain.tls.auto) == ("ROUND_ROBIN", "DISABLE", True)
+    tls = cluster(snap, f"outbound|443||{GOOGLE}")
+    assert (tls.traffic_policy.tls.mode, tls.traffic_policy.tls.auto) == ("SIMPLE", False)
+    # port-level settings replace the top level whole: the load balancer falls back to the default
+    assert tls.traffic_policy.load_balancer.simple == "LEAST_REQUEST"
+    assert [e.address for e in tls.endpoints] == [f"{GOOGLE}:443"]  # DNS resolution of the host itself
+    assert snap.route_config(443) is None  # an HTTPS port gets no HTTP routes
+
+
+SE_STATIC = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: legacy-db, namespace: default}
+spec:
+  hosts: [legacy.internal]
+  ports: [{number: 8080, name: http, protocol: HTTP, targetPort: 80}]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  endpoints:
+  - {address: 10.0.0.1, labels: {version: v1}}
+  - {address: 10.0.0.2, labels: {version: v2}, ports: {http: 8081}}
+"""
+
+
+def test_service_entry_static_endpoints_subsets_and_default_route() -> None:
+    subsets = dr("legacy", "host: legacy.internal\nsubsets: [{name: v2, labels: {version: v2}}]\n")
+    snap = compile_for(SE_STATIC, subsets)
+    (route,) = routes(snap, "legacy.internal", 8080)
+    assert clusters_of(route) == ["outbound|8080||legacy.internal"] and route.name == "default"
+    assert [e.address for e in cluster(snap, "outbound|8080||legacy.internal").endpoints] == [
+        "10.0.0.1:80",
+        "10.0.0.2:8081",
+    ]
+    assert [e.address for e in cluster(snap, "outbound|8080|v2|legacy.internal").endpoints] == ["10.0.0.2:8081"]
+
+
+def test_service_entry_resolution_none_is_passthrough_and_export_to_hides_it() -> None:
+    se = SE_STATIC.replace("resolution: STATIC", "resolution: NONE")
+    snap = compile_for(se)
+    none = cluster(snap, "outbound|8080||legacy.internal")
+    assert none.endpoints == () and none.traffic_policy.load_balancer.simple == "PASSTHROUGH"
+    hidden = se.replace("namespace: default}", "namespace: ops}") + "  exportTo: ['.']\n"
+    assert compile_for(hidden).cluster("outbound|8080||legacy.internal") is None
+
+
+def test_service_entry_workload_selector_uses_mesh_workloads() -> None:
+    se = """
+    apiVersion: networking.istio.io/v1
+    kind: ServiceEntry
+    metadata: {name: reviews-alias, namespace: default}
+    spec:
+      hosts: [reviews.alias]
+      ports: [{number: 9080, name: http, protocol: HTTP}]
+      location: MESH_INTERNAL
+      resolution: STATIC
+      workloadSelector: {labels: {app: reviews, version: v3}}
+    """
+    snap = compile_for(se)
+    alias = cluster(snap, "outbound|9080||reviews.alias")
+    assert [e.address for e in alias.endpoints] == ["reviews-v3:9080"]
+    assert alias.traffic_policy.tls.mode == "ISTIO_MUTUAL"  # the endpoints have sidecars: auto mTLS

@@ -621,3 +621,10 @@ def test_positional_fast_path_matches_the_decision_fields() -> None:
         "operation",
         "response_flags",
     ]
+
+
+def test_egress_port_rewrite_to_the_tls_origination_cluster() -> None:
+    snap = snapshot(files=("egress-rule-google-apis.yaml",), proxy="details-v1")
+    decision = decide(snap, request("www.googleapis.com", "/books/v1/volumes?q=isbn:0486424618"))
+    assert (decision.kind, decision.cluster) == (DecisionKind.FORWARD, "outbound|443||www.googleapis.com")
+    assert decision.authority == "www.googleapis.com"
