@@ -51,6 +51,8 @@ def convert_texts(sources: Sequence[tuple[str, str | bytes]]) -> Conversion:
     legacy = [r for r in loaded.resources if KINDS[r.kind].legacy]
     translated, _ = translate(legacy)
     by_document: dict[tuple[str, int], list[Resource[Any]]] = defaultdict(list)
+    for resource in legacy:  # a legacy document that failed to load stays as written
+        by_document[(resource.origin.file, resource.origin.document)] = []
     for resource in translated:
         by_document[(resource.origin.file, resource.origin.document)].append(resource)
     chunks: list[str] = []
@@ -74,10 +76,11 @@ def _convert_file(
     for i, doc in enumerate(documents):
         if doc.data is None:
             continue
+        loaded = (file, doc.index) in by_document
         produced = [document(r) for r in by_document.get((file, doc.index), [])]
-        if _is_legacy(doc.data):
+        if _is_legacy(doc.data) and loaded:
             out.extend(_split(dump_all_yaml(produced)) if produced else [])
-        elif _is_list(doc.data) and any(_is_legacy(item) for item in doc.data["items"]):
+        elif loaded and _is_list(doc.data) and any(_is_legacy(item) for item in doc.data["items"]):
             kept = [item for item in doc.data["items"] if not _is_legacy(item)]
             out.extend(_split(dump_all_yaml([*kept, *produced])))
         else:

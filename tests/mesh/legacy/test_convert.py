@@ -93,6 +93,14 @@ def test_a_file_with_errors_exits_1_and_reports_on_stderr(runner: CliRunner, tmp
     assert f"{bad}:" in result.stderr and "SBX001" in result.stderr
 
 
+def test_a_legacy_document_that_does_not_load_is_kept_as_written(runner: CliRunner, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(MIXED.replace("spec:\n  peers:\n  - mtls:\n", "spec: mtls\n"))
+    result = runner.invoke(app, ["convert", str(broken)])
+    assert result.exit_code == 1 and "SBX003" in result.stderr
+    assert "kind: MeshPolicy\nmetadata:\n  name: default\nspec: mtls\n" in result.stdout
+
+
 def test_unusable_arguments_exit_2(runner: CliRunner, tmp_path: Path) -> None:
     assert runner.invoke(app, ["convert", str(tmp_path / "missing.yaml")]).exit_code == 2
     assert runner.invoke(app, ["convert"]).exit_code == 2
