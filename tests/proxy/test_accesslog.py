@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import json
 
-from sandbox.proxy.accesslog import AccessLog, format_line
+from sandbox.proxy.accesslog import AccessLog, format_json, format_line
 from sandbox.proxy.record import RequestRecord
 
 T0 = calendar.timegm((2026, 11, 25, 21, 26, 18, 0, 0, 0)) + 0.409
@@ -87,3 +88,22 @@ def test_run_flushes_periodically_and_on_cancel() -> None:
 
     asyncio.run(main())
     assert "".join(writes).count("\n") == 2
+
+
+def test_json_encoding_uses_istios_keys() -> None:
+    rec = RequestRecord(
+        T0, method="GET", path="/ratings/0", authority="ratings:9080", request_id="r2", response_code=500,
+        response_flags="FI", bytes_sent=18, duration=0.0021, route_name="ratings",
+    )  # fmt: skip
+    data = json.loads(format_json(rec))
+    assert data["start_time"] == "2026-11-25T21:26:18.409Z"
+    assert (data["method"], data["path"], data["response_code"], data["response_flags"]) == (
+        "GET", "/ratings/0", 500, "FI"
+    )  # fmt: skip
+    assert data["bytes_sent"] == 18 and data["duration"] == 2 and data["route_name"] == "ratings"
+    assert data["upstream_host"] is None and data["user_agent"] is None
+    writes: list[str] = []
+    log = AccessLog(writes.append, encoding="JSON")
+    log.log(rec)
+    log.flush()
+    assert json.loads(writes[0])["request_id"] == "r2"
