@@ -9,8 +9,9 @@
 - consistentHash: a ring (ringHash, minimumRingSize default 1024; maglev is mapped to the same ring)
   keyed by a header, a cookie, the source IP or a query parameter. A request without a key gets a
   random host, as in Envoy. Cookie keys: when the cookie is absent and `ttl` is set, Envoy generates
-  one; we derive its value from the client address and hand the `Set-Cookie` value back to the data
-  path (Envoy does the same; without `ttl` there is no cookie and the pick is random).
+  one from the client's address and sets it on the response; `RingHash.pick_with_cookie` returns
+  that `Set-Cookie` value (a hash of the client IP, `Max-Age`=ttl, `Path`, HttpOnly) for the data
+  path to add. Without `ttl` no cookie is made and the pick is random, as in Envoy.
 
 Ejected hosts (`failed_outlier_check`) are skipped; `pick()` returns None when nothing is healthy and
 the data path answers 503 UH. With `minHealthPercent` > 0, a cluster whose healthy share falls below
@@ -41,12 +42,12 @@ class Host:
     """One endpoint of a cluster with the live state the balancer, breaker and detector share."""
 
     address: str  # "ip:port", Envoy's host address string
-    ip: str
+    ip: str  # an IP, or a host name for PASSTHROUGH by authority
     port: int
     endpoint: Endpoint | None = None  # None for PASSTHROUGH's original destinations
     weight: int = 1
     active_requests: int = 0
-    # Outlier detection state (written by resilience.OutlierDetector).
+    # Outlier detection state (written by outlier.OutlierDetector).
     ejected: bool = False
     consecutive_5xx: int = 0
     consecutive_gateway: int = 0
