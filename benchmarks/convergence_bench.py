@@ -1,0 +1,167 @@
+"""Convergence: from an editor's atomic save of a VirtualService to the last sidecar's ACK.
+
+Run: .venv/bin/python benchmarks/convergence_bench.py [--sidecars 10] [--edits 50] [--decode]
+
+The control plane (watcher, debounce, store with the analyzer, compile, push) runs in this
+process; the sidecar subscriptions run in a child process (one WebSocket each, Bookinfo's six
+workloads round-robin). `--decode` makes each simulated sidecar decode its snapshot into a
+ProxySnapshot as the proxy does; without it they only parse the JSON (lightweight connections).
+Every edit flips reviews' subset, which changes every sidecar's snapshot. Reported: p50/p99/max
+of write -> last ACK (debounce included), and istiod-style "seen -> ACK" per proxy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sandbox.control.push import ProxyStatus
+from sandbox.control.server import ControlPlane, ControlPlaneSettings
+from sandbox.control.snapshot import ProxySnapshot
+from sandbox.control.tokens import ProxyIdentity, TokenAuthority
+from sandbox.proxy.subscription import CertificateBundle, Identity, Subscription
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "bookinfo"
+WORKLOADS = [
+    ("productpage-v1", "bookinfo-productpage"),
+    ("details-v1", "bookinfo-details"),
+    ("reviews-v1", "bookinfo-reviews"),
+    ("reviews-v2", "bookinfo-reviews"),
+    ("reviews-v3", "bookinfo-reviews"),
+    ("ratings-v1", "bookinfo-ratings"),
+]
+VS = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: {subset}
+"""
+
+
+class Sink:
+    def __init__(self, decode: bool) -> None:
+        self.decode = decode
+
+    def on_snapshot(self, payload: dict[str, Any]) -> None:
+        if self.decode:
+            ProxySnapshot.from_data(payload)
+
+    def on_certificate(self, bundle: CertificateBundle) -> None:
+        pass
+
+
+async def clients(port: int, count: int, state_dir: str, decode: bool) -> None:
+    authority = TokenAuthority.load_or_create(state_dir)
+    subs = []
+    for i in range(count):
+        workload, sa = WORKLOADS[i % len(WORKLOADS)]
+        token = authority.issue(ProxyIdentity(workload, "default", sa))
+        me = Identity(f"{workload}-{i}", workload, "default", sa, token)
+        subs.append(Subscription(f"http://127.0.0.1:{port}/v1/push", me, Sink(decode), heartbeat=30))
+    for sub in subs:
+        sub.start()
+    await asyncio.Event().wait()  # until the parent terminates us
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def bench(sidecars: int, edits: int, decode: bool) -> None:
+    root = Path(tempfile.mkdtemp(prefix="convergence-"))
+    istio = root / "istio"
+    istio.mkdir()
+    shutil.copy(FIXTURES / "compose.yaml", root / "compose.yaml")
+    shutil.copy(FIXTURES / "destination-rule-all.yaml", istio)
+    vs = istio / "reviews.yaml"
+    vs.write_text(VS.format(subset="v1"))
+    plane = ControlPlane(ControlPlaneSettings(istio, root / "compose.yaml", root / "state", port=0))
+    port = await plane.start()
+    args = [
+        sys.executable,
+        __file__,
+        "--client",
+        str(port),
+        "--sidecars",
+        str(sidecars),
+        "--state",
+        str(root / "state"),
+    ]
+    child = subprocess.Popen([*args, *(["--decode"] if decode else [])])
+    done: set[str] = set()
+    all_acked = asyncio.Event()
+    generation = [plane.store.generation]
+
+    def on_ack(status: ProxyStatus) -> None:
+        if plane.store.generation >= generation[0] and status.version_acked == status.version_current:
+            done.add(status.node)
+            if len(done) == sidecars:
+                all_acked.set()
+
+    plane.push.ack_listeners.append(on_ack)
+    try:
+        await asyncio.wait_for(all_acked.wait(), 120)
+        seen_to_ack: list[float] = []
+        plane.push._on_converged = seen_to_ack.append  # istiod's definition, per proxy
+        write_to_last_ack: list[float] = []
+        cpu0 = time.process_time()
+        for i in range(edits):
+            done.clear()
+            all_acked.clear()
+            generation[0] = plane.store.generation + 1
+            tmp = vs.with_name(".reviews.yaml.tmp")
+            tmp.write_text(VS.format(subset=("v2", "v3", "v1")[i % 3]))
+            start = time.monotonic()
+            os.replace(tmp, vs)
+            await asyncio.wait_for(all_acked.wait(), 60)
+            write_to_last_ack.append(time.monotonic() - start)
+            await asyncio.sleep(0.05)  # separate edits, so each is its own debounce window
+        cpu = time.process_time() - cpu0
+    finally:
+        child.terminate()
+        child.wait(10)
+        await plane.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    ms = [x * 1000 for x in write_to_last_ack]
+    seen = [x * 1000 for x in seen_to_ack]
+    print(f"sidecars={sidecars} edits={edits} decode={decode} pushes={plane.push.stats.pushes}")
+    print(
+        f"write -> last ACK: p50 {percentile(ms, 50):.1f} ms  p99 {percentile(ms, 99):.1f} ms  "
+        f"max {max(ms):.1f} ms  mean {statistics.mean(ms):.1f} ms"
+    )
+    print(f"seen -> ACK per proxy: p50 {percentile(seen, 50):.1f} ms  p99 {percentile(seen, 99):.1f} ms")
+    print(f"control-plane CPU per edit: {cpu / edits * 1000:.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sidecars", type=int, default=10)
+    parser.add_argument("--edits", type=int, default=50)
+    parser.add_argument("--decode", action="store_true", help="decode each snapshot as the proxy does")
+    parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--state", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        asyncio.run(clients(args.client, args.sidecars, args.state, args.decode))
+    else:
+        asyncio.run(bench(args.sidecars, args.edits, args.decode))
+
+
+if __name__ == "__main__":
+    main()
