@@ -85,6 +85,29 @@ def analyze(
 
 
 @app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to create the project (made if missing).")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty directory.")] = False,
+) -> None:
+    """Create a small working project: compose.yaml (web calls api v1/v2), istio/ rules, apps/, README.md.
+
+    Exit status: 0 created, 2 the directory is not empty (without --force) or not a directory.
+    """
+    from sandbox.scaffold import ScaffoldError, create
+
+    try:
+        written = create(directory, force=force)
+    except ScaffoldError as exc:
+        raise _usage_error(str(exc)) from None
+    for path in written:
+        typer.echo(f"created {path}")
+    typer.echo(f"\nNext:\n  sandbox analyze {directory / 'istio'} --compose {directory / 'compose.yaml'}")
+    commands = {c.name or getattr(c.callback, "__name__", "") for c in app.registered_commands}
+    if "up" in commands:  # the runtime lands in a later issue: only suggest what exists
+        typer.echo(f"  cd {directory} && sandbox up    (see {directory / 'README.md'})")
+
+
+@app.command()
 def convert(
     paths: Annotated[list[str], typer.Argument(help="Files or directories of Istio YAML; '-' for stdin.")],
 ) -> None:
