@@ -46,6 +46,7 @@ class UnknownProxy(LookupError):
 class _Proxy:
     workload: Workload
     gateways: frozenset[str]  # {"mesh"} for sidecars, {"ns/name", ...} for a gateway
+    hashed_clusters: frozenset[str] = frozenset()  # clusters balanced by consistent hash
 
     @property
     def namespace(self) -> str:
@@ -71,15 +72,16 @@ def compile(
         raise UnknownProxy(f"no workload with a sidecar named {proxy!r} (known: {known})")
     router = workload.builtin
     gateways = _selected_gateways(mesh, workload) if router else frozenset({MESH_GATEWAY})
-    p = _Proxy(workload, gateways)
     settings = mesh.topology.settings
     trust_domain = settings.trust_domain_or_default
-    services = build_registry(mesh, p.namespace)
-    route_configs = _gateway_route_configs(mesh, p, services) if router else _sidecar_route_configs(mesh, p, services)
+    services = build_registry(mesh, workload.namespace)
     clusters: list[snap.Cluster] = []
     for service in services:
         for port in service.ports:
-            clusters.extend(build_clusters(mesh, service, port, p.namespace, p.labels, endpoints))
+            clusters.extend(build_clusters(mesh, service, port, workload.namespace, workload.labels, endpoints))
+    hashed = frozenset(c.name for c in clusters if c.traffic_policy.load_balancer.consistent_hash is not None)
+    p = _Proxy(workload, gateways, hashed)
+    route_configs = _gateway_route_configs(mesh, p, services) if router else _sidecar_route_configs(mesh, p, services)
     mode = settings.outbound_mode.value
     if not router and mode == "ALLOW_ANY":
         # Istio's PassthroughCluster: ORIGINAL_DST, i.e. connect to where the app was going, in plaintext
@@ -169,7 +171,7 @@ def _routes(
                 continue
             if not selects_proxy(match, vs.namespace, p.labels, p.namespace, gateway_set):
                 continue
-            route = translate_route(http, match, namer, vs.name, port)
+            route = translate_route(http, match, namer, vs.name, port, p.hashed_clusters)
             if route is None:
                 continue
             out.append(route)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import replace
 
 from sandbox.control import snapshot as snap
 from sandbox.mesh.names import ClusterKey
@@ -232,60 +233,44 @@ def operation(route: snap.Route, vs_name: str, port: int) -> str:
 
 
 def translate_route(
-    http: HTTPRoute, match: HTTPMatchRequest | None, cluster_of: ClusterNamer, vs_name: str, port: int
+    http: HTTPRoute,
+    match: HTTPMatchRequest | None,
+    cluster_of: ClusterNamer,
+    vs_name: str,
+    port: int,
+    hashed_clusters: Collection[str] = (),
 ) -> snap.Route | None:
     """One Envoy route, or None when Istio would build no action (an unsupported redirect code)."""
     name = http.name or ""
     if match is not None and match.name:
         name = f"{name}.{match.name}"
     ops, authority = header_operations(http.headers)
-    base = snap.Route(
+    if http.redirect is not None:
+        r = http.redirect
+        code = r.redirect_code or 301  # §1.1: default 301
+        if code not in SUPPORTED_REDIRECT_CODES:
+            return None
+        redirect = snap.Redirect(
+            uri=r.uri,
+            authority=r.authority,
+            port=r.port,
+            derive_port=r.derive_port.value if r.derive_port is not None else None,
+            scheme=r.scheme,
+            code=code,
+        )
+        action = snap.Route(redirect=redirect, retry=snap.NO_RETRY)
+    elif http.direct_response is not None:
+        action = snap.Route(direct_response=_direct(http), retry=snap.NO_RETRY)
+    else:
+        action = _forward(http, cluster_of, authority, hashed_clusters)
+    route = replace(
+        action,
         name=name,
         match=route_match(match),
         headers=ops,
         fault=fault(http.fault),
         cors=cors(http.cors_policy),
     )
-    if http.redirect is not None:
-        r = http.redirect
-        code = r.redirect_code or 301  # §1.1: default 301
-        if code not in SUPPORTED_REDIRECT_CODES:
-            return None
-        action = snap.Route(
-            redirect=snap.Redirect(
-                uri=r.uri,
-                authority=r.authority,
-                port=r.port,
-                derive_port=r.derive_port.value if r.derive_port is not None else None,
-                scheme=r.scheme,
-                code=code,
-            ),
-            retry=snap.NO_RETRY,
-        )
-    elif http.direct_response is not None:
-        action = snap.Route(direct_response=_direct(http), retry=snap.NO_RETRY)
-    else:
-        action = _forward(http, cluster_of, authority)
-    route = snap.Route(
-        name=base.name,
-        match=base.match,
-        clusters=action.clusters,
-        redirect=action.redirect,
-        direct_response=action.direct_response,
-        rewrite=action.rewrite,
-        timeout=action.timeout,
-        retry=action.retry,
-        fault=base.fault,
-        mirrors=action.mirrors,
-        cors=base.cors,
-        headers=base.headers,
-    )
-    return _with_operation(route, vs_name, port)
-
-
-def _with_operation(route: snap.Route, vs_name: str, port: int) -> snap.Route:
-    from dataclasses import replace
-
     return replace(route, operation=operation(route, vs_name, port))
 
 
@@ -303,7 +288,9 @@ def _direct(http: HTTPRoute) -> snap.DirectResponse:
     return snap.DirectResponse(status=http.direct_response.status, body=text)
 
 
-def _forward(http: HTTPRoute, cluster_of: ClusterNamer, authority: str | None) -> snap.Route:
+def _forward(
+    http: HTTPRoute, cluster_of: ClusterNamer, authority: str | None, hashed_clusters: Collection[str]
+) -> snap.Route:
     destinations = http.route
     clusters: list[snap.WeightedCluster] = []
     for dst in destinations:
@@ -344,7 +331,10 @@ def _forward(http: HTTPRoute, cluster_of: ClusterNamer, authority: str | None) -
         clusters=tuple(clusters),
         rewrite=rewrite,
         timeout=http.timeout.seconds if http.timeout and http.timeout.seconds > 0 else None,  # 0s: disabled
-        retry=retry_policy(http.retries),
+        # route.go: a single destination balanced by consistent hash retries without the previous-hosts predicate
+        retry=retry_policy(
+            http.retries, len(http.route) == 1 and bool(clusters) and clusters[0].cluster in hashed_clusters
+        ),
         mirrors=tuple(mirrors),
     )
 

@@ -590,3 +590,16 @@ def test_service_entry_workload_selector_uses_mesh_workloads() -> None:
     alias = cluster(snap, "outbound|9080||reviews.alias")
     assert [e.address for e in alias.endpoints] == ["reviews-v3:9080"]
     assert alias.traffic_policy.tls.mode == "ISTIO_MUTUAL"  # the endpoints have sidecars: auto mTLS
+
+
+def test_consistent_hash_routes_retry_without_the_previous_hosts_predicate() -> None:
+    hashing = dr("reviews", "host: reviews\ntrafficPolicy: {loadBalancer: {consistentHash: {useSourceIp: true}}}\n")
+    single = vs("reviews", "hosts: [reviews]\nhttp:\n- route: [{destination: {host: reviews}}]\n")
+    assert routes(compile_for(hashing, single))[0].retry.retry_ignore_previous_hosts is False
+    assert routes(compile_for(single))[0].retry.retry_ignore_previous_hosts is True
+    explicit = vs(
+        "reviews",
+        "hosts: [reviews]\nhttp:\n- retries: {attempts: 2, retryIgnorePreviousHosts: true}\n"
+        "  route: [{destination: {host: reviews}}]\n",
+    )
+    assert routes(compile_for(hashing, explicit))[0].retry.retry_ignore_previous_hosts is True
