@@ -190,6 +190,7 @@ class PushServer:
         identity, node, version = hello
         old = self._connections.pop(node, None)
         if old is not None:  # closing waits for the peer's reply: not on this handler's path
+            log.warning("%s: a new connection replaces the current one (two sidecars with one node name?)", node)
             closing = asyncio.create_task(
                 old.ws.close(code=CLOSE_SUPERSEDED, message=b"superseded by a newer connection")
             )

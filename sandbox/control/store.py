@@ -12,6 +12,7 @@ owner, a missing subset) may have gone away. Pure: no I/O, the caller passes tex
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,6 +23,8 @@ from sandbox.mesh.loader import load_text
 from sandbox.mesh.resources import Resource
 from sandbox.mesh.state import MeshState
 from sandbox.mesh.topology import Topology, empty_topology
+
+log = logging.getLogger(__name__)
 
 Analyzer = Callable[[MeshState], Sequence[Diagnostic]]
 ResourceKey = tuple[str, str, str]
@@ -179,11 +182,18 @@ class ConfigStore:
         return True
 
     def _introduced_errors(self, candidate: MeshState) -> list[Diagnostic]:
-        assert self._analyzer is not None
         if self._before is None or self._before[0] is not self.state:  # one analysis per published state
-            self._before = (self.state, {_error_key(d) for d in self._analyzer(self.state) if blocks(d)})
+            self._before = (self.state, {_error_key(d) for d in self._analyze(self.state) if blocks(d)})
         before = self._before[1]
-        return [d for d in self._analyzer(candidate) if blocks(d) and _error_key(d) not in before]
+        return [d for d in self._analyze(candidate) if blocks(d) and _error_key(d) not in before]
+
+    def _analyze(self, state: MeshState) -> Sequence[Diagnostic]:
+        assert self._analyzer is not None
+        try:
+            return self._analyzer(state)
+        except Exception:  # a checker bug must not freeze the config: schema validation still applies
+            log.exception("the analyzer failed; accepting on schema validation alone")
+            return ()
 
     def _retry_rejected(self, now: float) -> bool:
         changed = False

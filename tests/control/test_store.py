@@ -221,3 +221,14 @@ def test_the_default_analyzer_rejects_an_unknown_subset() -> None:
     assert s.apply({"dr.yaml": DR, "vs.yaml": VS.format(subset="v1")}, now=1.0)
     assert not s.apply({"vs.yaml": VS.format(subset="v9")}, now=2.0)
     assert s.statuses["vs.yaml"].state is FileState.REJECTED and subset_of(s.state) == "v1"
+
+
+def test_a_crashing_analyzer_does_not_freeze_the_config(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(state: MeshState) -> Sequence[Diagnostic]:
+        raise RuntimeError("checker bug")
+
+    s = ConfigStore(parse_compose(COMPOSE, "compose.yaml"), analyzer=broken)
+    assert s.apply({"dr.yaml": DR, "vs.yaml": VS.format(subset="v1")}, now=1.0)
+    assert s.apply({"vs.yaml": VS.format(subset="v2")}, now=2.0) and subset_of(s.state) == "v2"
+    assert not s.apply({"vs.yaml": "{"}, now=3.0)  # the loader still rejects what does not parse
+    assert "checker bug" in caplog.text
