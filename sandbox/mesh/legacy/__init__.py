@@ -52,9 +52,13 @@ def translate(resources: Sequence[Resource[Any]]) -> tuple[list[Resource[Any]], 
         if resource.kind == "ServiceRole":
             continue  # its policies belong to the bindings that use it
         for modern in produced:
-            if modern.key not in seen:
-                seen.add(modern.key)
-                translated.append(modern)
+            if modern.key in seen:
+                notes.lossy(
+                    resource, f"its translation {modern.ref} has the name of another translated resource; left out"
+                )
+                continue
+            seen.add(modern.key)
+            translated.append(modern)
     unique_notes = list(dict.fromkeys(notes.items))
     return translated, [*diagnostics, *unique_notes]
 

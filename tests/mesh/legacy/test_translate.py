@@ -448,3 +448,14 @@ def test_nothing_namespace_wide_lands_in_the_root_namespace_where_it_would_be_me
     yaml, notes = translate(text)
     assert yaml == ""
     assert any(d.code == "SBX202" and "would be mesh-wide" in d.message for d in notes), notes
+
+
+def test_a_name_clash_between_translations_is_reported() -> None:
+    clash = RBAC.replace(
+        "name: reviews-viewer, namespace: default}\nspec:\n  subjects",
+        "name: rbac-allow-nothing-reviews, namespace: default}\nspec:\n  subjects",
+    )
+    _, notes = translate(clash)
+    assert any(
+        d.code == "SBX202" and "AuthorizationPolicy/default/rbac-allow-nothing-reviews" in d.message for d in notes
+    )
