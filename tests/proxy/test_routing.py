@@ -628,3 +628,38 @@ def test_egress_port_rewrite_to_the_tls_origination_cluster() -> None:
     decision = decide(snap, request("www.googleapis.com", "/books/v1/volumes?q=isbn:0486424618"))
     assert (decision.kind, decision.cluster) == (DecisionKind.FORWARD, "outbound|443||www.googleapis.com")
     assert decision.authority == "www.googleapis.com"
+
+
+# --------------------------------------------------------------------------- RE2 semantics
+
+
+@pytest.mark.parametrize(
+    ("regex", "path", "matches"),
+    [
+        ("/reviews/\\\\d+", "/reviews/42", True),
+        ("/reviews/\\\\d+", "/reviews/\u0663", False),  # RE2's \d is ASCII-only
+        ("/(?=x).*", "/x", False),  # lookahead: RE2 (and so Envoy) rejects the pattern; it never matches
+        ("/(a+)+b", "/" + "a" * 64, False),  # catastrophic for a backtracking engine, linear for RE2
+        ("/(a+)+b", "/aab", True),
+        ("/(r|re)+views", "/rereviews", True),
+    ],
+)
+@pytest.mark.timeout(10)
+def test_uri_regex_follows_re2(regex: str, path: str, matches: bool) -> None:
+    vs = reviews_vs(
+        f'- match: [{{uri: {{regex: "{regex}"}}}}]\n  route: [{{destination: {{host: reviews, subset: v2}}}}]\n'
+        "- route: [{destination: {host: reviews, subset: v1}}]\n"
+    )
+    decision = decide(snapshot(vs, files=DR_ALL), request(path=path))
+    assert decision.cluster == cluster(REVIEWS, "v2" if matches else "v1")
+
+
+def test_backtracking_prone_patterns_run_on_re2_and_simple_ones_on_re() -> None:
+    import re
+
+    from sandbox.proxy.matching import compile_regex
+
+    assert isinstance(compile_regex("/reviews/[0-9]+"), re.Pattern)
+    assert not isinstance(compile_regex("/(a+)+b"), re.Pattern)
+    assert not isinstance(compile_regex("(x|xy)*z"), re.Pattern)
+    assert compile_regex("(") is None and compile_regex("(?=a)") is None
