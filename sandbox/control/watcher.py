@@ -24,7 +24,7 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from sandbox.control.debounce import DEFAULT_MAX_DELAY, DEFAULT_QUIET, Batch, DebounceDriver, Debouncer
 
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 TEMP_SUFFIXES = (".swp", ".swx", ".swo", "~", ".tmp", ".part")
 QUIET_EVENTS = frozenset({"opened", "closed_no_write"})  # our own reads cause these
+ENTRY_EVENTS = frozenset({"created", "deleted", "moved", "modified", "closed"})  # a name (re)appearing or rewritten
+REPLACED = "\0replaced"  # the batch key saying the Istio directory itself was created, deleted or renamed
 
 
 def is_temporary(name: str) -> bool:
@@ -113,9 +115,10 @@ class ConfigScanner:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, notify: Callable[[str], None], only: str | None = None) -> None:
+    def __init__(self, notify: Callable[[str], None], only: str | None = None, key: str | None = None) -> None:
         self._notify = notify
-        self._only = only  # for the compose file's directory: events about that one name
+        self._only = only  # in a parent directory: events about that one name
+        self._key = key or only or ""
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in QUIET_EVENTS:
@@ -123,10 +126,18 @@ class _Handler(FileSystemEventHandler):
         paths = [p for p in (event.src_path, getattr(event, "dest_path", "")) if p]
         names = [os.path.basename(os.fsdecode(p)) for p in paths]
         if self._only is not None:
-            if self._only in names:
-                self._notify(self._only)
+            if self._only in names and event.event_type in ENTRY_EVENTS:
+                self._notify(self._key)
         elif not all(is_temporary(n) for n in names):
             self._notify(os.fsdecode(paths[0]))
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 class ConfigWatcher:
@@ -147,6 +158,8 @@ class ConfigWatcher:
         self._driver: DebounceDriver[str] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._observer: BaseObserver | None = None
+        self._istio_watch: ObservedWatch | None = None
+        self._istio_id: tuple[int, int] | None = None
 
     def initial(self) -> WatchUpdate:
         """Everything as it is now; call before `start` so the store begins complete."""
@@ -156,7 +169,12 @@ class ConfigWatcher:
         self._loop = asyncio.get_running_loop()
         self._driver = DebounceDriver(self._on_batch, self._debouncer, loop=self._loop)
         observer = Observer()
-        observer.schedule(_Handler(self._from_thread), str(self.scanner.istio_dir), recursive=True)
+        istio = self.scanner.istio_dir
+        self._istio_watch = observer.schedule(_Handler(self._from_thread), str(istio), recursive=True)
+        self._istio_id = _identity(istio)
+        # The directory itself may be replaced (rm -rf + copy, or a rename swap): watch its name too.
+        parent = _Handler(self._from_thread, istio.name, REPLACED)
+        observer.schedule(parent, str(istio.resolve().parent), recursive=False)
         compose = self.scanner.compose_file
         if compose is not None:
             only = _Handler(self._from_thread, compose.name)
@@ -180,7 +198,22 @@ class ConfigWatcher:
         with contextlib.suppress(RuntimeError):  # the loop is closing
             loop.call_soon_threadsafe(driver.add, key)
 
+    def _rewatch_if_replaced(self, hinted: bool) -> None:
+        """inotify watches an inode: a new directory under the same name needs a new watch. The
+        inode number alone cannot tell (rm -rf + mkdir often reuses it), hence the parent's hint."""
+        current = _identity(self.scanner.istio_dir)
+        if self._observer is None or current is None or (current == self._istio_id and not hinted):
+            return
+        if self._istio_watch is not None:
+            with contextlib.suppress(KeyError, OSError):
+                self._observer.unschedule(self._istio_watch)
+        handler = _Handler(self._from_thread)
+        self._istio_watch = self._observer.schedule(handler, str(self.scanner.istio_dir), recursive=True)
+        self._istio_id = current
+        log.info("%s was replaced; watching the new directory", self.scanner.istio_dir)
+
     def _on_batch(self, batch: Batch[str]) -> None:
+        self._rewatch_if_replaced(REPLACED in batch.keys)  # before the scan: nothing written in between is missed
         update = self.scanner.scan(batch.first_seen)
         if update:
             log.debug("config change: %s", sorted(update.istio) + (["<compose>"] if update.compose else []))

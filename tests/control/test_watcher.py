@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,30 @@ def test_renames_deletes_and_new_subdirectories(tmp_path: Path) -> None:
         (root / "b.yaml").unlink()
         os.rename(root / "team", root / "moved")
         await until(lambda: model.named(root) == {"moved/deep/c.yaml": b"c\n"})
+
+    watching(tmp_path, body)
+
+
+@pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
+def test_the_directory_itself_replaced_or_swapped(tmp_path: Path) -> None:
+    async def body(root: Path, model: Model) -> None:
+        (root / "a.yaml").write_text("a\n")
+        await until(lambda: model.named(root) == {"a.yaml": b"a\n"})
+        shutil.rmtree(root)  # rm -rf + copy, as a deploy script might
+        await until(lambda: model.files == {})
+        root.mkdir()
+        (root / "b.yaml").write_text("b\n")
+        await until(lambda: model.named(root) == {"b.yaml": b"b\n"})
+        (root / "later.yaml").write_text("l\n")  # the new directory is watched, not just scanned once
+        await until(lambda: model.named(root) == {"b.yaml": b"b\n", "later.yaml": b"l\n"})
+        staged = root.with_name("istio.new")  # a rename swap of the whole directory
+        staged.mkdir()
+        (staged / "c.yaml").write_text("c\n")
+        os.rename(root, root.with_name("istio.old"))
+        os.rename(staged, root)
+        await until(lambda: model.named(root) == {"c.yaml": b"c\n"})
+        (root / "d.yaml").write_text("d\n")
+        await until(lambda: model.named(root) == {"c.yaml": b"c\n", "d.yaml": b"d\n"})
 
     watching(tmp_path, body)
 
