@@ -663,3 +663,54 @@ def test_backtracking_prone_patterns_run_on_re2_and_simple_ones_on_re() -> None:
     assert not isinstance(compile_regex("/(a+)+b"), re.Pattern)
     assert not isinstance(compile_regex("(x|xy)*z"), re.Pattern)
     assert compile_regex("(") is None and compile_regex("(?=a)") is None
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+FUZZ_RULES = reviews_vs(
+    """
+    - match: [{uri: {regex: "/r/(\\\\w+)"}, queryParams: {q: {prefix: a}}}, {withoutHeaders: {x: {exact: "1"}}}]
+      rewrite: {uriRegexRewrite: {match: "/r/(\\\\w+)", rewrite: "/s/\\\\1"}}
+      fault: {abort: {httpStatus: 503, percentage: {value: 10}}, delay: {fixedDelay: 1ms, percentage: {value: 10}}}
+      mirrors: [{destination: {host: reviews, subset: v3}, percentage: {value: 50}}]
+      route:
+      - {destination: {host: reviews, subset: v1}, weight: 50}
+      - {destination: {host: reviews, subset: v2}, weight: 50}
+    - match: [{uri: {prefix: /redirect}}]
+      redirect: {uri: /x, derivePort: FROM_REQUEST_PORT, scheme: https}
+    - corsPolicy: {allowOrigins: [{regex: ".*"}], allowMethods: [GET]}
+      route: [{destination: {host: reviews}}]
+    """
+)
+
+
+def test_route_never_raises_on_arbitrary_requests() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    snaps = [
+        snapshot(FUZZ_RULES, files=DR_ALL),
+        snapshot(files=("bookinfo-gateway.yaml",), proxy="istio-ingressgateway"),
+    ]
+    text = st.text(max_size=40)
+    heads = st.builds(
+        RequestHead,
+        method=st.sampled_from(["GET", "POST", "OPTIONS", "", "g\x00t"]),
+        path=st.one_of(text, st.from_regex(r"\A/[a-z/?&=%]{0,30}\Z")),
+        authority=st.one_of(text, st.sampled_from(["reviews:9080", "[::1]:9080", "reviews:", ":80", "REVIEWS"])),
+        headers=st.dictionaries(st.sampled_from(["x", "origin", "end-user", "access-control-request-method"]), text),
+        port=st.integers(min_value=0, max_value=65535),
+        scheme=st.sampled_from(["http", "https", ""]),
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(head=heads, seed=st.integers(min_value=0, max_value=2**32))
+    def check(head: RequestHead, seed: int) -> None:
+        for snap in snaps:
+            decision = route(head, snap, random.Random(seed))
+            assert isinstance(decision.kind, DecisionKind)
+            if decision.kind is DecisionKind.FORWARD:
+                assert decision.cluster
+
+    check()
