@@ -8,6 +8,7 @@ seed it. Semantics: ../shared/reference/istio-semantics.md §1.1 and §1.5.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Protocol
 
@@ -208,6 +209,7 @@ class RouteTable:
 
     def __init__(self, snapshot: ProxySnapshot) -> None:
         self.version = snapshot.version
+        self.source = weakref.ref(snapshot)
         self.ports = {rc.port: _PortTable(rc) for rc in snapshot.route_configs}
         self.router = snapshot.identity.kind == "router"
         self.clusters = frozenset(c.name for c in snapshot.clusters)
@@ -222,8 +224,12 @@ class RouteTable:
 
     @classmethod
     def for_snapshot(cls, snapshot: ProxySnapshot) -> RouteTable:
-        key = snapshot.version or str(id(snapshot))
+        """Sealed snapshots share a table per version; an unsealed one (tests) gets a table tied to
+        that very object, so a reused id() can never serve another snapshot's routes."""
+        key = snapshot.version or f"id:{id(snapshot)}"
         table = cls._cache.get(key)
+        if table is not None and not snapshot.version and table.source() is not snapshot:
+            table = None
         if table is None:
             table = cls(snapshot)
             if len(cls._cache) >= 8:  # a proxy holds one or two snapshots at a time

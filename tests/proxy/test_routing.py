@@ -714,3 +714,17 @@ def test_route_never_raises_on_arbitrary_requests() -> None:
                 assert decision.cluster
 
     check()
+
+
+def test_unsealed_snapshots_never_share_a_table() -> None:
+    import dataclasses
+
+    sealed = snapshot(files=(*DR_ALL, "virtual-service-reviews-v3.yaml"))
+    other = snapshot(files=(*DR_ALL, "virtual-service-all-v1.yaml"))
+    for _ in range(3):  # fresh objects, whose ids may be reused after collection
+        a = dataclasses.replace(sealed, version="")
+        assert decide(a, request()).cluster == cluster(REVIEWS, "v3")
+        del a
+        b = dataclasses.replace(other, version="")
+        assert decide(b, request()).cluster == cluster(REVIEWS, "v1")
+        del b
