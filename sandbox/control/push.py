@@ -169,7 +169,11 @@ class PushServer:
             self._refresh(conn, changed_at)
 
     def _refresh(self, conn: _Connection, changed_at: float) -> None:
-        found = self._snapshots(conn.status.identity, conn.status.node)
+        try:
+            found = self._snapshots(conn.status.identity, conn.status.node)
+        except Exception:  # one proxy's broken snapshot must not stop the others' pushes
+            log.exception("%s: building the snapshot failed; it keeps the one it has", conn.status.node)
+            found = None
         if found is not None and found[0] != conn.status.version_sent and conn.changed_at is None:
             conn.changed_at = changed_at  # the earliest change this proxy has not been sent yet
         conn.latest = found
@@ -211,7 +215,7 @@ class PushServer:
             await self._receive(conn)
         finally:
             sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
             if conn.rotation:
                 conn.rotation.cancel()
@@ -245,25 +249,31 @@ class PushServer:
 
     async def _sender(self, conn: _Connection) -> None:
         """Wakes on every change; sends only what differs from what this proxy was last sent."""
+        try:
+            while not conn.ws.closed:
+                await conn.wake.wait()
+                conn.wake.clear()
+                if conn.cert_due and self._certificates is not None:
+                    conn.cert_due = False
+                    await self._send_certificate(conn)
+                await self._send_snapshot(conn)
+        except ConnectionError as exc:  # the peer went away mid-send; the receive loop ends the connection
+            log.info("%s: send failed: %s", conn.status.node, exc)
+
+    async def _send_snapshot(self, conn: _Connection) -> None:
         status = conn.status
-        while not conn.ws.closed:
-            await conn.wake.wait()
-            conn.wake.clear()
-            if conn.cert_due and self._certificates is not None:
-                conn.cert_due = False
-                await self._send_certificate(conn, self._certificates(status.identity))
-            if conn.latest is None or conn.latest[0] == status.version_sent:
-                continue
-            version, payload = conn.latest
-            nonce = secrets.token_hex(8)
-            status.version_sent, status.nonce_sent = version, nonce
-            if status.pending_since is None:
-                status.pending_since = conn.changed_at if conn.changed_at is not None else self._clock()
-            conn.changed_at = None
-            status.pushes += 1
-            self.stats.pushes += 1
-            head = json.dumps({"type": "snapshot", "version": version, "nonce": nonce})
-            await conn.ws.send_str(f'{head[:-1]}, "snapshot": {self._encode(version, payload)}}}')
+        if conn.latest is None or conn.latest[0] == status.version_sent:
+            return
+        version, payload = conn.latest
+        nonce = secrets.token_hex(8)
+        status.version_sent, status.nonce_sent = version, nonce
+        if status.pending_since is None:
+            status.pending_since = conn.changed_at if conn.changed_at is not None else self._clock()
+        conn.changed_at = None
+        status.pushes += 1
+        self.stats.pushes += 1
+        head = json.dumps({"type": "snapshot", "version": version, "nonce": nonce})
+        await conn.ws.send_str(f'{head[:-1]}, "snapshot": {self._encode(version, payload)}}}')
 
     def _encode(self, version: str, payload: dict[str, Any]) -> str:
         """Serialise each version once: with many proxies on one workload, JSON encoding dominates a push."""
@@ -274,7 +284,13 @@ class PushServer:
             text = self._encoded[version] = json.dumps(payload, separators=(",", ":"))
         return text
 
-    async def _send_certificate(self, conn: _Connection, cert: WorkloadCertificate) -> None:
+    async def _send_certificate(self, conn: _Connection) -> None:
+        assert self._certificates is not None
+        try:
+            cert = self._certificates(conn.status.identity)
+        except Exception:  # no certificate this time; the proxy keeps the one it has
+            log.exception("%s: issuing a certificate failed", conn.status.node)
+            return
         conn.cert_nonce = secrets.token_hex(8)
         conn.status.cert_serial = f"{cert.serial:x}"
         conn.status.cert_expiry = cert.not_after.isoformat()

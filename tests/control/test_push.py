@@ -248,3 +248,32 @@ def test_a_malformed_hello_is_refused(hello: str) -> None:
         await runner.cleanup()
 
     run(scenario)
+
+
+def test_a_snapshot_that_fails_to_build_for_one_proxy_does_not_stop_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        config = Config()
+
+        def snapshots(identity: ProxyIdentity, node: str) -> tuple[str, dict[str, Any]]:
+            if node == "ratings-v1" and config.default != {"routes": "v1"}:
+                raise KeyError("compile bug")
+            return config(identity, node)
+
+        push = PushServer(snapshots, AUTHORITY.verify)
+        runner, port = await serve(push)
+        clients = [sidecar(port, w) for w in ("reviews-v1", "ratings-v1")]
+        for sub, _ in clients:
+            sub.start()
+        await until(lambda: all(s.applied for _, s in clients))
+        config.default = {"routes": "v2"}
+        push.push_all()
+        await until(lambda: clients[0][1].applied[-1] == {"routes": "v2"})
+        assert push.proxies["ratings-v1"].state is SyncState.STALE and clients[1][1].applied == [{"routes": "v1"}]
+        assert "compile bug" in caplog.text
+        for sub, _ in clients:
+            await sub.stop()
+        await runner.cleanup()
+
+    run(scenario)
