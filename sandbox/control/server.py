@@ -108,6 +108,12 @@ class ControlPlane:
 
     def on_update(self, update: WatchUpdate) -> None:
         """Files changed on disk: update the store, report what was rejected, push what changed."""
+        try:
+            self._apply(update)
+        except Exception:  # a bug in loading must not stop the watcher: the last good config stays
+            log.exception("applying a config change failed; keeping the last good config")
+
+    def _apply(self, update: WatchUpdate) -> None:
         before = {**self.store.statuses, "<compose>": self.store.topology_status}
         now = time.time()
         changed = False

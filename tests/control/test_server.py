@@ -181,3 +181,24 @@ def test_adding_a_workload_to_the_compose_file_adds_endpoints(tmp_path: Path) ->
         await plane.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_token_minted_for_an_identity_the_compose_file_no_longer_gives_is_refused(tmp_path: Path) -> None:
+    istio = tmp_path / "istio"
+    istio.mkdir()
+    compose = tmp_path / "compose.yaml"
+    shutil.copy(BOOKINFO / "compose.yaml", compose)
+
+    async def scenario() -> None:
+        plane = ControlPlane(ControlPlaneSettings(istio, compose, tmp_path / "state", port=0))
+        port = await plane.start()
+        old = ProxyIdentity("reviews-v1", "default", "bookinfo-productpage")  # the compose file says bookinfo-reviews
+        me = Identity("r", old.workload, old.namespace, old.service_account, plane.tokens.issue(old))
+        sub = Subscription(f"http://127.0.0.1:{port}/v1/push", me, Sidecar())
+        sub.start()
+        await until(lambda: "4401" in sub.last_error)
+        assert plane.push.stats.refused >= 1 and "r" not in plane.push.proxies
+        await sub.stop()
+        await plane.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
