@@ -16,12 +16,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import types
-import typing
 from dataclasses import field
-from functools import cache, cached_property
+from functools import cached_property
 from typing import Any
 
+from sandbox.control.canonical import canonical_json, decode, encode
 from sandbox.mesh.resources.common import model
 
 # Istio overrides Envoy's circuit-breaker defaults with MaxUint32 (§1.2, getDefaultCircuitBreakerThresholds).
@@ -389,7 +388,7 @@ class ProxySnapshot:
         return next((rc for rc in self.route_configs if rc.port == port), None)
 
     def to_data(self) -> dict[str, Any]:
-        data = _encode(self)
+        data = encode(self)
         assert isinstance(data, dict)
         return data
 
@@ -398,7 +397,7 @@ class ProxySnapshot:
 
     @classmethod
     def from_data(cls, data: Any) -> ProxySnapshot:
-        snapshot = _decode(cls, data, "snapshot")
+        snapshot = decode(cls, data, "snapshot")
         assert isinstance(snapshot, ProxySnapshot)
         return snapshot
 
@@ -421,86 +420,3 @@ def content_version(snapshot: ProxySnapshot) -> str:
     data = snapshot.to_data()
     data.pop("version", None)
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------- JSON
-
-
-def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
-
-
-def _field_names(cls: type) -> tuple[str, ...] | None:
-    if cls not in _FIELD_NAMES:
-        _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
-    return _FIELD_NAMES[cls]
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, tuple | list):
-        return [_encode(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _encode(v) for k, v in value.items()}
-    names = _field_names(type(value))
-    if names is not None:
-        return {name: _encode(getattr(value, name)) for name in names}
-    return value
-
-
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _decode(tp: Any, data: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin is types.UnionType or origin is typing.Union:
-        args = typing.get_args(tp)
-        if data is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _decode(inner, data, path)
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected an object")
-        hints = _hints(tp)
-        known = {f.name for f in dataclasses.fields(tp)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
-        kwargs = {name: _decode(hints[name], v, f"{path}.{name}") for name, v in data.items()}
-        try:
-            return tp(**kwargs)
-        except TypeError as exc:
-            raise ValueError(f"{path}: {exc}") from None
-    if origin is tuple:
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a list")
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_decode(args[0], v, f"{path}[{i}]") for i, v in enumerate(data))
-        if len(args) != len(data):
-            raise ValueError(f"{path}: expected {len(args)} items")
-        return tuple(_decode(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, data, strict=True)))
-    if origin is dict:
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected an object")
-        _, vt = typing.get_args(tp)
-        return {str(k): _decode(vt, v, f"{path}.{k}") for k, v in data.items()}
-    if tp is float:
-        if isinstance(data, int | float) and not isinstance(data, bool):
-            return float(data)
-    elif tp is int:
-        if isinstance(data, int) and not isinstance(data, bool):
-            return data
-    elif tp is bool or tp is str:
-        if isinstance(data, tp):
-            return data
-    elif tp is Any:
-        return data
-    raise ValueError(f"{path}: expected {getattr(tp, '__name__', tp)}, got {type(data).__name__}")
