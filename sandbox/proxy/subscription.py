@@ -14,7 +14,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
+import ssl
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,6 +40,33 @@ class CertificateBundle:
     serial: str
     not_before: str
     not_after: str
+
+    def ssl_context(self, server_side: bool) -> ssl.SSLContext:
+        """An mTLS context for this identity: presents the cert, requires the peer's, trusts the mesh root.
+
+        The peer's SPIFFE ID (URI SAN) is for the caller to check (authorization), so no host name
+        check. `ssl` loads keys only from a path: on Linux an anonymous memory file keeps the key
+        off disk; elsewhere a 0600 temp file exists only while it loads.
+        """
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # Istio's minimum
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cadata=self.root_cert)
+        material = (self.cert_chain + self.private_key).encode()
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create("workload-cert", os.MFD_CLOEXEC)
+            try:
+                os.write(fd, material)
+                ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+            finally:
+                os.close(fd)
+        else:  # pragma: no cover - macOS
+            with tempfile.NamedTemporaryFile() as f:  # created 0600
+                f.write(material)
+                f.flush()
+                ctx.load_cert_chain(f.name)
+        return ctx
 
 
 class SnapshotSink(Protocol):

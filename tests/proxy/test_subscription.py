@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import socket
+import ssl
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +126,49 @@ def test_the_private_key_never_reaches_the_log(tmp_path: Path, caplog: pytest.Lo
     for key in keys:
         assert key.splitlines()[1] not in caplog.text
     assert "PRIVATE KEY" not in caplog.text
+
+
+def _bundle(ca: MeshCA, sa: str) -> CertificateBundle:
+    c = ca.issue("default", sa)
+    return CertificateBundle(
+        c.spiffe_id, c.cert_pem, c.key_pem, c.root_pem, f"{c.serial:x}", str(c.not_before), str(c.not_after)
+    )
+
+
+def test_a_delivered_certificate_makes_mutual_tls_contexts_without_touching_disk(tmp_path: Path) -> None:
+    ca = MeshCA.load_or_create(tmp_path / "state")
+    server, client = _bundle(ca, "reviews"), _bundle(ca, "productpage")
+    before = set((tmp_path).rglob("*"))
+    a, b = socket.socketpair()
+    seen: dict[str, Any] = {}
+
+    def serve() -> None:
+        with server.ssl_context(server_side=True).wrap_socket(a, server_side=True) as tls:
+            seen["peer"] = tls.getpeercert()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    with client.ssl_context(server_side=False).wrap_socket(b) as tls:
+        peer = tls.getpeercert()
+    thread.join(timeout=10)
+    assert peer is not None and ("URI", server.spiffe_id) in peer["subjectAltName"]
+    assert ("URI", client.spiffe_id) in seen["peer"]["subjectAltName"]
+    assert set(tmp_path.rglob("*")) == before  # nothing new on disk
+
+
+def test_a_peer_from_another_mesh_is_refused(tmp_path: Path) -> None:
+    ours = _bundle(MeshCA.load_or_create(tmp_path / "ours"), "reviews")
+    theirs = _bundle(MeshCA.load_or_create(tmp_path / "theirs"), "reviews")
+    a, b = socket.socketpair()
+
+    def serve() -> None:
+        with contextlib.suppress(ssl.SSLError, OSError):  # it sees the client's "unknown CA" alert
+            ours.ssl_context(server_side=True).wrap_socket(a, server_side=True).close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    with pytest.raises((ssl.SSLError, OSError)):
+        theirs.ssl_context(server_side=False).wrap_socket(b).close()
+    thread.join(timeout=10)
+    a.close()
+    b.close()
