@@ -25,6 +25,7 @@ from sandbox.control.compile_routes import (
     selects_proxy,
     translate_route,
 )
+from sandbox.control.delegate import expand_delegates
 from sandbox.control.registry import HTTP_PROTOCOLS, EndpointResolver, RegistryService, build_registry, visible_to
 from sandbox.mesh.names import ClusterKey, host_matches, hosts_overlap, labels_match, spiffe_id
 from sandbox.mesh.resources import Resource, VirtualServiceSpec
@@ -161,9 +162,7 @@ def _routes(
 
     namer = cluster_namer(resolve, service_port, port)
     out: list[snap.Route] = []
-    for http in vs.spec.http:
-        if http.delegate is not None:  # delegation is not modelled yet: Istio ignores a route it cannot resolve
-            continue
+    for http in expand_delegates(mesh, vs):
         matches = http.match or (None,)
         catch_all = False
         for match in matches:

@@ -728,3 +728,43 @@ def test_unsealed_snapshots_never_share_a_table() -> None:
         b = dataclasses.replace(other, version="")
         assert decide(b, request()).cluster == cluster(REVIEWS, "v1")
         del b
+
+
+# --------------------------------------------------------------------------- delegation
+
+
+DELEGATE = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-team, namespace: default}
+spec:
+  http:
+  - match: [{uri: {prefix: /reviews/0}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {prefix: /other}}]
+    route: [{destination: {host: reviews, subset: v3}}]
+  - match: [{headers: {end-user: {exact: jason}}}]
+    timeout: 2s
+    route: [{destination: {host: reviews, subset: v3}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+"""
+
+
+def test_delegate_routes_are_merged_into_the_root() -> None:
+    root = reviews_vs("- match: [{uri: {prefix: /reviews}}]\n  timeout: 5s\n  delegate: {name: reviews-team}\n")
+    snap = snapshot(root, DELEGATE, files=DR_ALL)
+    assert decide(snap, request(path="/reviews/0")).cluster == cluster(REVIEWS, "v2")
+    # the delegate's /other lies outside the root's /reviews: it never takes effect
+    assert decide(snap, request(path="/other")).kind is DecisionKind.NO_ROUTE
+    jason = decide(snap, request(path="/reviews/7", headers=JASON))
+    assert (jason.cluster, jason.timeout) == (cluster(REVIEWS, "v3"), 2.0)  # the delegate's own timeout
+    other = decide(snap, request(path="/reviews/7"))
+    assert (other.cluster, other.timeout) == (cluster(REVIEWS, "v1"), 5.0)  # inherited from the root route
+
+
+def test_missing_delegate_drops_the_route() -> None:
+    root = reviews_vs(
+        "- match: [{uri: {prefix: /reviews}}]\n  delegate: {name: nobody}\n"
+        "- route: [{destination: {host: reviews, subset: v3}}]\n"
+    )
+    assert decide(snapshot(root, files=DR_ALL), request()).cluster == cluster(REVIEWS, "v3")
