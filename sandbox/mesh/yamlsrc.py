@@ -61,12 +61,27 @@ class _Abort(Exception):
         self.code, self.message, self.mark = code, message, mark
 
 
+_plain: dict[str, Any] = {}  # plain scalar text -> value: keys and values repeat a lot across resources
+
+
 def _scalar(event: Any) -> Any:
     tag = event.tag
     if tag is None or tag == "!":
         if event.style or not event.implicit[0]:
             return event.value
+        if event.value in _plain:
+            return _plain[event.value]
         tag = _resolver.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
+        value = _typed(tag, event)
+        if len(event.value) <= 64:  # short texts only: the cache must not hold on to big files
+            if len(_plain) >= 20_000:
+                _plain.clear()
+            _plain[event.value] = value
+        return value
+    return _typed(tag, event)
+
+
+def _typed(tag: str, event: Any) -> Any:
     if tag == _STR or tag not in _SIMPLE_TAGS:
         return event.value  # strings; timestamps, binary, custom tags: keep the text
     node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
