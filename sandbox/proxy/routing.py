@@ -359,21 +359,30 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _location(r: Redirect, head: RequestHead, path: str, query: str) -> str:
-    """Envoy's RedirectAction as Istio's ApplyRedirect fills it (§1.1 HTTPRedirect)."""
+    """Envoy's redirect URI (http/utility.cc newUri) as Istio's ApplyRedirect configures it."""
     scheme = r.scheme or head.scheme
-    host = r.authority or head.authority
     port = r.port
     if port is None and r.derive_port == "FROM_REQUEST_PORT":
-        port = head.port
-    if port is not None:
-        # Istio drops an explicit :80 for http and :443 for https
-        host = _strip_port(host) if _DEFAULT_PORTS.get(scheme) == port else f"{_strip_port(host)}:{port}"
-    elif r.derive_port == "FROM_PROTOCOL_DEFAULT" or scheme != head.scheme:
-        host = _strip_port(host)
+        port = head.port  # Istio writes the listener port; FROM_PROTOCOL_DEFAULT sets no port at all
+    if port is not None and _DEFAULT_PORTS.get(scheme) == port:
+        port = None  # Istio drops an explicit :80 for http and :443 for https
+    final_port = f":{port}" if port else ""
+    if r.authority:
+        host = r.authority
+    else:
+        # Envoy processRequestHost: the request's port goes when a port is set, or when the scheme
+        # changes away from the old scheme's default port
+        host = head.authority
+        request_port = host.rpartition(":")[2] if ":" in host and not host.endswith("]") else ""
+        remove = bool(final_port) or (
+            scheme != head.scheme and request_port == str(_DEFAULT_PORTS.get(head.scheme, ""))
+        )
+        if request_port and remove:
+            host = _strip_port(host)
     new_path = path if r.uri is None else r.uri
     if "?" not in new_path:  # a redirect path without a query keeps the request's query
         new_path += query
-    return f"{scheme}://{host}{new_path}"
+    return f"{scheme}://{host}{final_port}{new_path}"
 
 
 def _strip_port(host: str) -> str:

@@ -352,11 +352,11 @@ REDIRECT_CASES = [
     ("{uri: /v1/reviews}", request(path="/old?x=1"), 301, "http://reviews:9080/v1/reviews?x=1"),
     ("{uri: /new, redirectCode: 302}", request(path="/old"), 302, "http://reviews:9080/new"),
     ("{authority: other.example}", request(path="/p"), 301, "http://other.example/p"),
-    ("{scheme: https}", request(path="/p"), 301, "https://reviews/p"),
-    ("{scheme: https, port: 443}", request(path="/p"), 301, "https://reviews/p"),  # default port dropped
+    ("{scheme: https}", request(path="/p"), 301, "https://reviews:9080/p"),  # Envoy keeps a non-default port
+    ("{scheme: https, port: 443}", request(path="/p"), 301, "https://reviews:9080/p"),  # Istio drops :443
     ("{port: 8443}", request(path="/p"), 301, "http://reviews:8443/p"),
     ("{authority: a.example, derivePort: FROM_REQUEST_PORT}", request(path="/p"), 301, "http://a.example:9080/p"),
-    ("{derivePort: FROM_PROTOCOL_DEFAULT}", request(path="/p"), 301, "http://reviews/p"),
+    ("{derivePort: FROM_PROTOCOL_DEFAULT}", request(path="/p"), 301, "http://reviews:9080/p"),  # no port set
     ("{uri: '/n?a=b'}", request(path="/p?x=1"), 301, "http://reviews:9080/n?a=b"),
 ]
 
@@ -365,6 +365,16 @@ REDIRECT_CASES = [
 def test_redirect(redirect: str, head: RequestHead, status: int, location: str) -> None:
     decision = decide(snapshot(reviews_vs(f"- redirect: {redirect}\n")), head)
     assert (decision.kind, decision.status, decision.location) == (DecisionKind.REDIRECT, status, location)
+
+
+def test_redirect_drops_the_old_schemes_default_port() -> None:
+    from sandbox.control.snapshot import Redirect
+    from sandbox.proxy.routing import _location
+
+    to_https = Redirect(scheme="https")
+    assert _location(to_https, request("shop.example:80", port=8080), "/p", "?q") == "https://shop.example/p?q"
+    assert _location(to_https, request("shop.example:8080"), "/p", "") == "https://shop.example:8080/p"
+    assert _location(Redirect(port=80), request("[::1]:9080"), "/p", "") == "http://[::1]:9080/p"
 
 
 def test_unsupported_redirect_code_drops_the_route() -> None:
