@@ -411,32 +411,36 @@ def _cors_headers(cr: _CompiledRoute, head: RequestHead) -> tuple[HeaderMutation
 
 
 def _preflight(cr: _CompiledRoute, vh: _VirtualHost, head: RequestHead) -> RouteDecision | None:
-    """A CORS preflight (OPTIONS + Origin + Access-Control-Request-Method) is answered locally
-    with 200 when the origin is allowed; an unmatched one is forwarded unless
-    unmatchedPreflights is IGNORE (then answered 200 without CORS headers)."""
+    """Envoy's CORS filter: a preflight (OPTIONS + Origin + Access-Control-Request-Method) is
+    answered locally with 200; one from an origin not allowed is forwarded instead unless
+    unmatchedPreflights is IGNORE (then the 200 carries no Access-Control-Allow-Origin)."""
     headers = head.headers
     origin = headers.get("origin")
-    if head.method != "OPTIONS" or not origin or "access-control-request-method" not in headers:
+    request_method = headers.get("access-control-request-method")
+    if head.method != "OPTIONS" or not origin or not request_method:
         return None
     cors = cr.cors
     assert cors is not None
-    if not _origin_allowed(cr, origin):
-        if cors.unmatched_preflights != "IGNORE":
-            return None
-        return RouteDecision(DecisionKind.DIRECT_RESPONSE, status=200, route_name=cr.route.name, virtual_host=vh.name)
-    values = [("access-control-allow-origin", origin)]
+    allowed = _origin_allowed(cr, origin)
+    if not allowed and cors.unmatched_preflights != "IGNORE":
+        return None
+    values = [("access-control-allow-origin", origin)] if allowed else []
     if cors.allow_credentials:
         values.append(("access-control-allow-credentials", "true"))
-    if cors.allow_methods:
-        values.append(("access-control-allow-methods", ",".join(cors.allow_methods)))
-    if cors.allow_headers:
-        values.append(("access-control-allow-headers", ",".join(cors.allow_headers)))
+    methods = ",".join(cors.allow_methods)
+    if methods:
+        values.append(("access-control-allow-methods", request_method if methods == "*" else methods))
+    allow_headers = ",".join(cors.allow_headers)
+    if allow_headers == "*":
+        allow_headers = headers.get("access-control-request-headers", "")
+    if allow_headers:
+        values.append(("access-control-allow-headers", allow_headers))
     if cors.max_age is not None:
         values.append(("access-control-max-age", str(int(cors.max_age))))
     return RouteDecision(
         DecisionKind.DIRECT_RESPONSE,
         status=200,
-        response_headers=(HeaderMutation(set=tuple(values)),),
+        response_headers=(HeaderMutation(set=tuple(values)),) if values else (),
         route_name=cr.route.name,
         virtual_host=vh.name,
         service=vh.service,

@@ -456,7 +456,29 @@ def test_cors_preflight_from_an_allowed_origin_is_answered_locally() -> None:
 def test_cors_unmatched_preflight_is_forwarded_by_default_or_ignored() -> None:
     assert decide(cors_snapshot(), preflight("https://evil.example")).kind is DecisionKind.FORWARD
     ignored = decide(cors_snapshot("unmatchedPreflights: IGNORE"), preflight("https://evil.example"))
-    assert (ignored.kind, ignored.status, ignored.response_headers) == (DecisionKind.DIRECT_RESPONSE, 200, ())
+    assert (ignored.kind, ignored.status) == (DecisionKind.DIRECT_RESPONSE, 200)
+    assert "access-control-allow-origin" not in dict(ignored.response_headers[0].set)  # Envoy: no origin echo
+
+
+def test_cors_wildcard_methods_and_headers_echo_the_request() -> None:
+    vs = reviews_vs(
+        "- corsPolicy: {allowOrigins: [{exact: '*'}], allowMethods: ['*'], allowHeaders: ['*']}\n"
+        "  route: [{destination: {host: reviews}}]\n"
+    )
+    head = request(
+        method="OPTIONS",
+        headers={
+            "origin": "https://any.example",
+            "access-control-request-method": "PUT",
+            "access-control-request-headers": "x-a,x-b",
+        },
+    )
+    decision = decide(snapshot(vs), head)
+    assert dict(decision.response_headers[0].set) == {
+        "access-control-allow-origin": "https://any.example",  # an exact "*" allows every origin
+        "access-control-allow-methods": "PUT",
+        "access-control-allow-headers": "x-a,x-b",
+    }
 
 
 def test_cors_simple_request_echoes_an_allowed_origin() -> None:
