@@ -1,11 +1,12 @@
 """Convergence: from an editor's atomic save of a VirtualService to the last sidecar's ACK.
 
-Run: .venv/bin/python benchmarks/convergence_bench.py [--sidecars 10] [--edits 50] [--decode]
+Run: .venv/bin/python benchmarks/convergence_bench.py [--sidecars 10] [--edits 50] [--decode | --light]
 
 The control plane (watcher, debounce, store with the analyzer, compile, push) runs in this
 process; the sidecar subscriptions run in a child process (one WebSocket each, Bookinfo's six
 workloads round-robin). `--decode` makes each simulated sidecar decode its snapshot into a
-ProxySnapshot as the proxy does; without it they only parse the JSON (lightweight connections).
+ProxySnapshot as the proxy does; without it they only parse the JSON; `--light` skips the
+subscription client and reads only each push's header (1,000 connections in one process).
 Every edit flips reviews' subset, which changes every sidecar's snapshot. Reported: p50/p99/max
 of write -> last ACK (debounce included), and istiod-style "seen -> ACK" per proxy.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import statistics
@@ -23,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from sandbox.control.push import ProxyStatus
 from sandbox.control.server import ControlPlane, ControlPlaneSettings
@@ -65,7 +69,24 @@ class Sink:
         pass
 
 
-async def clients(port: int, count: int, state_dir: str, decode: bool) -> None:
+async def light_client(url: str, me: Identity) -> None:
+    """A simulated sidecar that reads only each push's header (type, version, nonce) and ACKs it:
+    what remains is the control plane's own fan-out cost."""
+    hello = {"type": "hello", "node": me.node, "workload": me.workload, "namespace": me.namespace}
+    hello |= {"service_account": me.service_account, "token": me.token, "version": ""}
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, heartbeat=30) as ws:
+        await ws.send_json(hello)
+        async for msg in ws:
+            text = msg.data
+            cut = text.find(', "snapshot": ')
+            head = json.loads(text[:cut] + "}" if cut > 0 else text)
+            if head["type"] in ("snapshot", "certificate"):
+                await ws.send_str(
+                    json.dumps({"type": "ack", "nonce": head["nonce"], "version": head.get("version", "")})
+                )
+
+
+async def clients(port: int, count: int, state_dir: str, decode: bool, light: bool = False) -> None:
     authority = TokenAuthority.load_or_create(state_dir)
     subs = []
     for i in range(count):
@@ -73,9 +94,21 @@ async def clients(port: int, count: int, state_dir: str, decode: bool) -> None:
         token = authority.issue(ProxyIdentity(workload, "default", sa))
         me = Identity(f"{workload}-{i}", workload, "default", sa, token)
         subs.append(Subscription(f"http://127.0.0.1:{port}/v1/push", me, Sink(decode), heartbeat=30))
-    for sub in subs:
-        sub.start()
+    if light:
+        tasks = [asyncio.create_task(light_client(sub.url, sub.identity)) for sub in subs]  # noqa: F841
+    else:
+        for sub in subs:
+            sub.start()
     await asyncio.Event().wait()  # until the parent terminates us
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of another process, from /proc (Linux); 0 elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -83,7 +116,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def bench(sidecars: int, edits: int, decode: bool) -> None:
+async def bench(sidecars: int, edits: int, decode: bool, light: bool = False) -> None:
     root = Path(tempfile.mkdtemp(prefix="convergence-"))
     istio = root / "istio"
     istio.mkdir()
@@ -103,7 +136,7 @@ async def bench(sidecars: int, edits: int, decode: bool) -> None:
         "--state",
         str(root / "state"),
     ]
-    child = subprocess.Popen([*args, *(["--decode"] if decode else [])])
+    child = subprocess.Popen([*args, *(["--decode"] if decode else []), *(["--light"] if light else [])])
     done: set[str] = set()
     all_acked = asyncio.Event()
     generation = [plane.store.generation]
@@ -120,7 +153,7 @@ async def bench(sidecars: int, edits: int, decode: bool) -> None:
         seen_to_ack: list[float] = []
         plane.push._on_converged = seen_to_ack.append  # istiod's definition, per proxy
         write_to_last_ack: list[float] = []
-        cpu0 = time.process_time()
+        cpu0, child0 = time.process_time(), process_cpu(child.pid)
         for i in range(edits):
             done.clear()
             all_acked.clear()
@@ -132,7 +165,7 @@ async def bench(sidecars: int, edits: int, decode: bool) -> None:
             await asyncio.wait_for(all_acked.wait(), 60)
             write_to_last_ack.append(time.monotonic() - start)
             await asyncio.sleep(0.05)  # separate edits, so each is its own debounce window
-        cpu = time.process_time() - cpu0
+        cpu, child_cpu = time.process_time() - cpu0, process_cpu(child.pid) - child0
     finally:
         child.terminate()
         child.wait(10)
@@ -140,13 +173,16 @@ async def bench(sidecars: int, edits: int, decode: bool) -> None:
         shutil.rmtree(root, ignore_errors=True)
     ms = [x * 1000 for x in write_to_last_ack]
     seen = [x * 1000 for x in seen_to_ack]
-    print(f"sidecars={sidecars} edits={edits} decode={decode} pushes={plane.push.stats.pushes}")
+    print(f"sidecars={sidecars} edits={edits} decode={decode} light={light} pushes={plane.push.stats.pushes}")
     print(
         f"write -> last ACK: p50 {percentile(ms, 50):.1f} ms  p99 {percentile(ms, 99):.1f} ms  "
         f"max {max(ms):.1f} ms  mean {statistics.mean(ms):.1f} ms"
     )
     print(f"seen -> ACK per proxy: p50 {percentile(seen, 50):.1f} ms  p99 {percentile(seen, 99):.1f} ms")
-    print(f"control-plane CPU per edit: {cpu / edits * 1000:.1f} ms")
+    print(
+        f"CPU per edit: control plane {cpu / edits * 1000:.1f} ms, "
+        f"the {sidecars} simulated sidecars {child_cpu / edits * 1000:.1f} ms"
+    )
 
 
 def main() -> None:
@@ -154,13 +190,14 @@ def main() -> None:
     parser.add_argument("--sidecars", type=int, default=10)
     parser.add_argument("--edits", type=int, default=50)
     parser.add_argument("--decode", action="store_true", help="decode each snapshot as the proxy does")
+    parser.add_argument("--light", action="store_true", help="simulated sidecars read only each push's header")
     parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        asyncio.run(clients(args.client, args.sidecars, args.state, args.decode))
+        asyncio.run(clients(args.client, args.sidecars, args.state, args.decode, args.light))
     else:
-        asyncio.run(bench(args.sidecars, args.edits, args.decode))
+        asyncio.run(bench(args.sidecars, args.edits, args.decode, args.light))
 
 
 if __name__ == "__main__":
