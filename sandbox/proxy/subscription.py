@@ -134,6 +134,9 @@ class Subscription:
                         attempt = 0
                 except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
                     self.last_error = f"{type(exc).__name__}: {exc}"
+                except Exception as exc:  # a sidecar must never stop reconnecting; say why, try again
+                    log.exception("subscription error")
+                    self.last_error = f"{type(exc).__name__}: {exc}"
                 finally:
                     self.connected = False
                 delay = backoff_delay(attempt, self._rng)
@@ -167,6 +170,8 @@ class Subscription:
                         reason = str(msg.data)
                     break
                 data = json.loads(msg.data)
+                if not isinstance(data, dict):
+                    raise ValueError("the control plane sent something that is not a message")
                 kind = data.get("type")
                 if kind == "hello":
                     welcomed = self.connected = True

@@ -172,3 +172,33 @@ def test_a_peer_from_another_mesh_is_refused(tmp_path: Path) -> None:
     thread.join(timeout=10)
     a.close()
     b.close()
+
+
+def test_garbage_from_the_server_ends_the_connection_but_not_the_subscription() -> None:
+    async def scenario() -> None:
+        connections = 0
+
+        async def handler(request: web.Request) -> web.WebSocketResponse:
+            nonlocal connections
+            connections += 1
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            await ws.receive()  # the hello
+            await ws.send_str("[1, 2, 3]" if connections == 1 else '{"type": "hello", "version": ""}')
+            async for _ in ws:
+                pass
+            return ws
+
+        app = web.Application()
+        app.router.add_get("/v1/push", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        sub = Subscription(f"http://127.0.0.1:{runner.addresses[0][1]}/v1/push", me("n"), Sink())
+        sub.start()
+        await until(lambda: sub.connected)  # it came back after the garbage
+        assert connections == 2
+        await sub.stop()
+        await runner.cleanup()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
