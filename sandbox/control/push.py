@@ -39,6 +39,7 @@ PATH = "/v1/push"
 CLOSE_BAD_HELLO, CLOSE_UNAUTHENTICATED, CLOSE_SUPERSEDED = 4400, 4401, 4409
 HELLO_TIMEOUT = 10.0
 HEARTBEAT = 5.0  # WebSocket pings: a dead peer is noticed within ~2 heartbeats
+MAX_DISCONNECTED = 256
 
 SnapshotSource = Callable[[ProxyIdentity, str], "tuple[str, dict[str, Any]] | None"]  # (identity, node)
 CertificateSource = Callable[[ProxyIdentity], WorkloadCertificate]
@@ -222,7 +223,14 @@ class PushServer:
             if self._connections.get(node) is conn:
                 del self._connections[node]
                 status.connected = False
+                self._forget_old_proxies()
         return ws
+
+    def _forget_old_proxies(self) -> None:
+        """Keep the last MAX_DISCONNECTED gone proxies for proxy-status; nodes that churn must not leak."""
+        gone = [s for s in self.proxies.values() if not s.connected]
+        for status in sorted(gone, key=lambda s: s.connected_at)[: max(0, len(gone) - MAX_DISCONNECTED)]:
+            del self.proxies[status.node]
 
     async def _read_hello(self, ws: web.WebSocketResponse) -> tuple[ProxyIdentity, str, str] | None:
         try:

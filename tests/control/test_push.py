@@ -277,3 +277,24 @@ def test_a_snapshot_that_fails_to_build_for_one_proxy_does_not_stop_the_others(
         await runner.cleanup()
 
     run(scenario)
+
+
+def test_only_the_most_recent_disconnected_proxies_are_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sandbox.control.push as push_module
+
+    monkeypatch.setattr(push_module, "MAX_DISCONNECTED", 2)
+
+    async def scenario() -> None:
+        push = PushServer(Config(), AUTHORITY.verify)
+        runner, port = await serve(push)
+        for i in range(4):  # replicas that come and go under fresh names
+            sub, sink = sidecar(port, "reviews-v1", node=f"reviews-v1-{i}")
+            sub.start()
+            await until(lambda s=sink: bool(s.applied))
+            await sub.stop()
+            await until(lambda: push.connected == 0)
+        assert sorted(push.proxies) == ["reviews-v1-2", "reviews-v1-3"]
+        assert all(p["state"] == "DISCONNECTED" for p in push.sync_status())
+        await runner.cleanup()
+
+    run(scenario)
