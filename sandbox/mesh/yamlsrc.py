@@ -8,6 +8,7 @@ the line and column of every value, keyed by Kiali's slash path (`spec/http[0]/r
 
 from __future__ import annotations
 
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,23 @@ try:  # libyaml is much faster; its parser is a state machine, safe on deep inpu
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
-_resolver = yaml.resolver.Resolver()
+
+class _Resolver(yaml.resolver.Resolver):
+    """YAML 1.1 as PyYAML reads it, plus the floats Kubernetes' go-yaml also reads: 1e-3, 5E+2
+    (PyYAML wants a dot, so `value: 1e-3` would be a string where kubectl sees a number)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """Quotes what _Resolver reads as a number, so a string like "1e5" stays a string."""
+
+
+for _cls in (_Resolver, _Dumper):
+    _cls.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"),
+        list("-+.0123456789"),
+    )
+_resolver = _Resolver()
 _constructor = yaml.constructor.SafeConstructor()
 _STR = "tag:yaml.org,2002:str"
 _SIMPLE_TAGS = {
@@ -254,8 +271,11 @@ def parse_documents(source: str | bytes, file: str) -> tuple[list[Document], lis
 
 def dump_yaml(data: Any) -> str:
     """Readable YAML with the keys in the order given (for `convert`, `get -o yaml`)."""
-    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True))
+    return dump_all_yaml([data])
 
 
 def dump_all_yaml(documents: list[Any]) -> str:
-    return str(yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False, allow_unicode=True))
+    text = yaml.dump_all(
+        documents, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, explicit_start=False
+    )
+    return str(text)
