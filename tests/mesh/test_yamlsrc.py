@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+from datetime import timedelta
 
-from sandbox.mesh.diagnostics import Severity
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sandbox.mesh.diagnostics import Severity, join_path
 from sandbox.mesh.yamlsrc import dump_all_yaml, dump_yaml, parse_documents
 
 VS = """\
@@ -174,3 +179,79 @@ def test_dump_keeps_key_order_and_round_trips() -> None:
     assert parse_documents(text, "f")[0][0].data == data
     both = dump_all_yaml([data, {"b": 1}])
     assert [d.data for d in parse_documents(both, "f")[0]] == [data, {"b": 1}]
+
+
+def _paths(data: object, base: str = "") -> list[tuple[str, object]]:
+    """Every (Kiali path, key or None) under `data`: keys of maps and items of lists."""
+    out: list[tuple[str, object]] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = join_path(base, str(key))
+            out += [(path, key), *_paths(value, path)]
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            path = join_path(base, i)
+            out += [(path, None), *_paths(value, path)]
+    return out
+
+
+# PyYAML's emitter writes NEL and the Unicode line separators raw, and its reader folds them; JSON
+# escapes characters beyond the BMP as surrogate pairs, which YAML 1.1 does not join: leave them out
+TEXT = st.characters(max_codepoint=0xFFFF, blacklist_characters="\x85\u2028\u2029", blacklist_categories=("Cs",))
+LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                   st.text(TEXT, max_size=12))  # fmt: skip
+NAMES = st.from_regex(r"[a-z][a-zA-Z0-9]{0,7}", fullmatch=True)
+
+
+def trees(keys: st.SearchStrategy[str]) -> st.SearchStrategy[object]:
+    return st.recursive(
+        LEAVES,
+        lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4)),
+        max_leaves=30,
+    )
+
+
+@settings(max_examples=150, deadline=timedelta(seconds=2))
+@given(st.dictionaries(NAMES, trees(NAMES), min_size=1, max_size=5), st.booleans())
+def test_any_dumped_tree_parses_back_with_a_position_at_every_key(data: dict[str, object], flow: bool) -> None:
+    text = json.dumps(data) if flow else dump_yaml(data)  # JSON is YAML in flow style
+    (doc,), diagnostics = parse_documents(text, "t.yaml")
+    assert diagnostics == [] and doc.data == data
+    lines = text.splitlines()
+    for path, key in _paths(data):
+        line, column = doc.positions[path]
+        if key is not None:  # a key's position is where the key is written
+            written = lines[line - 1][column - 1 :]
+            assert written.startswith((str(key), f'"{key}"')), (path, written)
+
+
+@settings(max_examples=100, deadline=timedelta(seconds=2))
+@given(trees(st.text(TEXT, max_size=8)))
+def test_any_tree_with_any_keys_round_trips(data: object) -> None:
+    (doc,), diagnostics = parse_documents(dump_yaml(data), "t.yaml")
+    assert diagnostics == [] and doc.data == data
+    assert all(path in doc.positions for path, _ in _paths(data))
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1e-3", 0.001),
+        ("5E+2", 500.0),
+        ("-1.5e3", -1500.0),
+        (".5e1", 5.0),
+        ("1e", "1e"),
+        ("e5", "e5"),
+        ("'1e5'", "1e5"),
+    ],
+)
+def test_numbers_with_an_exponent_are_floats_as_in_kubernetes(text: str, value: object) -> None:
+    data, _ = parse_one(f"value: {text}\n")
+    assert data == {"value": value}
+
+
+def test_a_string_that_reads_as_a_number_is_dumped_quoted() -> None:
+    data = {"a": ["1e5", "1.5", "true", "5s"], "b": 1e-05}
+    text = dump_yaml(data)
+    assert "'1e5'" in text and "'1.5'" in text and "'true'" in text and "- 5s" in text
+    assert parse_one(text)[0] == data
