@@ -27,6 +27,7 @@ from sandbox.control.compile_routes import (
 )
 from sandbox.control.delegate import expand_delegates
 from sandbox.control.registry import HTTP_PROTOCOLS, EndpointResolver, RegistryService, build_registry, visible_to
+from sandbox.control.scope import EgressScope, egress_scope
 from sandbox.mesh.names import ClusterKey, host_matches, hosts_overlap, labels_match, spiffe_id
 from sandbox.mesh.resources import Resource, VirtualServiceSpec
 from sandbox.mesh.state import MeshState
@@ -48,6 +49,8 @@ class _Proxy:
     workload: Workload
     gateways: frozenset[str]  # {"mesh"} for sidecars, {"ns/name", ...} for a gateway
     hashed_clusters: frozenset[str] = frozenset()  # clusters balanced by consistent hash
+    scope: EgressScope | None = None  # the Sidecar resource's egress hosts (sidecars only)
+    outbound_mode: str = "ALLOW_ANY"
 
     @property
     def namespace(self) -> str:
@@ -75,15 +78,18 @@ def compile(
     gateways = _selected_gateways(mesh, workload) if router else frozenset({MESH_GATEWAY})
     settings = mesh.topology.settings
     trust_domain = settings.trust_domain_or_default
-    services = build_registry(mesh, workload.namespace)
+    scope = None if router else egress_scope(mesh, workload.namespace, workload.labels)
+    mode = (scope.outbound_mode if scope else None) or settings.outbound_mode.value
+    services = [
+        s for s in build_registry(mesh, workload.namespace) if scope is None or scope.allows(s.fqdn, s.namespace)
+    ]
     clusters: list[snap.Cluster] = []
     for service in services:
         for port in service.ports:
             clusters.extend(build_clusters(mesh, service, port, workload.namespace, workload.labels, endpoints))
     hashed = frozenset(c.name for c in clusters if c.traffic_policy.load_balancer.consistent_hash is not None)
-    p = _Proxy(workload, gateways, hashed)
+    p = _Proxy(workload, gateways, hashed, scope, mode)
     route_configs = _gateway_route_configs(mesh, p, services) if router else _sidecar_route_configs(mesh, p, services)
-    mode = settings.outbound_mode.value
     if not router and mode == "ALLOW_ANY":
         # Istio's PassthroughCluster: ORIGINAL_DST, i.e. connect to where the app was going, in plaintext
         passthrough = snap.TrafficPolicy(
@@ -139,7 +145,18 @@ def _qualify(gateway: str, namespace: str) -> str:
 
 
 def _visible_virtual_services(mesh: MeshState, p: _Proxy) -> list[VS]:
-    return [vs for vs in mesh.virtual_services if visible_to(vs.spec.export_to, vs.namespace, p.namespace)]
+    """exportTo, and for sidecars the Sidecar resource's egress hosts (checked in the VS's namespace)."""
+    out = []
+    for vs in mesh.virtual_services:
+        if not visible_to(vs.spec.export_to, vs.namespace, p.namespace):
+            continue
+        scope = p.scope
+        if scope is not None and not any(
+            scope.allows(mesh.resolve(h, vs.namespace), vs.namespace) for h in vs.spec.hosts
+        ):
+            continue
+        out.append(vs)
+    return out
 
 
 def _routes(
@@ -237,7 +254,7 @@ def _sidecar_route_configs(
                         service=fqdn,
                     )
                 )
-        vhosts.append(_fallback_vhost(mesh))
+        vhosts.append(_fallback_vhost(p.outbound_mode))
         configs.append(snap.RouteConfiguration(name=str(port), port=port, virtual_hosts=tuple(vhosts)))
     return configs
 
@@ -269,10 +286,10 @@ def _external_hosts(mesh: MeshState, vs: VS, by_fqdn: Mapping[str, RegistryServi
     return [h for h in hosts if not h.startswith("*") and h not in by_fqdn]
 
 
-def _fallback_vhost(mesh: MeshState) -> snap.VirtualHost:
+def _fallback_vhost(mode: str) -> snap.VirtualHost:
     """Istio's catch-all virtual host: `allow_any` -> PassthroughCluster under ALLOW_ANY,
     `block_all` -> 502 under REGISTRY_ONLY (§1.4)."""
-    if mesh.topology.settings.outbound_mode.value == "REGISTRY_ONLY":
+    if mode == "REGISTRY_ONLY":
         route = snap.Route(name="block_all", direct_response=snap.DirectResponse(status=502), retry=snap.NO_RETRY)
         return snap.VirtualHost(name="block_all", domains=("*",), routes=(route,))
     route = snap.Route(

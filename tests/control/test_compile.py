@@ -603,3 +603,44 @@ def test_consistent_hash_routes_retry_without_the_previous_hosts_predicate() -> 
         "  route: [{destination: {host: reviews}}]\n",
     )
     assert routes(compile_for(hashing, explicit))[0].retry.retry_ignore_previous_hosts is True
+
+
+# --------------------------------------------------------------------------- the Sidecar resource
+
+
+def sidecar(name: str, body: str, namespace: str = "default") -> str:
+    return (
+        f"apiVersion: networking.istio.io/v1\nkind: Sidecar\n"
+        f"metadata: {{name: {name}, namespace: {namespace}}}\nspec:\n" + textwrap.indent(textwrap.dedent(body), "  ")
+    )
+
+
+def service_hosts(snap: ProxySnapshot) -> set[str]:
+    return {c.service for c in snap.clusters if c.service}
+
+
+def test_sidecar_egress_hosts_limit_what_a_proxy_knows() -> None:
+    only_reviews = sidecar(
+        "productpage",
+        "workloadSelector: {labels: {app: productpage}}\negress: [{hosts: ['./reviews.default.svc.cluster.local']}]\n",
+    )
+    snap = compile_for(only_reviews, files=("destination-rule-all.yaml", "virtual-service-all-v1.yaml"))
+    assert service_hosts(snap) == {REVIEWS}
+    rc = snap.route_config(9080)
+    assert rc is not None and [vh.name for vh in rc.virtual_hosts] == [f"{REVIEWS}:9080", "allow_any"]
+    # another workload of the namespace is not selected by it
+    assert len(service_hosts(compile_for(only_reviews, proxy="reviews-v1"))) == 4
+
+
+def test_namespace_and_root_default_sidecars_and_their_outbound_policy() -> None:
+    root = sidecar(
+        "default",
+        "egress: [{hosts: ['istio-system/*']}]\noutboundTrafficPolicy: {mode: REGISTRY_ONLY}\n",
+        namespace="istio-system",
+    )
+    snap = compile_for(root)
+    assert service_hosts(snap) == set()  # nothing lives in istio-system
+    assert snap.mesh.outbound_traffic_policy == "REGISTRY_ONLY" and snap.cluster("PassthroughCluster") is None
+    namespace_wide = sidecar("default", "egress: [{hosts: ['./*']}]\n")
+    assert len(service_hosts(compile_for(root, namespace_wide))) == 4  # the namespace's own Sidecar wins
+    assert compile_for(root, namespace_wide).mesh.outbound_traffic_policy == "ALLOW_ANY"
