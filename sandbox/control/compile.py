@@ -308,7 +308,7 @@ def _gateway_route_configs(
     mesh: MeshState, p: _Proxy, services: list[RegistryService]
 ) -> list[snap.RouteConfiguration]:
     by_fqdn = {s.fqdn: s for s in services}
-    servers: dict[int, list[tuple[str, str]]] = {}  # port -> [(gateway "ns/name", server host)]
+    servers: dict[int, list[tuple[str, str, bool]]] = {}  # port -> [(gateway "ns/name", host, httpsRedirect)]
     for gw in mesh.gateways:
         name = f"{gw.namespace}/{gw.name}"
         if name not in p.gateways:
@@ -316,33 +316,37 @@ def _gateway_route_configs(
         for server in gw.spec.servers:
             if (server.port.protocol or "HTTP").upper() not in HTTP_PROTOCOLS:
                 continue  # HTTPS/TLS termination comes with the security work
+            https_redirect = bool(server.tls and server.tls.https_redirect)
             for host in server.hosts or ("*",):
-                servers.setdefault(server.port.number, []).append((name, host))
+                servers.setdefault(server.port.number, []).append((name, host, https_redirect))
     configs = []
     for port, entries in sorted(servers.items()):
         hosts: dict[str, list[snap.Route]] = {}
         sources: dict[str, list[str]] = {}
+        redirected: set[str] = set()
         for vs in _visible_virtual_services(mesh, p):
-            bound = vs_gateways(vs) & {g for g, _ in entries}
+            bound = vs_gateways(vs) & {g for g, _, _ in entries}
             if not bound:
                 continue
             routes = _routes(mesh, vs, p, port, bound, by_fqdn)
             if not routes:
                 continue
             for vs_host in vs.spec.hosts:
-                for gateway, server_host in entries:
+                for gateway, server_host, https_redirect in entries:
                     if gateway not in bound:
                         continue
                     answered = _gateway_host(server_host, mesh.resolve(vs_host, vs.namespace), vs.namespace)
                     if answered is not None:
                         hosts.setdefault(answered, []).extend(routes)
                         sources.setdefault(answered, []).append(vs.ref)
+                        if https_redirect:
+                            redirected.add(answered)
                         break
         vhosts = tuple(
             snap.VirtualHost(
                 name=f"{host}:{port}",
                 domains=("*",) if host == "*" else (host, f"{host}:{port}"),
-                routes=_catch_all_last(routes),
+                routes=(_HTTPS_REDIRECT,) if host in redirected else _catch_all_last(routes),
                 service=host if host in by_fqdn else "",
                 source=", ".join(dict.fromkeys(sources[host])),
             )
@@ -350,6 +354,12 @@ def _gateway_route_configs(
         )
         configs.append(snap.RouteConfiguration(name=f"http.{port}", port=port, virtual_hosts=vhosts))
     return configs
+
+
+# §1.3 Gateway `tls.httpsRedirect`: every request on that server gets a 301 to https (Envoy require_tls)
+_HTTPS_REDIRECT = snap.Route(
+    name="https_redirect", redirect=snap.Redirect(scheme="https", code=301), retry=snap.NO_RETRY
+)
 
 
 def _gateway_host(server_host: str, vs_host: str, vs_namespace: str) -> str | None:

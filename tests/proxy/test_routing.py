@@ -800,3 +800,19 @@ def test_missing_delegate_drops_the_route() -> None:
         "- route: [{destination: {host: reviews, subset: v3}}]\n"
     )
     assert decide(snapshot(root, files=DR_ALL), request()).cluster == cluster(REVIEWS, "v3")
+
+
+def test_gateway_https_redirect_answers_301_to_https() -> None:
+    gateway = (
+        (FIXTURES / "bookinfo-gateway.yaml")
+        .read_text()
+        .replace('    hosts:\n    - "*"\n', '    hosts:\n    - "*"\n    tls: {httpsRedirect: true}\n', 1)
+    )
+    assert "httpsRedirect" in gateway
+    snap = snapshot(gateway, proxy="istio-ingressgateway")
+    decision = decide(snap, request("shop.example", "/productpage?u=1", port=8080))
+    assert (decision.kind, decision.status, decision.location) == (
+        DecisionKind.REDIRECT,
+        301,
+        "https://shop.example/productpage?u=1",
+    )
