@@ -21,12 +21,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sandbox.mesh.legacy  # noqa: F401  (registers the legacy kinds: fuzz them too, in a stable order)
+from sandbox.mesh.analysis import analyze
 from sandbox.mesh.diagnostics import Diagnostic, Severity
 from sandbox.mesh.loader import LoadResult, load_text, load_texts
 from sandbox.mesh.resources import KINDS
 from sandbox.mesh.schema import Duration, yaml_name
+from sandbox.mesh.state import MeshState
 from sandbox.mesh.topology import MeshSettings, Topology, WorkloadSettings, parse_compose
 from sandbox.mesh.yamlsrc import dump_yaml
+from sandbox.output import FORMATS, render
 
 FUZZ = settings(
     max_examples=120,
@@ -218,6 +221,18 @@ def test_compose_files_with_wrong_types_everywhere(text: str) -> None:
     for w in topology.workloads:  # whatever got through is usable downstream
         assert isinstance(w.app, str) and isinstance(w.version, str) and w.replicas >= 0
         assert w.port is None or isinstance(w.port, int)
+
+
+@settings(FUZZ, max_examples=80)
+@given(st.lists(resources(), min_size=1, max_size=4), compose_files())
+def test_analyze_survives_whatever_the_loader_let_through(documents: list[str], compose: str) -> None:
+    """What `sandbox analyze` does with it: the checkers and the renderers see half-valid objects."""
+    loaded = load_text("---\n".join(documents), "resources.yaml")
+    topology = parse_compose(compose, "compose.yaml")
+    found = [*loaded.diagnostics, *topology.diagnostics, *analyze(MeshState(loaded.resources, topology))]
+    assert all(isinstance(d, Diagnostic) and d.line >= 0 for d in found)
+    for fmt in FORMATS:
+        assert isinstance(render(found, fmt), str)
 
 
 # --- the classic attacks, one by one ---------------------------------------------------------
