@@ -64,6 +64,7 @@ class _File:
     latest: tuple[Resource[Any], ...] = ()
     latest_diagnostics: tuple[Diagnostic, ...] = ()
     good: tuple[Resource[Any], ...] = ()
+    tried_generation: int = -1  # the generation a rejection was decided at: retrying sooner is pointless
     status: FileStatus = field(default_factory=lambda: FileStatus("", FileState.OK))
 
 
@@ -89,6 +90,7 @@ class ConfigStore:
         self.generation = 0
         self.state = MeshState((), self.topology)
         self._before: tuple[MeshState, set[tuple[str, str, str, str, str]]] | None = None
+        self._candidate: tuple[MeshState, set[tuple[str, str, str, str, str]]] | None = None
 
     # -- reading -------------------------------------------------------------------------------
     @property
@@ -107,16 +109,23 @@ class ConfigStore:
     def apply(self, changes: Mapping[str, str | bytes | None], now: float) -> bool:
         """New texts (None: the file was deleted). True when the MeshState changed."""
         changed = False
+        loaded: list[str] = []
         for name in sorted(changes):
             text = changes[name]
             if text is None:
                 changed |= self._delete(name)
                 continue
-            loaded = load_text(text, name)
+            result = load_text(text, name)
             entry = self._files.setdefault(name, _File())
-            entry.latest, entry.latest_diagnostics = loaded.resources, loaded.diagnostics
+            entry.latest, entry.latest_diagnostics = result.resources, result.diagnostics
             entry.status = FileStatus(name, entry.status.state, (), entry.status.last_good, now, entry.status.resources)
-            changed |= self._evaluate(name, now)
+            entry.tried_generation = -1
+            loaded.append(name)
+        accepted = self._accept_together(loaded, now) if len(loaded) > 1 else set()
+        changed |= bool(accepted)
+        for name in loaded:
+            if name not in accepted:
+                changed |= self._evaluate(name, now)
         changed |= self._retry_rejected(now)
         return changed
 
@@ -148,6 +157,40 @@ class ConfigStore:
         """Resources in force from files other than `name` (each key has one owner, see `_evaluate`)."""
         return {r.key: r for other, f in self._files.items() if other != name for r in f.good}
 
+    def _accept_together(self, names: list[str], now: float) -> set[str]:
+        """Accept a batch with one analysis when it is clean (a start, a `git checkout`): judging
+        each file against the others one by one costs an analysis per file. Files the analysis
+        blames are left out and judged alone; anything murkier falls back to file by file."""
+        owners = {r.key for other, f in self._files.items() if other not in names for r in f.good}
+        batch: list[str] = []
+        for name in names:
+            entry = self._files[name]
+            keys = [r.key for r in entry.latest]
+            if any(d.severity is Severity.ERROR for d in entry.latest_diagnostics) or owners.intersection(keys):
+                continue  # judged alone, which says why
+            batch.append(name)
+            owners.update(keys)
+        for _ in range(3):
+            if not batch:
+                return set()
+            candidate = self._compose({name: self._files[name].latest for name in batch})
+            new = self._introduced_errors(candidate) if self._analyzer is not None else []
+            if not new:
+                for name in batch:
+                    entry = self._files[name]
+                    entry.good = entry.latest
+                    refs = tuple(r.ref for r in entry.good)
+                    entry.status = FileStatus(
+                        name, FileState.OK, entry.latest_diagnostics, now, entry.status.changed, refs
+                    )
+                self._publish(candidate)
+                return set(batch)
+            blamed = {d.file for d in new}.intersection(batch)
+            if not blamed:
+                return set()
+            batch = [name for name in batch if name not in blamed]
+        return set()
+
     def _evaluate(self, name: str, now: float) -> bool:
         """Accept or reject the latest text of `name`; True when the MeshState changed."""
         entry = self._files[name]
@@ -162,12 +205,13 @@ class ConfigStore:
                     f"{first.origin.file}:{first.origin.line}; this definition is ignored"
                 )
                 problems.append(Diagnostic("SBX009", Severity.ERROR, message, name, line, col, "metadata/name", r.ref))
-        candidate = self._compose(override=(name, entry.latest)) if not problems else self.state
+        candidate = self._compose({name: entry.latest}) if not problems else self.state
         if not problems and self._analyzer is not None:
             problems.extend(self._introduced_errors(candidate))
         diagnostics = entry.latest_diagnostics + tuple(d for d in problems if d not in entry.latest_diagnostics)
         changed_at = entry.status.changed
         if problems:
+            entry.tried_generation = self.generation
             in_force = tuple(r.ref for r in entry.good)
             entry.status = FileStatus(
                 name, FileState.REJECTED, diagnostics, entry.status.last_good, changed_at, in_force
@@ -185,7 +229,9 @@ class ConfigStore:
         if self._before is None or self._before[0] is not self.state:  # one analysis per published state
             self._before = (self.state, {_error_key(d) for d in self._analyze(self.state) if blocks(d)})
         before = self._before[1]
-        return [d for d in self._analyze(candidate) if blocks(d) and _error_key(d) not in before]
+        found = [d for d in self._analyze(candidate) if blocks(d)]
+        self._candidate = (candidate, {_error_key(d) for d in found})  # "before" of the next change, if accepted
+        return [d for d in found if _error_key(d) not in before]
 
     def _analyze(self, state: MeshState) -> Sequence[Diagnostic]:
         assert self._analyzer is not None
@@ -201,21 +247,23 @@ class ConfigStore:
         while progress:  # a fixpoint: accepting one file can unblock another
             progress = False
             for name in sorted(self._files):
-                if self._files[name].status.state is FileState.REJECTED and self._evaluate(name, now):
+                entry = self._files[name]
+                if entry.status.state is not FileState.REJECTED or entry.tried_generation == self.generation:
+                    continue
+                if self._evaluate(name, now):
                     progress = changed = True
         return changed
 
-    def _compose(self, override: tuple[str, tuple[Resource[Any], ...]] | None = None) -> MeshState:
+    def _compose(self, overrides: Mapping[str, tuple[Resource[Any], ...]] | None = None) -> MeshState:
         resources: list[Resource[Any]] = []
         for name in sorted(self._files):
-            if override and name == override[0]:
-                resources.extend(override[1])
-            else:
-                resources.extend(self._files[name].good)
+            resources.extend(overrides[name] if overrides and name in overrides else self._files[name].good)
         return MeshState(tuple(resources), self.topology)
 
     def _publish(self, state: MeshState | None = None) -> None:
         self.state = state if state is not None else self._compose()
+        if self._candidate is not None and self._candidate[0] is self.state:
+            self._before = self._candidate
         self.generation += 1
 
 

@@ -232,3 +232,39 @@ def test_a_crashing_analyzer_does_not_freeze_the_config(caplog: pytest.LogCaptur
     assert s.apply({"vs.yaml": VS.format(subset="v2")}, now=2.0) and subset_of(s.state) == "v2"
     assert not s.apply({"vs.yaml": "{"}, now=3.0)  # the loader still rejects what does not parse
     assert "checker bug" in caplog.text
+
+
+def test_a_clean_batch_is_accepted_with_one_analysis_and_a_bad_file_in_it_is_judged_alone() -> None:
+    calls = 0
+
+    def counting(state: MeshState) -> Sequence[Diagnostic]:
+        nonlocal calls
+        calls += 1
+        return unknown_subsets(state)
+
+    s = ConfigStore(parse_compose(COMPOSE, "compose.yaml"), analyzer=counting)
+    many = {f"istio/vs{i:02}.yaml": VS.replace("name: reviews", f"name: r{i}").format(subset="v2") for i in range(30)}
+    assert s.apply({"istio/dr.yaml": DR, **many}, now=1.0)
+    assert calls <= 2 and len(s.state.virtual_services) == 30  # not one analysis per file
+
+    calls = 0
+    bad = {"istio/vs05.yaml": VS.replace("name: reviews", "name: r5").format(subset="v7")}
+    edits = {f"istio/vs{i:02}.yaml": VS.replace("name: reviews", f"name: r{i}").format(subset="v1") for i in (1, 2)}
+    assert s.apply({**edits, **bad, "istio/broken.yaml": "{"}, now=2.0)
+    statuses = s.statuses
+    assert [n for n, st in statuses.items() if st.state is FileState.REJECTED] == [
+        "istio/broken.yaml",
+        "istio/vs05.yaml",
+    ]
+    assert [d.code for d in statuses["istio/vs05.yaml"].diagnostics] == ["KIA1107"]
+    by_name = {vs.name: vs.spec.http[0].route[0].destination.subset for vs in s.state.virtual_services}
+    assert (by_name["r1"], by_name["r2"], by_name["r5"]) == ("v1", "v1", "v2")  # r5 keeps its last good subset
+    assert calls <= 5
+
+
+def test_a_batch_whose_trouble_lands_in_another_file_is_judged_file_by_file(store: ConfigStore) -> None:
+    only_v2 = DR.replace("  - name: v1\n    labels: {version: v1}\n", "")
+    gw = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw}\nspec:\n  servers: []\n"
+    assert store.apply({"istio/dr.yaml": only_v2, "istio/gw.yaml": gw}, now=2.0)
+    assert store.statuses["istio/dr.yaml"].state is FileState.REJECTED  # it would strand vs.yaml's subset v1
+    assert store.statuses["istio/gw.yaml"].state is FileState.OK and len(store.state.gateways) == 1
