@@ -1,4 +1,4 @@
-"""The control plane process (sandbox/control/server.py) end to end on 127.0.0.1: files on disk -> sidecar subscriptions.
+"""The control plane process (sandbox/control/server.py) on 127.0.0.1: files on disk -> sidecar subscriptions.
 
 Named after the `controlplane` command: tests/proxy/test_server.py is the sidecar's (test basenames must be unique)."""
 
