@@ -111,9 +111,9 @@ class Decoder:
         self.report(code, Severity.ERROR, message, path)
 
     def decode(self, tp: Any, data: Any, path: str) -> Any:
-        origin = typing.get_origin(tp)
-        if origin in (types.UnionType, typing.Union):
-            options = [a for a in typing.get_args(tp) if a is not type(None)]
+        shape, args = _shape(tp)
+        if shape == "union":
+            options = args
             if data is None:
                 return None
             if len(options) == 1:
@@ -124,8 +124,8 @@ class Decoder:
             names = " or ".join(_type_name(o) for o in options)
             self.error("SBX003", f"{_leaf(path)}: expected {names}, got {_type_name(type(data))}", path)
             return None
-        if origin is tuple:
-            (item_type, _) = typing.get_args(tp)
+        if shape == "tuple":
+            (item_type,) = args
             if data is None:
                 return ()
             if not isinstance(data, list):
@@ -133,8 +133,8 @@ class Decoder:
                 return ()
             out = (self.decode(item_type, item, join_path(path, i)) for i, item in enumerate(data))
             return tuple(v for v in out if v is not None)
-        if origin in (dict, Mapping, typing.Mapping):
-            _, value_type = typing.get_args(tp)
+        if shape == "dict":
+            (value_type,) = args
             if data is None:
                 return {}
             if not isinstance(data, dict):
@@ -146,9 +146,9 @@ class Decoder:
                 if decoded is not None:
                     result[str(key)] = decoded
             return result
-        if tp is Any or tp is object:  # free-form fields (e.g. `tunnel: dict[str, object]`) take anything
+        if shape == "any":  # free-form fields (e.g. `tunnel: dict[str, object]`) take anything
             return data
-        if dataclasses.is_dataclass(tp) and tp is not Duration:
+        if shape == "object":
             return self.decode_object(typing.cast(type, tp), data, path)
         return self.decode_scalar(tp, data, path)
 
@@ -212,6 +212,23 @@ class Decoder:
                 return None
         self.error("SBX003", f"{_leaf(path)}: expected {_type_name(tp)}, got {_type_name(type(data))}", path)
         return None
+
+
+@cache
+def _shape(tp: Any) -> tuple[str, tuple[Any, ...]]:
+    """How `decode` treats a type, worked out once per type (typing introspection is slow)."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        return "union", tuple(a for a in typing.get_args(tp) if a is not type(None))
+    if origin is tuple:
+        return "tuple", typing.get_args(tp)[:1]
+    if origin in (dict, Mapping, typing.Mapping):
+        return "dict", typing.get_args(tp)[1:]
+    if tp is Any or tp is object:
+        return "any", ()
+    if dataclasses.is_dataclass(tp) and tp is not Duration:
+        return "object", ()
+    return "scalar", ()
 
 
 def _fits(tp: Any, data: Any) -> bool:
