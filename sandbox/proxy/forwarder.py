@@ -1,0 +1,807 @@
+"""Carrying out a RouteDecision for one downstream request: the exchange state machine.
+
+`Exchange` is driven by callbacks from both sockets: the downstream connection feeds it the
+request (`start`, `request_body`, `request_complete`), the upstream connection feeds it the
+response (`upstream_head`, `upstream_body`, `upstream_done`, `upstream_failed`). Response bytes are
+written to the downstream socket inside the upstream's callback, so a plain proxied request costs
+no task, no future and no copy of the body. Timers exist only when the route asks for them
+(timeout, per-try timeout, fault delay, retry backoff).
+
+Envoy's edge behaviour (istio-semantics.md §1.5): connect failure 503 UF, upstream reset before
+headers 503 UC, upstream protocol error 502 UPE, route timeout 504 UT, overflow 503 UO with
+`x-envoy-overloaded: true`, nothing healthy 503 UH, no route 404 NR, fault abort FI; retries add
+`x-envoy-attempt-count` and URX when they run out; an upstream reset after the response started
+closes the downstream connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sandbox.control.snapshot import PASSTHROUGH_CLUSTER, Endpoint, HeaderMutation, RetryPolicy
+from sandbox.proxy import http1
+from sandbox.proxy.balancing import Host, Passthrough
+from sandbox.proxy.cluster import ClusterManager, ClusterState
+from sandbox.proxy.decision import DecisionKind, RequestHead, RouteDecision
+from sandbox.proxy.metrics import PEER_METADATA_HEADER, PEER_METADATA_ID_HEADER
+from sandbox.proxy.record import RequestRecord
+from sandbox.proxy.retry import Backoff, Failure, Outcome, RetryOn, should_retry
+from sandbox.proxy.telemetry import Telemetry
+from sandbox.proxy.tracecontext import TraceContext
+from sandbox.proxy.upstream import (
+    CONNECTION_FAILURE,
+    OVERFLOW,
+    PROTOCOL_ERROR,
+    UpstreamConnection,
+    Upstreams,
+)
+
+if TYPE_CHECKING:
+    from sandbox.proxy.server import DownstreamConnection
+
+RETRY_BUFFER_LIMIT = 1 << 20  # Envoy's per-connection buffer limit: bigger bodies are not retried or mirrored
+MIRROR_TIMEOUT = 30.0  # a shadow request never lives longer than this
+
+_SERVER = b"server"
+_HOP = http1.HOP_BY_HOP_BYTES
+_NO_BODY_STATUS = frozenset({204, 304})
+_FORWARDED_PROTO = "x-forwarded-proto: http\r\n"
+_OWN_REQUEST_HEADERS = frozenset(
+    {
+        "host",
+        "x-envoy-attempt-count",
+        "x-envoy-expected-rq-timeout-ms",
+        PEER_METADATA_HEADER,
+        PEER_METADATA_ID_HEADER,
+        # trace context: this hop's span replaces the caller's (tracecontext.py writes them anew)
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-parentspanid",
+        "x-b3-sampled",
+        "traceparent",
+    }
+)
+_OWN_BASIC = frozenset({"host", "x-envoy-attempt-count", "x-envoy-expected-rq-timeout-ms"})
+_ATTEMPT_1 = b"x-envoy-attempt-count: 1\r\n\r\n"
+
+
+class ForwardContext:
+    """What every exchange of one listener shares."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        clusters: ClusterManager,
+        upstreams: Upstreams,
+        direction: str,
+        telemetry: Telemetry | None = None,
+        on_complete: Callable[[Exchange], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.loop = loop
+        self.clusters = clusters
+        self.upstreams = upstreams
+        self.direction = direction  # "outbound" or "inbound"
+        self.outbound = direction == "outbound"
+        self.telemetry = telemetry
+        self.on_complete = on_complete
+        self.rng = rng or random.Random()
+        self.overwrite_server = self.outbound  # Envoy's server_header_transformation: `server: envoy`
+        self.peer_line = f"{PEER_METADATA_HEADER}: {telemetry.peer_header()}\r\n" if telemetry is not None else ""
+        # Headers we never copy upstream: hop-by-hop ones, and those this hop writes itself.
+        self.skip_request = http1.HOP_BY_HOP | (_OWN_REQUEST_HEADERS if telemetry is not None else _OWN_BASIC)
+        self.skip_response = _HOP | {_SERVER} if self.overwrite_server else _HOP
+        # x-request-id: a UUID v4 per process (random) plus a counter: unique, and ~10x cheaper than uuid4().
+        self._rid_prefix = str(uuid.UUID(bytes=os.urandom(16), version=4))[:28]
+        self._rid_counter = 0
+        self._retry_on: dict[int, tuple[RetryPolicy, RetryOn]] = {}
+        self.passthrough = Passthrough()  # PassthroughCluster: the original destination, or the authority
+
+    def request_id(self) -> str:
+        self._rid_counter = counter = (self._rid_counter + 1) & 0xFFFFFFFF
+        return f"{self._rid_prefix}{counter:08x}"
+
+    def retry_on(self, policy: RetryPolicy) -> RetryOn:
+        cached = self._retry_on.get(id(policy))
+        if cached is None or cached[0] is not policy:
+            parsed = RetryOn.parse(",".join(policy.retry_on), policy.retriable_status_codes)
+            cached = self._retry_on[id(policy)] = (policy, parsed)
+        return cached[1]
+
+
+def _apply_request_mutations(headers: dict[str, str], mutations: tuple[HeaderMutation, ...]) -> None:
+    for m in mutations:
+        for name in m.remove:
+            headers.pop(name.lower(), None)
+        for name, value in m.set:
+            headers[name.lower()] = value
+        for name, value in m.add:
+            key = name.lower()
+            old = headers.get(key)
+            headers[key] = value if old is None else f"{old},{value}"
+
+
+def _apply_response_mutations(headers: list[tuple[bytes, bytes]], mutations: tuple[HeaderMutation, ...]) -> None:
+    for m in mutations:
+        if m.remove:
+            drop = {n.lower().encode() for n in m.remove}
+            headers[:] = [h for h in headers if h[0] not in drop]
+        for name, value in m.set:
+            key = name.lower().encode()
+            headers[:] = [h for h in headers if h[0] != key]
+            headers.append((key, value.encode("latin-1", "replace")))
+        for name, value in m.add:
+            headers.append((name.lower().encode(), value.encode("latin-1", "replace")))
+
+
+def shadow_authority(authority: str) -> str:
+    """Envoy's mirror Host: `-shadow` appended to the host, before any port."""
+    host, sep, port = authority.rpartition(":")
+    if sep and port.isdigit() and not host.endswith(":"):
+        return f"{host}-shadow:{port}"
+    return f"{authority}-shadow"
+
+
+# Envoy prints response flags in this order (ResponseFlagUtils); "UF,URX" is a familiar sight.
+FLAG_ORDER = (
+    "LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC", "URX", "SI", "IH",
+    "DPE", "UMSDR", "RFCF", "NFCF", "DT", "UPE", "NC", "OM",
+)  # fmt: skip
+
+
+def join_flags(flags: str, flag: str) -> str:
+    if not flags or flags == "-":
+        return flag
+    parts = set(flags.split(","))
+    parts.add(flag)
+    return ",".join(sorted(parts, key=lambda f: FLAG_ORDER.index(f) if f in FLAG_ORDER else len(FLAG_ORDER)))
+
+
+class Exchange:
+    """One downstream request and its response, from headers to the last byte."""
+
+    __slots__ = (
+        "attempt",
+        "backoff",
+        "body",
+        "body_size",
+        "bytes_received",
+        "bytes_sent",
+        "cluster",
+        "conn",
+        "ctx",
+        "decision",
+        "down",
+        "endpoint",
+        "finished",
+        "flags",
+        "has_body",
+        "head",
+        "host",
+        "original_dst",
+        "path",
+        "peer_header",
+        "pool",
+        "request_chunked",
+        "request_done",
+        "request_id",
+        "resp_chunked",
+        "resp_close",
+        "resp_started",
+        "retries_held",
+        "route_timer",
+        "service_time",
+        "start_time",
+        "started",
+        "status",
+        "timer",
+        "trace",
+        "up_head",
+        "up_start",
+        "upstream_host",
+        "wbuf",
+    )
+
+    def __init__(
+        self,
+        down: DownstreamConnection,
+        ctx: ForwardContext,
+        head: RequestHead,
+        has_body: bool,
+        request_chunked: bool,
+        original_dst: tuple[str, int] | None,
+    ) -> None:
+        self.down = down
+        self.ctx = ctx
+        self.head = head
+        self.has_body = has_body
+        self.request_chunked = request_chunked
+        self.original_dst = original_dst
+        self.request_done = not has_body
+        self.body: list[bytes] | None = []  # kept for retries and mirrors while under the limit
+        self.body_size = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.decision: RouteDecision | None = None
+        self.cluster: ClusterState | None = None
+        self.host: Host | None = None
+        self.upstream_host = ""
+        self.endpoint: Endpoint | None = None
+        self.trace: TraceContext | None = None
+        self.peer_header: str | None = None
+        self.pool: object | None = None  # the EndpointPool we wait in
+        self.conn: UpstreamConnection | None = None
+        self.up_head = b""
+        self.path = head.path
+        self.attempt = 0
+        self.backoff: Backoff | None = None
+        self.retries_held = 0
+        self.status = 0
+        self.flags = ""
+        self.resp_started = False
+        self.resp_chunked = False
+        self.resp_close = not down.keep_alive
+        self.finished = False
+        self.timer: asyncio.TimerHandle | None = None  # per-try timeout, delay or backoff
+        self.route_timer: asyncio.TimerHandle | None = None
+        self.start_time = time.time()
+        self.started = ctx.loop.time()
+        self.up_start = 0.0
+        self.service_time = -1
+        self.wbuf: list[bytes] = []
+        request_id = head.headers.get("x-request-id")
+        if request_id is None:
+            request_id = head.headers["x-request-id"] = ctx.request_id()
+        self.request_id = request_id
+
+    # ------------------------------------------------------------------ downstream events
+
+    def start(self, decision: RouteDecision) -> None:
+        self.decision = decision
+        if decision.kind is not DecisionKind.FORWARD:
+            headers: tuple[tuple[str, str], ...] = (("location", decision.location),) if decision.location else ()
+            if decision.response_flags != "-":
+                self.flags = decision.response_flags
+            self.local_reply(decision.status, decision.body, headers)
+            return
+        if self.route_timer is None and decision.timeout and self.request_done:
+            self.route_timer = self.ctx.loop.call_later(decision.timeout, self._route_timeout)
+        if decision.delay:
+            self.flags = join_flags(self.flags, "DI")
+            self.timer = self.ctx.loop.call_later(decision.delay, self._after_delay)
+            return
+        self._after_delay()
+
+    def request_body(self, data: bytes) -> None:
+        self.bytes_received += len(data)
+        body = self.body
+        if body is not None:
+            self.body_size += len(data)
+            if self.body_size <= RETRY_BUFFER_LIMIT or self.conn is None:
+                body.append(data)
+            else:
+                self.body = None  # too big to replay: no more retries or mirrors for this one
+        conn = self.conn
+        if conn is not None:
+            conn.write(http1.chunk(data) if self.request_chunked else data)
+        elif self.body_size > RETRY_BUFFER_LIMIT:
+            self.down.pause_reading(True)  # no upstream yet and the buffer is full: back-pressure
+
+    def request_complete(self) -> None:
+        self.request_done = True
+        conn = self.conn
+        if conn is not None and self.request_chunked:
+            conn.write(http1.LAST_CHUNK)
+        decision = self.decision
+        if decision is not None and decision.timeout and self.route_timer is None and not self.finished:
+            self.route_timer = self.ctx.loop.call_later(decision.timeout, self._route_timeout)
+        if self.finished:
+            self.down.exchange_done(self)
+        elif decision is not None and decision.mirrors and self.up_head:
+            self._start_mirrors()
+
+    def downstream_lost(self) -> None:
+        """The client went away: drop the upstream side, and log what we had (flag DC)."""
+        if self.finished:
+            return
+        self.flags = join_flags(self.flags, "DC")
+        self._abandon_upstream()
+        self._finish()
+
+    def downstream_paused(self, paused: bool) -> None:
+        conn = self.conn
+        if conn is not None:
+            conn.pause_reading(paused)
+
+    # ------------------------------------------------------------------ forwarding
+
+    def _after_delay(self) -> None:
+        self.timer = None
+        decision = self.decision
+        assert decision is not None
+        if decision.abort_status is not None:
+            self.flags = join_flags(self.flags, "FI")
+            self.local_reply(decision.abort_status, http1.BODY_FAULT_ABORT)
+            return
+        cluster = self.ctx.clusters.get(decision.cluster)
+        if cluster is None:
+            self.flags = join_flags(self.flags, "NC")
+            self.local_reply(503)
+            return
+        self.cluster = cluster
+        self.up_head = self._build_upstream_head(decision)
+        if decision.mirrors and self.request_done:
+            self._start_mirrors()
+        self._attempt()
+
+    def _build_upstream_head(self, decision: RouteDecision) -> bytes:
+        """The request head for the upstream, minus the attempt count (added per attempt)."""
+        head = self.head
+        ctx = self.ctx
+        headers = head.headers
+        if decision.request_headers:
+            headers = dict(headers)
+            _apply_request_mutations(headers, decision.request_headers)
+        self.path = path = decision.path or head.path
+        parts = [f"{head.method} {path} HTTP/1.1\r\nhost: {decision.authority or head.authority}\r\n"]
+        skip = ctx.skip_request
+        parts += [f"{name}: {value}\r\n" for name, value in headers.items() if name not in skip]
+        if "x-forwarded-proto" not in headers:
+            parts.append(_FORWARDED_PROTO)
+        if decision.timeout:
+            parts.append(f"x-envoy-expected-rq-timeout-ms: {int(decision.timeout * 1000)}\r\n")
+        if self.request_chunked:
+            parts.append("transfer-encoding: chunked\r\n")
+        telemetry = ctx.telemetry
+        if telemetry is not None:
+            if ctx.outbound:
+                self.trace = trace = telemetry.trace_ids.outbound(head.headers)
+                parts.append(ctx.peer_line)
+            else:
+                self.trace = trace = telemetry.trace_ids.inbound(head.headers)
+                self.peer_header = head.headers.get(PEER_METADATA_HEADER)
+            parts += [f"{name}: {value}\r\n" for name, value in trace.headers()]
+        return "".join(parts).encode("latin-1", "replace")
+
+    def _attempt(self) -> None:
+        self.timer = None
+        cluster = self.cluster
+        assert cluster is not None
+        if self.finished:
+            return
+        balancer = cluster.balancer
+        if isinstance(balancer, Passthrough):
+            host = balancer.pick_original(*self._original())
+        elif cluster.name == PASSTHROUGH_CLUSTER:
+            host = self.ctx.passthrough.pick_original(*self._original())
+        else:
+            host = cluster.pick(self.head, self.down.peer_ip)
+        if host is None:
+            self._fail_locally(503, "UH", http1.BODY_NO_HEALTHY)
+            return
+        if not cluster.breaker.try_request():
+            self._overflow()
+            return
+        self.attempt += 1
+        self.host = host
+        self.upstream_host = host.address
+        self.endpoint = host.endpoint
+        cluster.start(host)
+        pool = self.ctx.upstreams.pool(cluster, host)
+        got = pool.acquire(self)
+        if got is None:
+            self.pool = pool
+        elif got is OVERFLOW:
+            cluster.breaker.release_request()
+            host.active_requests -= 1
+            self._overflow()
+        else:
+            assert isinstance(got, UpstreamConnection)
+            self.upstream_connected(got)
+
+    def _original(self) -> tuple[str | None, int | None]:
+        if self.original_dst is not None:
+            return self.original_dst
+        host, port = http1.split_authority(self.head.authority, self.head.port)
+        return host.strip("[]"), port
+
+    # ------------------------------------------------------------------ upstream events
+
+    def upstream_connected(self, conn: UpstreamConnection) -> None:
+        self.pool = None
+        if self.finished:  # gave up while waiting
+            conn.pool.release(conn, True)
+            return
+        self.conn = conn
+        conn.start(self, self.head.method == "HEAD")
+        self.up_start = self.ctx.loop.time()
+        attempt = self.attempt
+        head = self.up_head + (_ATTEMPT_1 if attempt == 1 else b"x-envoy-attempt-count: %d\r\n\r\n" % attempt)
+        body = self.body
+        if body:
+            if self.request_chunked:
+                conn.write(head + b"".join([http1.chunk(b) for b in body]))
+            else:
+                conn.write(head + b"".join(body))
+            if self.body_size > RETRY_BUFFER_LIMIT:
+                self.body = None  # streamed from here on: too big to replay
+                self.down.pause_reading(False)
+        else:
+            conn.write(head)
+        if self.request_done and self.request_chunked:
+            conn.write(http1.LAST_CHUNK)
+        decision = self.decision
+        assert decision is not None
+        per_try = decision.retry.per_try_timeout
+        if per_try:
+            self.timer = self.ctx.loop.call_later(per_try, self._per_try_timeout)
+
+    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
+        loop_time = self.ctx.loop.time()
+        decision = self.decision
+        assert decision is not None
+        retry = decision.retry
+        # (gRPC needs HTTP/2, which this data path does not speak yet: no grpc-status based retries.)
+        if (
+            retry.attempts
+            and (status >= 500 or status == 409 or retry.retriable_status_codes)
+            and self._retry(Outcome(status), report_status=status)
+        ):
+            return
+        if self.timer is not None:
+            self._cancel_timer()
+        self.status = status
+        self.service_time = service_time = int((loop_time - self.up_start) * 1000)
+        skip = self.ctx.skip_response
+        out = [pair for pair in headers if pair[0] not in skip]
+        extra = b"x-envoy-upstream-service-time: %d\r\n" % service_time
+        if self.ctx.overwrite_server:
+            extra += b"server: envoy\r\n"
+        conn = self.conn
+        has_length = conn is not None and conn.has_length
+        if not has_length and status not in _NO_BODY_STATUS and self.head.method != "HEAD":
+            if self.down.http10:
+                self.resp_close = True
+            else:
+                self.resp_chunked = True
+                extra += b"transfer-encoding: chunked\r\n"
+        if self.resp_close:
+            extra += b"connection: close\r\n"
+        if decision.response_headers:
+            _apply_response_mutations(out, decision.response_headers)
+        self.resp_started = True
+        # Held until the upstream's read is parsed (upstream_flush): head and body leave in one write.
+        self.wbuf.append(http1.response_head_bytes(status, out, extra))
+
+    def upstream_body(self, data: bytes) -> None:
+        self.wbuf.append(http1.chunk(data) if self.resp_chunked else data)
+        self.bytes_sent += len(data)
+
+    def upstream_flush(self) -> None:
+        wbuf = self.wbuf
+        if wbuf:
+            self.down.write(wbuf[0] if len(wbuf) == 1 else b"".join(wbuf))
+            wbuf.clear()
+
+    def upstream_done(self) -> None:
+        if self.resp_chunked:
+            self.wbuf.append(http1.LAST_CHUNK)
+        self.upstream_flush()
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            # Reusable only if the whole request went out: an early answer leaves the request half-sent.
+            conn.pool.release(conn, self.request_done and conn.parser.should_keep_alive())
+        self._settle_attempt(self.status)
+        self._finish()
+
+    def upstream_failed(self, reason: str) -> None:
+        self.pool = None
+        conn = self.conn
+        self.conn = None
+        if self.finished:
+            return
+        if self.resp_started:
+            # Reset after the response started: nothing to say to the client but closing.
+            self.upstream_flush()
+            self.flags = join_flags(self.flags, "UPE" if reason == PROTOCOL_ERROR else "UC")
+            self._settle_attempt(self.status)
+            self.resp_close = True
+            self.down.abort()
+            self._finish()
+            return
+        if reason == CONNECTION_FAILURE:
+            failure = Failure.CONNECT_FAILURE
+        else:
+            failure = Failure.RESET
+            if conn is not None and conn.requests > 0 and not conn.got_data and self.body is not None:
+                # A pooled connection the upstream closed just as we used it: retry once on a fresh one.
+                self._end_attempt(None)
+                self.attempt -= 1
+                self.ctx.loop.call_soon(self._attempt)
+                return
+        report = -1 if failure is Failure.CONNECT_FAILURE else (502 if reason == PROTOCOL_ERROR else 0)
+        if self._retry(Outcome(failure=failure), report_status=report):
+            return
+        self._end_attempt(report)
+        if failure is Failure.CONNECT_FAILURE:
+            self._fail_locally(503, "UF", http1.BODY_CONNECT_FAILURE)
+        elif reason == PROTOCOL_ERROR:
+            self._fail_locally(502, "UPE", http1.BODY_PROTOCOL_ERROR)
+        else:
+            self._fail_locally(503, "UC", http1.BODY_TERMINATION)
+
+    def upstream_paused(self, paused: bool) -> None:
+        self.down.pause_reading(paused)
+
+    # ------------------------------------------------------------------ retries and timeouts
+
+    def _retry(self, outcome: Outcome, report_status: int) -> bool:
+        """Start another attempt if the policy allows, ending this one; False leaves it to the caller.
+
+        `report_status` is what the outlier detector hears for this attempt (0: a reset, -1: a
+        connect failure the pool already reported)."""
+        decision = self.decision
+        cluster = self.cluster
+        assert decision is not None and cluster is not None
+        retry = decision.retry
+        if retry.attempts <= 0 or not should_retry(self.ctx.retry_on(retry), outcome):
+            return False
+        if self.attempt > retry.attempts:
+            self.flags = join_flags(self.flags, "URX")  # the retry limit is reached: this outcome stands
+            return False
+        if self.body is None or (self.has_body and not self.request_done):
+            return False  # the body is not (fully) buffered: nothing to replay
+        self._end_attempt(report_status)
+        if not cluster.breaker.try_retry():
+            return False
+        self.retries_held += 1
+        if self.backoff is None:
+            self.backoff = Backoff(self.ctx.rng, retry.backoff_base, retry.backoff_max)
+        self.timer = self.ctx.loop.call_later(self.backoff.next(), self._attempt)
+        return True
+
+    def _settle_attempt(self, report_status: int | None) -> None:
+        """Account for the end of the current attempt: least-request count, outlier detection, breaker."""
+        host = self.host
+        cluster = self.cluster
+        if host is None or cluster is None:
+            return
+        self.host = None
+        if report_status is None or report_status < 0:
+            host.active_requests -= 1
+        else:
+            cluster.finish(host, report_status)
+        cluster.breaker.release_request()
+        if self.retries_held:
+            self.retries_held -= 1
+            cluster.breaker.release_retry()
+
+    def _end_attempt(self, report_status: int | None) -> None:
+        """Close the current attempt: its connection, its per-try timer, its counters."""
+        self._cancel_timer()
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.close()
+        self._settle_attempt(report_status)
+
+    def _per_try_timeout(self) -> None:
+        self.timer = None
+        if self._retry(Outcome(failure=Failure.PER_TRY_TIMEOUT), report_status=504):
+            return
+        self._abandon_upstream(report_status=504)
+        self._fail_locally(504, "UT", http1.BODY_TIMEOUT)
+
+    def _route_timeout(self) -> None:
+        self.route_timer = None
+        if self.finished:
+            return
+        self._abandon_upstream(report_status=504)
+        if self.resp_started:
+            self.flags = join_flags(self.flags, "UT")
+            self.upstream_flush()
+            self.down.abort()
+            self._finish()
+        else:
+            self._fail_locally(504, "UT", http1.BODY_TIMEOUT)
+
+    def _abandon_upstream(self, report_status: int | None = None) -> None:
+        pool = self.pool
+        if pool is not None:
+            pool.cancel(self)  # type: ignore[attr-defined]
+            self.pool = None
+        self._end_attempt(report_status)
+
+    def _cancel_timer(self) -> None:
+        timer = self.timer
+        if timer is not None:
+            self.timer = None
+            timer.cancel()
+
+    # ------------------------------------------------------------------ local replies
+
+    def _overflow(self) -> None:
+        self._fail_locally(503, "UO", http1.BODY_OVERFLOW, (("x-envoy-overloaded", "true"),))
+
+    def _fail_locally(self, status: int, flag: str, body: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        self.flags = join_flags(self.flags, flag)
+        self.local_reply(status, body, headers)
+
+    def local_reply(self, status: int, body: str = "", headers: tuple[tuple[str, str], ...] = ()) -> None:
+        """Answer the client ourselves (Envoy's local reply) and end the exchange."""
+        if self.finished or self.resp_started:
+            return
+        self.status = status
+        self.resp_started = True
+        data = http1.local_reply(status, body, headers, close=self.resp_close, head_only=self.head.method == "HEAD")
+        self.bytes_sent = len(body)
+        self.down.write(data)
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self._cancel_timer()
+        timer = self.route_timer
+        if timer is not None:
+            self.route_timer = None
+            timer.cancel()
+        if self.pool is not None:
+            self.pool.cancel(self)  # type: ignore[attr-defined]
+            self.pool = None
+        if self.conn is not None or self.host is not None:
+            self._end_attempt(None)
+        if self.retries_held and self.cluster is not None:
+            for _ in range(self.retries_held):
+                self.cluster.breaker.release_retry()
+            self.retries_held = 0
+        telemetry = self.ctx.telemetry
+        if telemetry is not None:
+            telemetry.finish(self.record(telemetry))
+        if self.ctx.on_complete is not None:
+            self.ctx.on_complete(self)
+        if self.request_done or self.resp_close:
+            self.down.exchange_done(self)
+
+    def record(self, telemetry: Telemetry) -> RequestRecord:
+        """What telemetry keeps of this exchange: metrics labels, span, access log line."""
+        head = self.head
+        headers = head.headers
+        decision = self.decision
+        service = decision.service if decision is not None else ""
+        if not service and self.cluster is not None:
+            service = self.cluster.config.service
+        if self.ctx.outbound:
+            edge = telemetry.outbound_edge(self.endpoint, service, False)
+        else:
+            edge = telemetry.inbound_edge(self.peer_header, None, service, False)
+        return RequestRecord(
+            self.start_time,
+            method=head.method,
+            path=head.path,
+            protocol="HTTP/1.0" if self.down.http10 else "HTTP/1.1",
+            authority=head.authority,
+            request_id=self.request_id,
+            user_agent=headers.get("user-agent"),
+            x_forwarded_for=headers.get("x-forwarded-for"),
+            duration=self.ctx.loop.time() - self.started,
+            response_code=self.status,
+            response_flags=self.flags or "-",
+            bytes_received=self.bytes_received,
+            bytes_sent=self.bytes_sent,
+            upstream_service_time=self.service_time / 1000 if self.service_time >= 0 else None,
+            upstream_host=self.upstream_host or None,
+            upstream_cluster=self.cluster.name if self.cluster is not None else None,
+            downstream_local_address=self.down.local_address,
+            downstream_remote_address=self.down.remote_address,
+            route_name=decision.route_name if decision is not None else None,
+            operation=decision.operation if decision is not None else "",
+            edge=edge,
+            trace=self.trace,
+        )
+
+    # ------------------------------------------------------------------ mirrors
+
+    def _start_mirrors(self) -> None:
+        decision = self.decision
+        if decision is None or self.body is None:
+            return
+        for name in decision.mirrors:
+            cluster = self.ctx.clusters.get(name)
+            if cluster is not None:
+                Mirror(self, cluster).start()
+
+
+class Mirror:
+    """A fire-and-forget shadow copy of a request: response discarded, failures ignored."""
+
+    __slots__ = ("cluster", "conn", "head", "host", "pool", "timer", "upstreams")
+
+    def __init__(self, exchange: Exchange, cluster: ClusterState) -> None:
+        self.cluster = cluster
+        self.conn: UpstreamConnection | None = None
+        self.pool: object | None = None
+        self.host: Host | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        decision = exchange.decision
+        assert decision is not None
+        original = exchange.up_head.decode("latin-1")
+        authority = decision.authority or exchange.head.authority
+        shadow = original.replace(f"\r\nhost: {authority}\r\n", f"\r\nhost: {shadow_authority(authority)}\r\n", 1)
+        body = b"".join(exchange.body or ())
+        if exchange.request_chunked:
+            shadow = shadow.replace("transfer-encoding: chunked\r\n", f"content-length: {len(body)}\r\n", 1)
+        self.head = shadow.encode("latin-1") + b"x-envoy-attempt-count: 1\r\n\r\n" + body
+        self.timer = exchange.ctx.loop.call_later(decision.timeout or MIRROR_TIMEOUT, self._expire)
+        self.upstreams = exchange.ctx.upstreams
+
+    def start(self) -> None:
+        host = self.cluster.pick(None, "")
+        if host is None:
+            self._end()
+            return
+        self.host = host
+        pool = self.upstreams.pool(self.cluster, host)
+        got = pool.acquire(self)
+        if got is None:
+            self.pool = pool
+        elif got is OVERFLOW:
+            self._end()
+        else:
+            assert isinstance(got, UpstreamConnection)
+            self.upstream_connected(got)
+
+    def upstream_connected(self, conn: UpstreamConnection) -> None:
+        self.pool = None
+        if self.timer is None:
+            conn.pool.release(conn, True)
+            return
+        self.conn = conn
+        conn.start(self, False)
+        conn.write(self.head)
+
+    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
+        pass
+
+    def upstream_body(self, data: bytes) -> None:
+        pass
+
+    def upstream_flush(self) -> None:
+        pass
+
+    def upstream_done(self) -> None:
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.pool.release(conn, conn.parser.should_keep_alive())
+        self._end()
+
+    def upstream_failed(self, reason: str) -> None:
+        self.conn = None
+        self.pool = None
+        self._end()
+
+    def upstream_paused(self, paused: bool) -> None:
+        pass
+
+    def _expire(self) -> None:
+        self.timer = None
+        if self.pool is not None:
+            self.pool.cancel(self)  # type: ignore[attr-defined]
+            self.pool = None
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def _end(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None

@@ -1,0 +1,106 @@
+"""HTTP/1.1 wire helpers for the data path: bytes in, bytes out, no sockets.
+
+Parsing itself is httptools (llhttp); this module holds what sits around it: local replies shaped
+like Envoy's, head serialisation and chunked framing.
+Everything here runs once or twice per request, so it is written for speed: plain tuples and
+dicts, one `join` per head, cached status lines and dates.
+"""
+
+from __future__ import annotations
+
+import time
+from http import HTTPStatus
+
+# RFC 9110 §7.6.1 plus Envoy's habits: hop-by-hop headers never cross the proxy.
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "expect"}
+)
+HOP_BY_HOP_BYTES = frozenset(h.encode() for h in HOP_BY_HOP)
+
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# Envoy's local reply bodies (istio-semantics.md §1.5).
+RESET_BEFORE_HEADERS = "upstream connect error or disconnect/reset before headers. reset reason: "
+BODY_CONNECT_FAILURE = RESET_BEFORE_HEADERS + "connection failure"
+BODY_OVERFLOW = RESET_BEFORE_HEADERS + "overflow"
+BODY_TERMINATION = RESET_BEFORE_HEADERS + "connection termination"
+BODY_PROTOCOL_ERROR = RESET_BEFORE_HEADERS + "protocol error"
+BODY_TIMEOUT = "upstream request timeout"
+BODY_NO_HEALTHY = "no healthy upstream"
+BODY_FAULT_ABORT = "fault filter abort"
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {_reason(status)}\r\n".encode()
+    return line
+
+
+_date_cache: list[object] = [0, b""]
+
+
+def http_date() -> bytes:
+    """The `date` header value, formatted at most once a second."""
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[0] = now
+        _date_cache[1] = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)).encode()
+    value = _date_cache[1]
+    assert isinstance(value, bytes)
+    return value
+
+
+def split_authority(authority: str, default_port: int) -> tuple[str, int]:
+    """`reviews:9080` -> (`reviews`, 9080); no or a bad port -> the default."""
+    if authority.startswith("["):
+        end = authority.find("]")
+        host, rest = authority[: end + 1], authority[end + 1 :]
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = authority.partition(":")
+    if port_text.isdigit() and 0 < int(port_text) < 65536:
+        return host, int(port_text)
+    return host, default_port
+
+
+def response_head_bytes(status: int, headers: list[tuple[bytes, bytes]], extra: bytes) -> bytes:
+    """Serialise a response head from raw header pairs (kept as pairs: set-cookie repeats)."""
+    if not headers:
+        return status_line(status) + extra + b"\r\n"
+    return b"%s%s\r\n%s\r\n" % (status_line(status), b"\r\n".join(map(b": ".join, headers)), extra)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def local_reply(
+    status: int,
+    body: str | bytes = b"",
+    headers: tuple[tuple[str, str], ...] = (),
+    close: bool = False,
+    head_only: bool = False,
+) -> bytes:
+    """A response the proxy makes itself, like Envoy's local replies: text/plain body with a
+    content-length, `date` and `server: envoy`; `connection: close` when the connection ends."""
+    data = body.encode() if isinstance(body, str) else body
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    content_type = "content-type: text/plain\r\n" if data else ""
+    connection = "connection: close\r\n" if close else ""
+    head = (
+        f"content-length: {len(data)}\r\n{content_type}{extra}date: {http_date().decode()}\r\n"
+        f"server: envoy\r\n{connection}\r\n"
+    ).encode("latin-1", "replace")
+    return status_line(status) + head + (b"" if head_only else data)

@@ -1,0 +1,406 @@
+"""Downstream side of the data path: the HTTP/1.1 listeners (outbound 15001, inbound 15006).
+
+`DownstreamConnection` parses requests with httptools, turns each head into a `RequestHead`, asks
+the listener's router for a `RouteDecision` and hands both to an `Exchange` (forwarder.py), which
+streams the body up and the response back. Requests on one connection are answered in order
+(HTTP/1.1 pipelining): a request whose predecessor is still being answered waits, body buffered,
+and reading pauses while one waits.
+
+Edges, as Envoy: a malformed request gets 400 and the connection closes; request headers over
+`max_request_headers_kb` (Envoy's default 60 KiB) get 431 and close; a client that starts a request
+and does not finish its headers within `header_timeout` gets 408 and is cut off (Envoy's
+request_headers_timeout); a connection idle longer than `idle_timeout` is closed. One timer per
+listener sweeps the deadlines, so a request costs no timer of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+import httptools
+
+from sandbox.proxy import http1
+from sandbox.proxy.decision import RequestHead, RouteDecision
+from sandbox.proxy.forwarder import Exchange, ForwardContext
+
+SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h: the pre-REDIRECT destination of a captured socket
+_CHUNKED = "chunked"
+
+Router = Callable[[RequestHead], RouteDecision]
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSettings:
+    header_timeout: float = 10.0  # seconds to finish a request's headers once it started
+    idle_timeout: float = 3600.0  # Envoy's HTTP connection manager default (1 h)
+    max_request_headers_kb: int = 60  # Envoy's default max_request_headers_kb
+    default_port: int = 80  # destination port when neither the URL, Host nor SO_ORIGINAL_DST says
+    original_dst: bool = False  # read SO_ORIGINAL_DST (transparent capture) on accepted sockets
+
+
+class _HeadersTooLarge(Exception):
+    pass
+
+
+def original_destination(sock: socket.socket | None) -> tuple[str, int] | None:
+    """The address an iptables REDIRECT rewrote, or None when the socket was not redirected."""
+    if sock is None or sock.family != socket.AF_INET:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    except OSError:
+        return None
+    port = struct.unpack_from("!H", raw, 2)[0]
+    ip = socket.inet_ntoa(raw[4:8])
+    local = sock.getsockname()
+    if (ip, port) == (local[0], local[1]):
+        return None  # not redirected: connected to us directly
+    return ip, port
+
+
+def _merged(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Headers with repeats joined: `,` as RFC 9110 allows, `; ` for cookie (RFC 6265)."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        old = headers.get(key)
+        if old is None:
+            headers[key] = text
+        else:
+            headers[key] = f"{old}; {text}" if key == "cookie" else f"{old},{text}"
+    return headers
+
+
+class DownstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "closed",
+        "deadline",
+        "exchanges",
+        "head_size",
+        "http10",
+        "in_head",
+        "keep_alive",
+        "listener",
+        "local_address",
+        "no_more",
+        "original_dst",
+        "parser",
+        "paused",
+        "peer_ip",
+        "raw",
+        "raw_size",
+        "reading",
+        "remote_address",
+        "too_large",
+        "transport",
+        "url",
+    )
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.raw: list[tuple[bytes, bytes]] = []
+        self.head_size = 0
+        self.raw_size = 0
+        self.in_head = False
+        self.keep_alive = True
+        self.http10 = False
+        self.exchanges: deque[Exchange] = deque()  # answered in order; [0] is being answered
+        self.reading: Exchange | None = None  # whose request body is arriving
+        self.closed = False
+        self.no_more = False  # an upgrade or an error: no further requests on this connection
+        self.paused = False
+        self.peer_ip = ""
+        self.remote_address = ""
+        self.local_address = ""
+        self.original_dst: tuple[str, int] | None = None
+        self.deadline = 0.0
+        self.too_large = False
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        listener = self.listener
+        listener.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.peer_ip = peer[0]
+            self.remote_address = f"{peer[0]}:{peer[1]}"
+        local = transport.get_extra_info("sockname")
+        if isinstance(local, tuple):
+            self.local_address = f"{local[0]}:{local[1]}"
+        if listener.settings.original_dst:
+            self.original_dst = original_destination(transport.get_extra_info("socket"))
+        self.deadline = listener.loop.time() + listener.settings.idle_timeout
+
+    def data_received(self, data: bytes) -> None:
+        if self.no_more:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # Upgrade/CONNECT: the head went out as a plain request (upgrades are not proxied yet);
+            # nothing after it is HTTP we can parse.
+            self.no_more = True
+            self.keep_alive = False
+        except httptools.HttpParserError:
+            self._reject(431 if self.too_large else 400)
+            return
+        if self.in_head:
+            # Still inside a head: these bytes are all head. llhttp buffers a header in progress,
+            # so this bounds memory even before a header completes.
+            self.raw_size += len(data)
+            if self.raw_size > self.listener.max_head_bytes + 8192:
+                self._reject(431)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.listener.connections.discard(self)
+        exchanges = list(self.exchanges)
+        self.exchanges.clear()
+        self.reading = None
+        for exchange in exchanges:
+            exchange.downstream_lost()
+
+    def pause_writing(self) -> None:
+        if self.exchanges:
+            self.exchanges[0].downstream_paused(True)
+
+    def resume_writing(self) -> None:
+        if self.exchanges:
+            self.exchanges[0].downstream_paused(False)
+
+    # ------------------------------------------------------------------ httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self.in_head = True
+        self.head_size = 0
+        self.raw_size = 0
+        self.url = b""
+        self.raw = []
+        self.deadline = self.listener.loop.time() + self.listener.settings.header_timeout
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Envoy's max_request_headers_kb counts header names and values.
+        self.head_size += len(name) + len(value)
+        if self.head_size > self.listener.max_head_bytes:
+            self.too_large = True
+            raise _HeadersTooLarge
+        self.raw.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.deadline = 0.0
+        parser = self.parser
+        raw = self.raw
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+        if len(headers) != len(raw):
+            headers = _merged(raw)
+        self.keep_alive = keep_alive = parser.should_keep_alive() and not self.no_more
+        self.http10 = parser.get_http_version() == "1.0"
+        method = parser.get_method().decode("latin-1")
+        url = self.url
+        listener = self.listener
+        port = 0
+        if url[:1] == b"/" or url == b"*":
+            path = url.decode("latin-1")
+            authority = headers.get("host", "")
+        else:
+            try:
+                parsed = httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                parsed = None
+            if parsed is None or not parsed.host:
+                if method != "CONNECT":
+                    self._reject(400)
+                    return
+                path, authority = "", url.decode("latin-1")
+            else:
+                path = (parsed.path or b"/").decode("latin-1")
+                if parsed.query is not None:
+                    path = f"{path}?{parsed.query.decode('latin-1')}"
+                host = parsed.host.decode("latin-1")
+                if ":" in host:
+                    host = f"[{host}]"
+                authority = host if parsed.port is None else f"{host}:{parsed.port}"
+                headers["host"] = authority  # RFC 9112 §3.2.2: the absolute-form target wins over Host
+                port = parsed.port or 0
+        if not port:
+            port = listener.ports.get(authority, 0)
+            if not port:
+                port = http1.split_authority(authority, 0)[1]
+                if len(listener.ports) < 4096:  # authorities are client input: bound the cache
+                    listener.ports[authority] = port
+            if not port:
+                port = self.original_dst[1] if self.original_dst else listener.settings.default_port
+        te = headers.get("transfer-encoding")
+        chunked = te is not None and _CHUNKED in te.lower()
+        has_body = chunked or headers.get("content-length", "0") not in ("0", "")
+        if has_body and headers.get("expect", "").lower() == "100-continue":
+            self.write(http1.CONTINUE)  # Envoy answers 100-continue itself and drops the expectation
+        head = RequestHead(method, path, authority, headers, port)
+        exchange = Exchange(self, listener.ctx, head, has_body, chunked, self.original_dst)
+        if not keep_alive:
+            exchange.resp_close = True
+        self.reading = exchange
+        self.exchanges.append(exchange)
+        if len(self.exchanges) == 1:
+            self._dispatch(exchange)
+        else:
+            self.pause_reading(True)  # pipelined: answer the one before first
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.reading
+        if exchange is not None:
+            exchange.request_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange = self.reading
+        if exchange is not None:
+            self.reading = None
+            exchange.request_complete()
+
+    # ------------------------------------------------------------------ used by the exchange
+
+    def _dispatch(self, exchange: Exchange) -> None:
+        try:
+            decision = self.listener.router(exchange.head)
+        except Exception:  # a routing bug must cost one request, not the connection or the process
+            exchange.local_reply(500, "internal routing error")
+            return
+        exchange.start(decision)
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            assert self.transport is not None
+            self.transport.write(data)
+
+    def abort(self) -> None:
+        """End the connection after an upstream reset mid-response (what was written still goes)."""
+        if not self.closed and self.transport is not None:
+            self.no_more = True
+            self.transport.close()
+
+    def pause_reading(self, paused: bool) -> None:
+        if paused == self.paused or self.closed or self.transport is None:
+            return
+        self.paused = paused
+        if paused:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def exchange_done(self, exchange: Exchange) -> None:
+        """`exchange` has sent its whole response (and, unless closing, read its whole request)."""
+        exchanges = self.exchanges
+        if not exchanges or exchanges[0] is not exchange or self.closed:
+            return
+        exchanges.popleft()
+        if exchange.resp_close or (self.no_more and not exchanges):
+            self.no_more = True
+            assert self.transport is not None
+            self.transport.close()
+            return
+        if exchanges:
+            self._dispatch(exchanges[0])
+            if len(exchanges) <= 1:
+                self.pause_reading(False)
+        else:
+            self.pause_reading(False)
+            self.deadline = self.listener.loop.time() + self.listener.settings.idle_timeout
+
+    # ------------------------------------------------------------------ edges
+
+    def _reject(self, status: int) -> None:
+        """A request we cannot parse: answer `status` (if nothing else is being answered) and close."""
+        self.no_more = True
+        self.in_head = False
+        if self.closed or self.transport is None:
+            return
+        if not self.exchanges:
+            self.transport.write(http1.local_reply(status, close=True))
+            self.listener.protocol_error(self, status)
+        self.transport.close()
+
+    def expire(self, now: float) -> None:
+        """The sweep found this connection past its deadline."""
+        if self.closed or self.transport is None:
+            return
+        self.deadline = 0.0
+        if self.in_head and not self.exchanges:
+            self.no_more = True
+            self.transport.write(http1.local_reply(408, "request header timeout", close=True))
+            self.listener.protocol_error(self, 408)
+            self.transport.close()
+        elif not self.exchanges:
+            self.transport.close()  # idle keep-alive connection
+
+
+class Listener:
+    """One listening socket and its connections; a single timer sweeps their deadlines."""
+
+    def __init__(
+        self,
+        ctx: ForwardContext,
+        router: Router,
+        settings: ListenerSettings,
+        on_protocol_error: Callable[[DownstreamConnection, int], None] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.loop = ctx.loop
+        self.router = router
+        self.settings = settings
+        self.max_head_bytes = settings.max_request_headers_kb * 1024
+        self.ports: dict[str, int] = {}  # authority -> its explicit port (0: none)
+        self.connections: set[DownstreamConnection] = set()
+        self.server: asyncio.Server | None = None
+        self._on_protocol_error = on_protocol_error
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_every = max(0.05, min(1.0, settings.header_timeout / 4))
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; returns the bound port (useful with port 0)."""
+        self.server = await self.loop.create_server(
+            lambda: DownstreamConnection(self), host, port, reuse_address=True, backlog=1024
+        )
+        self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
+        sock = self.server.sockets[0]
+        return int(sock.getsockname()[1])
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for conn in list(self.connections):
+            if conn.deadline and conn.deadline < now:
+                conn.expire(now)
+        self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
+
+    def protocol_error(self, conn: DownstreamConnection, status: int) -> None:
+        if self._on_protocol_error is not None:
+            self._on_protocol_error(conn, status)
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        if self.server is not None:
+            self.server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        if self.server is not None:
+            await self.server.wait_closed()
+            self.server = None
