@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from sandbox.control.ca import DEFAULT_WORKLOAD_TTL, MeshCA, WorkloadCertificate
 from sandbox.control.compile import EndpointResolver, UnknownProxy, compile, default_endpoints
 from sandbox.control.debounce import DEFAULT_MAX_DELAY, DEFAULT_QUIET
-from sandbox.control.push import PushServer
+from sandbox.control.push import ProxyStatus, PushServer, SyncState
 from sandbox.control.store import ConfigStore, FileState, FileStatus
 from sandbox.control.tokens import ProxyIdentity, TokenAuthority
 from sandbox.control.watcher import ConfigWatcher, WatchUpdate
@@ -64,9 +64,18 @@ class ControlPlane:
             buckets=CONVERGENCE_BUCKETS,
             registry=self.registry,
         )
+        self.mesh_convergence = Histogram(
+            "sandbox_config_convergence_time",
+            "Seconds from a config file change being seen to the last connected proxy acknowledging it",
+            buckets=CONVERGENCE_BUCKETS,
+            registry=self.registry,
+        )
         self.push = PushServer(
             self._snapshot_for, self._authenticate, self._certificate_for, on_converged=self.convergence.observe
         )
+        self.push.ack_listeners.append(self._on_ack)
+        self._waiting: set[str] = set()  # proxies the latest change has not reached yet
+        self._waiting_since: float | None = None  # monotonic: the earliest change they have not all ACKed
         self.registry.register(_PushCollector(self))
         self.watcher = ConfigWatcher(
             settings.istio_dir,
@@ -127,8 +136,22 @@ class ControlPlane:
         _report(before, after)
         if changed:
             self.push.push_all(update.first_seen)
+            self._waiting = {
+                node for node, p in self.push.proxies.items() if p.connected and p.state is not SyncState.SYNCED
+            }
+            if self._waiting and self._waiting_since is None:
+                self._waiting_since = update.first_seen
 
     # -- the push server's callbacks --------------------------------------------------------------
+    def _on_ack(self, status: ProxyStatus) -> None:
+        """The mesh converged when the last proxy a change concerned ACKed it (a proxy that NACKs or
+        disconnects holds the measurement open until a later change)."""
+        if status.node in self._waiting and status.version_acked == status.version_current:
+            self._waiting.discard(status.node)
+            if not self._waiting and self._waiting_since is not None:
+                self.mesh_convergence.observe(max(0.0, time.monotonic() - self._waiting_since))
+                self._waiting_since = None
+
     def _snapshot_for(self, identity: ProxyIdentity, node: str) -> tuple[str, dict[str, Any]] | None:
         """Compiled once per config generation and workload, shared by its replicas."""
         if self._cache_generation != self.store.generation:

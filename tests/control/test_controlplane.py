@@ -144,6 +144,7 @@ def test_file_edits_reach_every_sidecar_and_bad_files_keep_the_last_good_rules(t
             assert "pilot_xds 2.0" in metrics
             assert 'pilot_xds_pushes_total{type="snapshot"} 6.0' in metrics
             assert "pilot_proxy_convergence_time_count 6.0" in metrics
+            assert "sandbox_config_convergence_time_count 2.0" in metrics  # two changes applied: v2, then v3
             assert "sandbox_refused_connections_total" in metrics and "pilot_total_xds_rejects_total 0.0" in metrics
         for sub, _ in [*sidecars, (intruder, None)]:
             await sub.stop()
