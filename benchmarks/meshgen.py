@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/meshgen.py OUT_DIR [--services 200] [--workloads 600] [--resources 1000]
 
-Services `svc-000`... spread over namespaces `team-0`... (one per 25 services), each with
+Services `svc-000`... spread over namespaces `team-0`... (one per 25 services, --per-namespace), each with
 versions v1, v2, ... (workloads spread evenly, labels app/version, x-sandbox port, namespace,
 serviceAccount, image). Service i calls services i+1 and i+2, which the AuthorizationPolicies
 and header matches refer to. The Istio resources come in the order a real team adds them until
@@ -259,8 +259,8 @@ def _rounds() -> list[Callable[[Service], Maker]]:
     ]
 
 
-def services(count: int, workloads: int) -> list[Service]:
-    namespaces = max(1, count // SERVICES_PER_NAMESPACE)
+def services(count: int, workloads: int, per_namespace: int = SERVICES_PER_NAMESPACE) -> list[Service]:
+    namespaces = max(1, count // per_namespace)
     base, extra = divmod(max(workloads, count), count)
     plain = [
         Service(i, f"svc-{i:03d}", f"team-{i % namespaces}", tuple(f"v{v + 1}" for v in range(base + (i < extra))))
@@ -312,9 +312,15 @@ def _documents(all_services: list[Service], rng: random.Random) -> Iterator[tupl
             yield f"{s.namespace}/{s.name}.yaml", make(s)(s, rng)
 
 
-def generate(n_services: int = 200, n_workloads: int = 600, n_resources: int = 1000, seed: int = 0) -> Mesh:
+def generate(
+    n_services: int = 200,
+    n_workloads: int = 600,
+    n_resources: int = 1000,
+    seed: int = 0,
+    per_namespace: int = SERVICES_PER_NAMESPACE,
+) -> Mesh:
     rng = random.Random(seed)
-    all_services = services(n_services, n_workloads)
+    all_services = services(n_services, n_workloads, per_namespace)
     by_file: dict[str, list[Doc]] = {}
     counts: dict[str, int] = {}
     made = 0
@@ -337,8 +343,9 @@ def main() -> None:
     parser.add_argument("--workloads", type=int, default=600)
     parser.add_argument("--resources", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-namespace", type=int, default=SERVICES_PER_NAMESPACE, help="services per namespace")
     args = parser.parse_args()
-    mesh = generate(args.services, args.workloads, args.resources, args.seed)
+    mesh = generate(args.services, args.workloads, args.resources, args.seed, args.per_namespace)
     compose, istio = mesh.write(args.out)
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(mesh.counts.items()))
     print(f"wrote {compose} and {istio}/ ({mesh.resources} resources: {kinds})")
