@@ -314,6 +314,13 @@ class Exchange:
         self._abandon_upstream()
         self._finish()
 
+    def downstream_error(self, status: int) -> None:
+        """The rest of the request was malformed (Envoy: DPE): give up upstream, answer, close."""
+        self._abandon_upstream()
+        self.resp_close = True
+        self.flags = join_flags(self.flags, "DPE")
+        self.local_reply(status)
+
     def downstream_paused(self, paused: bool) -> None:
         conn = self.conn
         if conn is not None:

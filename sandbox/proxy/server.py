@@ -331,9 +331,13 @@ class DownstreamConnection(asyncio.Protocol):
         self.in_head = False
         if self.closed or self.transport is None:
             return
-        if not self.exchanges:
+        exchanges = self.exchanges
+        if not exchanges:
             self.transport.write(http1.local_reply(status, close=True))
             self.listener.protocol_error(self, status)
+        elif len(exchanges) == 1 and not exchanges[0].resp_started:
+            exchanges[0].downstream_error(status)  # its body was malformed: answer it, then close
+            return
         self.transport.close()
 
     def expire(self, now: float) -> None:

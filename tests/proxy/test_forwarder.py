@@ -1,0 +1,364 @@
+"""Carrying out Istio's rules over sockets: Envoy's statuses, flags, bodies and timings (§1.5)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from dataplane_support import (
+    Client,
+    Received,
+    Reply,
+    Upstream,
+    compose_for,
+    fetch,
+    mesh_snapshot,
+    running_sidecar,
+    socket_test,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+COMPOSE = compose_for(
+    ("productpage-v1", "productpage", "v1"), ("reviews-v1", "reviews", "v1"), ("reviews-v2", "reviews", "v2")
+)
+SUBSETS = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+"""
+
+
+def vs(http: str) -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  http:
+{http}
+"""
+
+
+def to_v1(**extra: str) -> str:
+    lines = ["  - route: [{destination: {host: reviews, subset: v1}}]"]
+    lines += [f"    {key}: {value}" for key, value in extra.items()]
+    return SUBSETS + "---" + vs("\n".join(lines))
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def get(port: int, target: str = "/", **kwargs: object) -> tuple[int, dict[str, str], bytes]:
+    response = await fetch(port, target, host="reviews:9080", **kwargs)
+    return response.status, response.headers, response.body
+
+
+# --------------------------------------------------------------------------- upstream failures
+
+
+@socket_test
+async def test_connect_failure_is_503_uf_after_istio_default_retries() -> None:
+    snapshot = mesh_snapshot(COMPOSE, "", "productpage-v1", {"reviews-v1": f"127.0.0.1:{closed_port()}"})
+    async with running_sidecar(snapshot) as sc:
+        status, _, body = await get(sc.outbound)
+    assert status == 503
+    assert body == b"upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+    assert sc.flags() == ["UF,URX"]  # Istio retries connect failures twice by default, then gives up
+
+
+@socket_test
+async def test_upstream_reset_before_headers_is_503_uc() -> None:
+    async def reset(request: Received) -> None:
+        return None
+
+    async with (
+        Upstream(reset) as up,
+        running_sidecar(mesh_snapshot(COMPOSE, "", "productpage-v1", {"reviews-v1": up.address})) as sc,
+    ):
+        status, _, body = await get(sc.outbound)
+    assert status == 503
+    assert body.endswith(b"reset reason: connection termination")
+    assert sc.flags() == ["UC"]
+
+
+@socket_test
+async def test_upstream_garbage_is_502_upe() -> None:
+    async def garbage(request: Received) -> bytes:
+        return b"\x00\x01 this is not HTTP \r\n\r\n"
+
+    async with (
+        Upstream(garbage) as up,
+        running_sidecar(mesh_snapshot(COMPOSE, "", "productpage-v1", {"reviews-v1": up.address})) as sc,
+    ):
+        status, _, body = await get(sc.outbound)
+        again, _, _ = await get(sc.outbound)  # the sidecar is still serving
+    assert status == 502
+    assert body.endswith(b"reset reason: protocol error")
+    assert sc.flags()[0] == "UPE"
+    assert again == 502
+
+
+@socket_test
+async def test_upstream_reset_after_headers_closes_the_client_connection() -> None:
+    async def truncated(request: Received) -> None:
+        return None
+
+    async def half(request: Received) -> bytes | None:
+        return b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part"
+
+    async with Upstream(half) as up:
+        snapshot = mesh_snapshot(COMPOSE, "", "productpage-v1", {"reviews-v1": up.address})
+        async with running_sidecar(snapshot) as sc, Client(sc.outbound) as client:
+            client.send(b"GET / HTTP/1.1\r\nhost: reviews:9080\r\n\r\n")
+            await asyncio.sleep(0.2)
+            await up.close()  # the upstream dies mid-body
+            with pytest.raises(ConnectionError):
+                await client.read_response()
+    assert sc.flags() == ["UC"]
+
+
+# --------------------------------------------------------------------------- timeouts and retries
+
+
+@socket_test
+async def test_route_timeout_is_504_ut_within_bounds() -> None:
+    async def slow(request: Received) -> Reply:
+        await asyncio.sleep(2)
+        return Reply()
+
+    async with Upstream(slow) as up:
+        snapshot = mesh_snapshot(COMPOSE, to_v1(timeout="0.3s"), "productpage-v1", {"reviews-v1": up.address})
+        async with running_sidecar(snapshot) as sc:
+            started = time.monotonic()
+            status, _, body = await get(sc.outbound)
+            elapsed = time.monotonic() - started
+    assert (status, body) == (504, b"upstream request timeout")
+    assert 0.29 <= elapsed < 1.5
+    assert sc.flags() == ["UT"]
+    assert up.requests[0].headers["x-envoy-expected-rq-timeout-ms"] == "300"
+
+
+@socket_test
+async def test_retries_on_5xx_carry_the_attempt_count_until_success() -> None:
+    async def flaky(request: Received) -> Reply:
+        failing = int(request.headers["x-envoy-attempt-count"]) < 3
+        return Reply(status=503 if failing else 200, body=b"fail" if failing else b"ok")
+
+    retries = "{attempts: 3, retryOn: 5xx}"
+    async with Upstream(flaky) as up:
+        snapshot = mesh_snapshot(COMPOSE, to_v1(retries=retries), "productpage-v1", {"reviews-v1": up.address})
+        async with running_sidecar(snapshot) as sc:
+            status, _, body = await get(sc.outbound)
+    assert (status, body) == (200, b"ok")
+    assert [r.headers["x-envoy-attempt-count"] for r in up.requests] == ["1", "2", "3"]
+    assert sc.flags() == ["-"]
+
+
+@socket_test
+async def test_exhausted_retries_return_the_last_response_with_urx() -> None:
+    async def broken(request: Received) -> Reply:
+        return Reply(status=503, body=b"still broken")
+
+    retries = "{attempts: 2, retryOn: 5xx}"
+    async with Upstream(broken) as up:
+        snapshot = mesh_snapshot(COMPOSE, to_v1(retries=retries), "productpage-v1", {"reviews-v1": up.address})
+        async with running_sidecar(snapshot) as sc:
+            status, _, body = await get(sc.outbound)
+    assert (status, body) == (503, b"still broken")
+    assert len(up.requests) == 3
+    assert sc.flags() == ["URX"]
+
+
+@socket_test
+async def test_per_try_timeout_retries_then_answers_504() -> None:
+    async def slow(request: Received) -> Reply:
+        await asyncio.sleep(1)
+        return Reply()
+
+    retries = "{attempts: 1, perTryTimeout: 0.2s, retryOn: gateway-error}"
+    async with Upstream(slow) as up:
+        snapshot = mesh_snapshot(COMPOSE, to_v1(retries=retries), "productpage-v1", {"reviews-v1": up.address})
+        async with running_sidecar(snapshot) as sc:
+            started = time.monotonic()
+            status, _, _ = await get(sc.outbound)
+            elapsed = time.monotonic() - started
+    assert status == 504
+    assert len(up.requests) == 2
+    assert 0.39 <= elapsed < 1.5
+
+
+# --------------------------------------------------------------------------- faults and mirrors
+
+
+@socket_test
+async def test_fault_delay_holds_the_request_and_flags_di() -> None:
+    fault = "{delay: {fixedDelay: 0.3s, percentage: {value: 100}}}"
+    async with Upstream() as up:
+        snapshot = mesh_snapshot(COMPOSE, to_v1(fault=fault), "productpage-v1", {"reviews-v1": up.address})
+        async with running_sidecar(snapshot) as sc:
+            started = time.monotonic()
+            status, _, _ = await get(sc.outbound)
+            elapsed = time.monotonic() - started
+    assert status == 200
+    assert 0.29 <= elapsed < 1.5
+    assert sc.flags() == ["DI"]
+
+
+@socket_test
+async def test_fault_abort_answers_locally_with_fi() -> None:
+    fault = "{abort: {httpStatus: 555, percentage: {value: 100}}}"
+    async with Upstream() as up:
+        snapshot = mesh_snapshot(COMPOSE, to_v1(fault=fault), "productpage-v1", {"reviews-v1": up.address})
+        async with running_sidecar(snapshot) as sc:
+            status, _, body = await get(sc.outbound)
+    assert (status, body) == (555, b"fault filter abort")
+    assert up.requests == []
+    assert sc.flags() == ["FI"]
+
+
+@socket_test
+async def test_mirror_gets_a_shadow_copy_and_never_slows_the_primary() -> None:
+    async def slow_mirror(request: Received) -> Reply:
+        await asyncio.sleep(1.5)
+        return Reply(status=500)
+
+    mirror = "{host: reviews, subset: v2}"
+    async with Upstream() as primary, Upstream(slow_mirror) as shadow:
+        addresses = {"reviews-v1": primary.address, "reviews-v2": shadow.address}
+        snapshot = mesh_snapshot(COMPOSE, to_v1(mirror=mirror), "productpage-v1", addresses)
+        async with running_sidecar(snapshot) as sc:
+            started = time.monotonic()
+            status, _, body = await get(sc.outbound, "/m", body=b"payload")
+            elapsed = time.monotonic() - started
+            for _ in range(50):
+                if shadow.requests:
+                    break
+                await asyncio.sleep(0.02)
+    assert (status, body) == (200, b"hello from upstream")
+    assert elapsed < 1.0
+    (copy,) = shadow.requests
+    assert copy.headers["host"] == "reviews-shadow:9080"
+    assert (copy.path, copy.body) == ("/m", b"payload")
+
+
+# --------------------------------------------------------------------------- cluster policies
+
+
+@socket_test
+async def test_circuit_breaker_overflow_is_503_uo_with_overloaded_header() -> None:
+    async def slow(request: Received) -> Reply:
+        await asyncio.sleep(0.3)
+        return Reply()
+
+    rule = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1}
+"""
+    async with Upstream(slow) as up:
+        snapshot = mesh_snapshot(COMPOSE, rule, "productpage-v1", {"reviews-v1": up.address, "reviews-v2": up.address})
+        async with running_sidecar(snapshot) as sc:
+            results = await asyncio.gather(*(fetch(sc.outbound, "/", host="reviews:9080") for _ in range(3)))
+    statuses = sorted(r.status for r in results)
+    overflowed = [r for r in results if r.status == 503]
+    assert 200 in statuses and overflowed, statuses
+    for response in overflowed:
+        assert response.headers["x-envoy-overloaded"] == "true"
+        assert response.body.endswith(b"reset reason: overflow")
+    assert sc.flags().count("UO") == len(overflowed)
+    assert up.connections == 1
+
+
+@socket_test
+async def test_outlier_detection_ejects_a_failing_endpoint_and_brings_it_back() -> None:
+    async def failing(request: Received) -> Reply:
+        return Reply(status=500, body=b"bad")
+
+    rule = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    outlierDetection: {consecutive5xxErrors: 1, interval: 0.1s, baseEjectionTime: 0.6s, maxEjectionPercent: 100}
+"""
+    async with Upstream(failing) as bad, Upstream() as good:
+        addresses = {"reviews-v1": bad.address, "reviews-v2": good.address}
+        snapshot = mesh_snapshot(COMPOSE, rule, "productpage-v1", addresses)
+        async with running_sidecar(snapshot) as sc:
+            first = [(await get(sc.outbound))[0] for _ in range(4)]
+            assert len(bad.requests) == 1  # one 500 ejected it
+            after = [(await get(sc.outbound))[0] for _ in range(6)]
+            assert after == [200] * 6 and len(bad.requests) == 1
+            await asyncio.sleep(0.9)  # baseEjectionTime x 1, noticed at the next 0.1 s sweep
+            back = [(await get(sc.outbound))[0] for _ in range(4)]
+    assert first.count(500) == 1
+    assert 500 in back and len(bad.requests) >= 2  # it receives traffic again
+
+
+@socket_test
+async def test_nothing_healthy_is_503_uh() -> None:
+    async def failing(request: Received) -> Reply:
+        return Reply(status=503)
+
+    rule = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 100}
+"""
+    async with Upstream(failing) as bad:
+        snapshot = mesh_snapshot(
+            COMPOSE, rule, "productpage-v1", {"reviews-v1": bad.address, "reviews-v2": bad.address}
+        )
+        async with running_sidecar(snapshot) as sc:
+            seen = [await get(sc.outbound) for _ in range(4)]
+    assert seen[-1][0] == 503 and seen[-1][2] == b"no healthy upstream"
+    assert sc.flags()[-1] == "UH"
+    assert len(bad.requests) == 2  # one per endpoint, then both were out
+
+
+# --------------------------------------------------------------------------- local replies
+
+
+@socket_test
+async def test_direct_response_and_redirect_are_answered_by_the_sidecar() -> None:
+    rules = vs(
+        """  - match: [{uri: {exact: /direct}}]
+    directResponse: {status: 418, body: {string: teapot}}
+  - match: [{uri: {exact: /old}}]
+    redirect: {uri: /new}
+  - route: [{destination: {host: reviews}}]"""
+    )
+    async with Upstream() as up:
+        snapshot = mesh_snapshot(COMPOSE, rules, "productpage-v1", {"reviews-v1": up.address, "reviews-v2": up.address})
+        async with running_sidecar(snapshot) as sc:
+            direct = await get(sc.outbound, "/direct")
+            moved = await get(sc.outbound, "/old")
+    assert (direct[0], direct[2]) == (418, b"teapot")
+    assert moved[0] == 301 and moved[1]["location"] == "http://reviews:9080/new"
+    assert up.requests == []
