@@ -113,9 +113,6 @@ async def test_upstream_garbage_is_502_upe() -> None:
 
 @socket_test
 async def test_upstream_reset_after_headers_closes_the_client_connection() -> None:
-    async def truncated(request: Received) -> None:
-        return None
-
     async def half(request: Received) -> bytes | None:
         return b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part"
 
