@@ -135,14 +135,14 @@ class _Builder:
             """Attach a finished value to its parent; returns the value's path (None for a key)."""
             nonlocal root
             if not stack:
-                root = value
+                root = "<<" if value is _MERGE else value
                 positions[""] = _pos(mark)
                 return ""
             frame = stack[-1]
             container, path = frame[0], frame[1]
             if isinstance(container, list):
                 child = join_path(path, len(container))
-                container.append(value)
+                container.append("<<" if value is _MERGE else value)
                 positions[child] = _pos(mark)
                 return child
             if frame[2] is _NO_KEY:
@@ -152,16 +152,20 @@ class _Builder:
                 return None
             key, key_mark = frame[2], frame[3]
             frame[2] = _NO_KEY
+            if value is _MERGE:  # `<<` as a value is just text
+                value = "<<"
             merged = frame[7]
-            sources = [value] if isinstance(value, dict) else value if isinstance(value, list) else None
-            if key == "<<" and sources and all(isinstance(s, dict) for s in sources):  # YAML merge key
-                for source in sources:  # explicit keys win, then earlier maps over later ones
-                    for k, v in source.items():
-                        if k not in container:
-                            container[k] = v
-                            merged.add(k)
-                            positions[join_path(path, str(k))] = _pos(key_mark)
-                return None
+            if key is _MERGE:  # YAML merge key
+                sources = [value] if isinstance(value, dict) else value if isinstance(value, list) else None
+                if sources and all(isinstance(s, dict) for s in sources):
+                    for source in sources:  # explicit keys win, then earlier maps over later ones
+                        for k, v in source.items():
+                            if k not in container:
+                                container[k] = v
+                                merged.add(k)
+                                positions[join_path(path, str(k))] = _pos(key_mark)
+                    return None
+                key = "<<"  # nothing to merge: an ordinary key, which the schema will question
             if key in merged:  # an explicit key overrides a merged one: that is the point of merging
                 merged.discard(key)
             elif key in container:
@@ -209,6 +213,8 @@ class _Builder:
                     count += 1
                     if event.anchor:
                         anchors[event.anchor] = (value, 1)
+                    if value == "<<" and not event.style and event.tag is None:  # plain `<<`, not '<<'
+                        value = _MERGE
                 if count > MAX_NODES:
                     raise _Abort(
                         "SBX008", f"document expands to more than {MAX_NODES} nodes (an alias bomb?)", event.start_mark
@@ -240,6 +246,7 @@ class _Builder:
 
 
 _NO_KEY: Any = object()
+_MERGE: Any = type("_MergeKey", (str,), {})("<<")  # a plain `<<` key; str() of it is "<<"
 
 
 def parse_documents(source: str | bytes, file: str) -> tuple[list[Document], list[Diagnostic]]:
