@@ -134,6 +134,19 @@ def test_merge_keys(text: str, expected: dict[str, int]) -> None:
     assert doc.data["m"] == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("'<<': {a: 1}\n", {"<<": {"a": 1}}),  # a quoted << is an ordinary key
+        ('"<<": {a: 1}\n', {"<<": {"a": 1}}),
+        ("a: <<\nb: [<<]\n", {"a": "<<", "b": ["<<"]}),  # and so is << as a value
+        ("<<: 5\n", {"<<": 5}),  # nothing to merge
+    ],
+)
+def test_only_a_plain_merge_key_merges(text: str, expected: object) -> None:
+    assert parse_one(text)[0] == expected
+
+
 def test_a_merged_key_points_at_the_merge() -> None:
     _, positions = parse_one("b: &b {x: 1}\nm:\n  y: 2\n  <<: *b\n")
     assert positions["m/x"] == (4, 3)
@@ -211,7 +224,7 @@ def trees(keys: st.SearchStrategy[str]) -> st.SearchStrategy[object]:
     )
 
 
-@settings(max_examples=150, deadline=timedelta(seconds=2))
+@settings(max_examples=150, deadline=timedelta(seconds=2), derandomize=True)
 @given(st.dictionaries(NAMES, trees(NAMES), min_size=1, max_size=5), st.booleans())
 def test_any_dumped_tree_parses_back_with_a_position_at_every_key(data: dict[str, object], flow: bool) -> None:
     text = json.dumps(data) if flow else dump_yaml(data)  # JSON is YAML in flow style
@@ -222,10 +235,10 @@ def test_any_dumped_tree_parses_back_with_a_position_at_every_key(data: dict[str
         line, column = doc.positions[path]
         if key is not None:  # a key's position is where the key is written
             written = lines[line - 1][column - 1 :]
-            assert written.startswith((str(key), f'"{key}"')), (path, written)
+            assert written.startswith((str(key), f'"{key}"', f"'{key}'")), (path, written)
 
 
-@settings(max_examples=100, deadline=timedelta(seconds=2))
+@settings(max_examples=100, deadline=timedelta(seconds=2), derandomize=True)
 @given(trees(st.text(TEXT, max_size=8)))
 def test_any_tree_with_any_keys_round_trips(data: object) -> None:
     (doc,), diagnostics = parse_documents(dump_yaml(data), "t.yaml")
