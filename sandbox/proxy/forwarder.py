@@ -38,6 +38,7 @@ from sandbox.proxy.upstream import (
     CONNECTION_FAILURE,
     OVERFLOW,
     PROTOCOL_ERROR,
+    EndpointPool,
     UpstreamConnection,
     Upstreams,
 )
@@ -68,6 +69,15 @@ _OWN_REQUEST_HEADERS = frozenset(
     }
 )
 _OWN_BASIC = frozenset({"host", "x-envoy-attempt-count", "x-envoy-expected-rq-timeout-ms"})
+# RequestRecord's fields in the order record() passes them positionally.
+RECORD_FIELDS = (
+    "start_time", "method", "path", "protocol", "authority", "request_id", "user_agent", "x_forwarded_for",
+    "scheme", "duration", "response_code", "response_flags", "response_code_details",
+    "connection_termination_details", "upstream_transport_failure_reason", "grpc_status", "bytes_received",
+    "bytes_sent", "upstream_service_time", "upstream_host", "upstream_cluster", "upstream_local_address",
+    "downstream_local_address", "downstream_remote_address", "requested_server_name", "route_name", "operation",
+    "edge", "trace",
+)  # fmt: skip
 _ATTEMPT_1 = b"x-envoy-attempt-count: 1\r\n\r\n"
 
 
@@ -166,47 +176,32 @@ def join_flags(flags: str, flag: str) -> str:
 class Exchange:
     """One downstream request and its response, from headers to the last byte."""
 
-    __slots__ = (
-        "attempt",
-        "backoff",
-        "body",
-        "body_size",
-        "bytes_received",
-        "bytes_sent",
-        "cluster",
-        "conn",
-        "ctx",
-        "decision",
-        "down",
-        "endpoint",
-        "finished",
-        "flags",
-        "has_body",
-        "head",
-        "host",
-        "original_dst",
-        "path",
-        "peer_header",
-        "pool",
-        "request_chunked",
-        "request_done",
-        "request_id",
-        "resp_chunked",
-        "resp_close",
-        "resp_started",
-        "retries_held",
-        "route_timer",
-        "service_time",
-        "start_time",
-        "started",
-        "status",
-        "timer",
-        "trace",
-        "up_head",
-        "up_start",
-        "upstream_host",
-        "wbuf",
-    )
+    # Class-level defaults: a request sets only what differs, which matters at tens of thousands a second.
+    decision: RouteDecision | None = None
+    cluster: ClusterState | None = None
+    host: Host | None = None
+    upstream_host = ""
+    endpoint: Endpoint | None = None
+    trace: TraceContext | None = None
+    peer_header: str | None = None
+    pool: EndpointPool | None = None  # the pool we wait in for a connection
+    conn: UpstreamConnection | None = None
+    up_head = b""
+    attempt = 0
+    backoff: Backoff | None = None
+    retries_held = 0
+    status = 0
+    flags = ""
+    resp_started = False
+    resp_chunked = False
+    finished = False
+    timer: asyncio.TimerHandle | None = None  # per-try timeout, delay or backoff
+    route_timer: asyncio.TimerHandle | None = None
+    up_start = 0.0
+    service_time = -1
+    body_size = 0
+    bytes_received = 0
+    bytes_sent = 0
 
     def __init__(
         self,
@@ -225,35 +220,10 @@ class Exchange:
         self.original_dst = original_dst
         self.request_done = not has_body
         self.body: list[bytes] | None = []  # kept for retries and mirrors while under the limit
-        self.body_size = 0
-        self.bytes_received = 0
-        self.bytes_sent = 0
-        self.decision: RouteDecision | None = None
-        self.cluster: ClusterState | None = None
-        self.host: Host | None = None
-        self.upstream_host = ""
-        self.endpoint: Endpoint | None = None
-        self.trace: TraceContext | None = None
-        self.peer_header: str | None = None
-        self.pool: object | None = None  # the EndpointPool we wait in
-        self.conn: UpstreamConnection | None = None
-        self.up_head = b""
         self.path = head.path
-        self.attempt = 0
-        self.backoff: Backoff | None = None
-        self.retries_held = 0
-        self.status = 0
-        self.flags = ""
-        self.resp_started = False
-        self.resp_chunked = False
         self.resp_close = not down.keep_alive
-        self.finished = False
-        self.timer: asyncio.TimerHandle | None = None  # per-try timeout, delay or backoff
-        self.route_timer: asyncio.TimerHandle | None = None
         self.start_time = time.time()
         self.started = ctx.loop.time()
-        self.up_start = 0.0
-        self.service_time = -1
         self.wbuf: list[bytes] = []
         request_id = head.headers.get("x-request-id")
         if request_id is None:
@@ -622,7 +592,7 @@ class Exchange:
     def _abandon_upstream(self, report_status: int | None = None) -> None:
         pool = self.pool
         if pool is not None:
-            pool.cancel(self)  # type: ignore[attr-defined]
+            pool.cancel(self)
             self.pool = None
         self._end_attempt(report_status)
 
@@ -662,7 +632,7 @@ class Exchange:
             self.route_timer = None
             timer.cancel()
         if self.pool is not None:
-            self.pool.cancel(self)  # type: ignore[attr-defined]
+            self.pool.cancel(self)
             self.pool = None
         if self.conn is not None or self.host is not None:
             self._end_attempt(None)
@@ -690,29 +660,37 @@ class Exchange:
             edge = telemetry.outbound_edge(self.endpoint, service, False)
         else:
             edge = telemetry.inbound_edge(self.peer_header, None, service, False)
+        # Positional: three times cheaper than keywords; _RECORD_FIELDS guards the order (tests check it).
         return RequestRecord(
             self.start_time,
-            method=head.method,
-            path=head.path,
-            protocol="HTTP/1.0" if self.down.http10 else "HTTP/1.1",
-            authority=head.authority,
-            request_id=self.request_id,
-            user_agent=headers.get("user-agent"),
-            x_forwarded_for=headers.get("x-forwarded-for"),
-            duration=self.ctx.loop.time() - self.started,
-            response_code=self.status,
-            response_flags=self.flags or "-",
-            bytes_received=self.bytes_received,
-            bytes_sent=self.bytes_sent,
-            upstream_service_time=self.service_time / 1000 if self.service_time >= 0 else None,
-            upstream_host=self.upstream_host or None,
-            upstream_cluster=self.cluster.name if self.cluster is not None else None,
-            downstream_local_address=self.down.local_address,
-            downstream_remote_address=self.down.remote_address,
-            route_name=decision.route_name if decision is not None else None,
-            operation=decision.operation if decision is not None else "",
-            edge=edge,
-            trace=self.trace,
+            head.method,
+            head.path,
+            "HTTP/1.0" if self.down.http10 else "HTTP/1.1",
+            head.authority,
+            self.request_id,
+            headers.get("user-agent"),
+            headers.get("x-forwarded-for"),
+            head.scheme,
+            self.ctx.loop.time() - self.started,
+            self.status,
+            self.flags or "-",
+            None,
+            None,
+            None,
+            "",
+            self.bytes_received,
+            self.bytes_sent,
+            self.service_time / 1000 if self.service_time >= 0 else None,
+            self.upstream_host or None,
+            self.cluster.name if self.cluster is not None else None,
+            None,
+            self.down.local_address,
+            self.down.remote_address,
+            None,
+            decision.route_name if decision is not None else None,
+            decision.operation if decision is not None else "",
+            edge,
+            self.trace,
         )
 
     # ------------------------------------------------------------------ mirrors

@@ -80,10 +80,10 @@ def _merged(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
 
 class DownstreamConnection(asyncio.Protocol):
     __slots__ = (
+        "chunk_len",
         "closed",
         "deadline",
         "exchanges",
-        "head_size",
         "http10",
         "in_head",
         "keep_alive",
@@ -109,7 +109,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.url = b""
         self.raw: list[tuple[bytes, bytes]] = []
-        self.head_size = 0
+        self.chunk_len = 0
         self.raw_size = 0
         self.in_head = False
         self.keep_alive = True
@@ -146,6 +146,7 @@ class DownstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.no_more:
             return
+        self.chunk_len = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -184,7 +185,6 @@ class DownstreamConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.in_head = True
-        self.head_size = 0
         self.raw_size = 0
         self.url = b""
         self.raw = []
@@ -192,14 +192,8 @@ class DownstreamConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        self.head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # Envoy's max_request_headers_kb counts header names and values.
-        self.head_size += len(name) + len(value)
-        if self.head_size > self.listener.max_head_bytes:
-            self.too_large = True
-            raise _HeadersTooLarge
         self.raw.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -207,6 +201,13 @@ class DownstreamConnection(asyncio.Protocol):
         self.deadline = 0.0
         parser = self.parser
         raw = self.raw
+        listener = self.listener
+        # Envoy's max_request_headers_kb counts names and values; the head's own bytes bound that sum,
+        # so the exact count is only needed for heads that could be over.
+        limit = listener.max_head_bytes
+        if self.raw_size + self.chunk_len > limit and sum(len(n) + len(v) for n, v in raw) > limit:
+            self.too_large = True
+            raise _HeadersTooLarge
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
         if len(headers) != len(raw):
             headers = _merged(raw)
@@ -214,7 +215,6 @@ class DownstreamConnection(asyncio.Protocol):
         self.http10 = parser.get_http_version() == "1.0"
         method = parser.get_method().decode("latin-1")
         url = self.url
-        listener = self.listener
         port = 0
         if url[:1] == b"/" or url == b"*":
             path = url.decode("latin-1")

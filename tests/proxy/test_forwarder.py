@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -17,6 +18,9 @@ from dataplane_support import (
     running_sidecar,
     socket_test,
 )
+
+from sandbox.proxy.forwarder import RECORD_FIELDS
+from sandbox.proxy.record import RequestRecord
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -359,3 +363,8 @@ async def test_direct_response_and_redirect_are_answered_by_the_sidecar() -> Non
     assert (direct[0], direct[2]) == (418, b"teapot")
     assert moved[0] == 301 and moved[1]["location"] == "http://reviews:9080/new"
     assert up.requests == []
+
+
+def test_request_record_is_built_in_its_field_order() -> None:
+    # Exchange.record passes RequestRecord's fields positionally (3x cheaper): the order must match.
+    assert tuple(f.name for f in dataclasses.fields(RequestRecord)) == RECORD_FIELDS
