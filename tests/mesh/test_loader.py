@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.mesh.diagnostics import Severity
-from sandbox.mesh.loader import load_paths, load_text, load_texts
+from sandbox.mesh.loader import LoadResult, load_paths, load_text, load_texts
 from sandbox.mesh.resources import lookup_kind
 
 VS = """\
@@ -44,8 +44,8 @@ spec:
 """
 
 
-def codes(result: object) -> list[tuple[str, str, int, str]]:
-    return [(d.code, d.file, d.line, d.path) for d in result.diagnostics]  # type: ignore[attr-defined]
+def codes(result: LoadResult) -> list[tuple[str, str, int, str]]:
+    return [(d.code, d.file, d.line, d.path) for d in result.diagnostics]
 
 
 def test_a_resource_is_typed_and_remembers_where_it_came_from() -> None:

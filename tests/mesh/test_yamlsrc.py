@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Literal
 
 import pytest
 from hypothesis import given, settings
@@ -210,7 +211,8 @@ def _paths(data: object, base: str = "") -> list[tuple[str, object]]:
 
 # PyYAML's emitter writes NEL and the Unicode line separators raw, and its reader folds them; JSON
 # escapes characters beyond the BMP as surrogate pairs, which YAML 1.1 does not join: leave them out
-TEXT = st.characters(max_codepoint=0xFFFF, blacklist_characters="\x85\u2028\u2029", blacklist_categories=("Cs",))
+SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
+TEXT = st.characters(max_codepoint=0xFFFF, blacklist_characters="\x85\u2028\u2029", blacklist_categories=SURROGATES)
 LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
                    st.text(TEXT, max_size=12))  # fmt: skip
 NAMES = st.from_regex(r"[a-z][a-zA-Z0-9]{0,7}", fullmatch=True)
