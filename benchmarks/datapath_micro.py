@@ -1,0 +1,152 @@
+"""The sidecar's Python cost per request, without sockets: what the data path itself spends.
+
+    .venv/bin/python benchmarks/datapath_micro.py [--requests 20000] [--profile]
+
+A request goes through the real DownstreamConnection, route(), Exchange, pool and
+UpstreamConnection objects, with in-memory transports on both sides, so the figure excludes the
+kernel (the syscalls proxy_bench.py measures) and isolates the Python work per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sandbox.control.snapshot import (
+    Cluster,
+    Endpoint,
+    ProxyIdentity,
+    ProxySnapshot,
+    Route,
+    RouteConfiguration,
+    VirtualHost,
+    WeightedCluster,
+)
+from sandbox.proxy.accesslog import AccessLog
+from sandbox.proxy.process import ProxyOptions, Sidecar, install_uvloop
+from sandbox.proxy.server import DownstreamConnection
+from sandbox.proxy.telemetry import Telemetry
+from sandbox.proxy.upstream import UpstreamConnection
+
+FQDN = "server.default.svc.cluster.local"
+CLUSTER = f"outbound|9080||{FQDN}"
+REQUEST = (
+    b"GET /api/v1/products/0/reviews HTTP/1.1\r\nHost: server:9080\r\nUser-Agent: curl/8.5.0\r\n"
+    b"Accept: */*\r\nAccept-Encoding: gzip\r\n\r\n"
+)
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Wed, 25 Nov 2026 19:00:00 GMT\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 20\r\nConnection: keep-alive\r\n\r\nhello from upstream\n"
+)
+
+
+def client_snapshot(server_address: str) -> ProxySnapshot:
+    """What compile() gives client-v1 for one service `server` on port 9080 (default routing)."""
+    identity = ProxyIdentity(
+        workload="client-v1",
+        namespace="default",
+        service_account="default",
+        spiffe_id="spiffe://cluster.local/ns/default/sa/default",
+        labels={"app": "client", "version": "v1"},
+        app="client",
+        version="v1",
+    )
+    server = Endpoint(address=server_address, workload="server-v1", namespace="default", service_account="default")
+    cluster = Cluster(name=CLUSTER, service=FQDN, port=9080, endpoints=(server,))
+    route = Route(name="default", operation=f"{FQDN}:9080/*", clusters=(WeightedCluster(cluster=CLUSTER),))
+    domains = ("server", "server:9080", FQDN, f"{FQDN}:9080")
+    vhost = VirtualHost(name=f"{FQDN}:9080", domains=domains, routes=(route,), service=FQDN)
+    config = RouteConfiguration(name="9080", port=9080, virtual_hosts=(vhost,))
+    return ProxySnapshot(identity=identity, route_configs=(config,), clusters=(cluster,)).seal()
+
+
+class MemoryTransport:
+    def __init__(self) -> None:
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 15001)}.get(name, default)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def run(requests: int, profile: bool, access_log: bool, sort: str = "tottime", telemetry_on: bool = True) -> None:
+    snapshot = client_snapshot("127.0.0.1:9")
+    sink = AccessLog(lambda text: None) if access_log else None
+    telemetry = Telemetry(snapshot.identity, access_log=sink)
+    options = ProxyOptions(outbound_port=None, inbound_port=None, admin_port=None, stats_port=None, ready_port=None)
+    sidecar = Sidecar(snapshot, options, telemetry=telemetry)
+    state = sidecar.clusters.get(CLUSTER)
+    assert state is not None
+    pool = sidecar.upstreams.pool(state, state.hosts.hosts[0])
+    upstream = UpstreamConnection(pool)
+    upstream.connection_made(MemoryTransport())  # type: ignore[arg-type]
+    state.breaker.try_connection()
+    pool.open += 1
+    pool.idle.append(upstream)
+    if not telemetry_on:
+        sidecar.outbound.ctx.telemetry = None
+    down = DownstreamConnection(sidecar.outbound)
+    down_transport = MemoryTransport()
+    down.connection_made(down_transport)  # type: ignore[arg-type]
+
+    def one() -> None:
+        down.data_received(REQUEST)
+        upstream.data_received(RESPONSE)
+
+    for _ in range(1000):
+        one()
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    rounds = []
+    for _ in range(5):  # the best of five rounds: other processes only ever add time
+        start = time.process_time()
+        for _ in range(requests // 5):
+            one()
+        rounds.append((time.process_time() - start) / (requests // 5))
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats(sort).print_stats(40)
+    assert down_transport.written > 0 and pool.idle == [upstream], "the exchange did not complete"
+    print(f"{min(rounds) * 1e6:.1f} us CPU per request (Python only; best of 5 rounds of {requests // 5})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--no-access-log", action="store_true")
+    parser.add_argument("--no-telemetry", action="store_true", help="no metrics, spans or access log at all")
+    parser.add_argument("--sort", default="tottime", help="profile order: tottime, ncalls, cumtime")
+    args = parser.parse_args()
+    install_uvloop()
+    asyncio.run(run(args.requests, args.profile, not args.no_access_log, args.sort, not args.no_telemetry))
+
+
+if __name__ == "__main__":
+    main()

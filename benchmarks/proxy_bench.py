@@ -1,0 +1,363 @@
+"""Sidecar data-path benchmark: one run, four paths to the same upstream, one Markdown table.
+
+    .venv/bin/python benchmarks/proxy_bench.py [--duration 5] [--connections 16] [--cpus 0]
+
+(a) client -> upstream directly
+(b) client -> one sidecar (outbound listener, Host-routed, access log on) -> upstream
+(c) client -> nginx reverse proxy (one worker, keep-alive upstream) -> upstream
+(d) client -> outbound sidecar -> inbound sidecar -> upstream (a full mesh hop)
+
+The upstream is nginx returning a fixed 20-byte body, the same process for all four paths. Load
+comes from wrk (Debian `wrk`), or a small asyncio client when wrk is missing. For each path:
+requests/s at N connections, p50/p99 at 1 connection, and for each proxy process its CPU time per
+request (from /proc during the N-connection run; the noise-robust figure on a shared VM) and RSS.
+Access logs are on for both proxies (buffered, to files), as the sidecar ships by default.
+Every run is bounded (wrk -d, subprocess timeouts) and every child is killed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sandbox.control.compile import compile  # noqa: E402
+from sandbox.control.compile_clusters import endpoints_from_mapping  # noqa: E402
+from sandbox.mesh.state import MeshState  # noqa: E402
+from sandbox.mesh.topology import parse_compose  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+BODY = "hello from upstream\n"
+COMPOSE = """services:
+  client-v1:
+    image: x
+    labels: {app: client, version: v1}
+    expose: ["9080"]
+  server-v1:
+    image: x
+    labels: {app: server, version: v1}
+    expose: ["9080"]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Children:
+    cpus: list[int] | None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+        out = log.open("ab")
+        cpus = self.cpus
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+def nginx_conf(tmp: Path, name: str, port: int, body: str, upstream: int | None) -> Path:
+    prefix = tmp / name
+    prefix.mkdir()
+    if upstream is None:
+        location = f"default_type text/plain; return 200 '{body.strip()}\\n';"
+        extra = "access_log off;"
+    else:
+        location = 'proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'
+        extra = (
+            f"upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}\n"
+            f"access_log {prefix}/access.log combined buffer=64k flush=1s;"
+        )
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"""worker_processes 1;
+master_process off;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  client_body_temp_path {prefix}/body; proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fcgi; uwsgi_temp_path {prefix}/uwsgi; scgi_temp_path {prefix}/scgi;
+  keepalive_requests 1000000;
+  {extra}
+  server {{ listen 127.0.0.1:{port}; location / {{ {location} }} }}
+}}
+"""
+    )
+    return conf
+
+
+def write_snapshots(tmp: Path, upstream: int, inbound_b: int) -> tuple[Path, Path, Path]:
+    mesh = MeshState((), parse_compose(COMPOSE, "compose.yaml"))
+    direct = compile(mesh, "client-v1", endpoints_from_mapping({("server-v1", 0): f"127.0.0.1:{upstream}"}))
+    via_b = compile(mesh, "client-v1", endpoints_from_mapping({("server-v1", 0): f"127.0.0.1:{inbound_b}"}))
+    server = compile(mesh, "server-v1", app_address=f"127.0.0.1:{upstream}")
+    paths = (tmp / "client-direct.json", tmp / "client-mesh.json", tmp / "server.json")
+    for path, snap in zip(paths, (direct, via_b, server), strict=True):
+        path.write_text(snap.to_json())
+    return paths
+
+
+def start_sidecar(children: Children, tmp: Path, name: str, snapshot: Path, outbound: int, inbound: int) -> int:
+    argv = [sys.executable, "-m", "sandbox", "proxy", "--snapshot", str(snapshot)]
+    argv += ["--outbound-port", str(outbound), "--inbound-port", str(inbound)]
+    argv += ["--admin-port", str(free_port()), "--stats-port", str(free_port()), "--ready-port", str(free_port())]
+    argv += ["--access-log", str(tmp / f"{name}.access.log")]
+    return children.start(argv, tmp / f"{name}.out").pid
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class Load:
+    rps: float
+    requests: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        raise ValueError(f"wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(port: int, host: str, connections: int, duration: float, cpus: list[int] | None) -> Load:
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "-H", f"Host: {host}"]
+    argv.append(f"http://127.0.0.1:{port}/")
+    out = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=duration + 30,
+        check=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(m.group(1))
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(g) for g in m.groups())
+    dist = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.MULTILINE))
+    return Load(rps, requests, errors, _ms(dist["50"]), _ms(dist["99"]))
+
+
+async def _py_load(port: int, host: str, connections: int, duration: float) -> Load:
+    """The fallback load generator: keep-alive GETs on `connections` connections for `duration`."""
+    request = f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + duration
+
+    async def one() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))  # type: ignore[union-attr]
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - start)
+                if not head.startswith(b"HTTP/1.1 200"):
+                    errors += 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    n = len(latencies)
+    return Load(n / elapsed, n, errors, latencies[n // 2] * 1000, latencies[min(n - 1, int(n * 0.99))] * 1000)
+
+
+def load(port: int, host: str, connections: int, duration: float, cpus: list[int] | None) -> Load:
+    if shutil.which("wrk"):
+        return wrk(port, host, connections, duration, cpus)
+    return asyncio.run(_py_load(port, host, connections, duration))
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Row:
+    name: str
+    throughput: Load
+    latency: Load
+    proxies: dict[str, tuple[float, float]]  # name -> (CPU us per request, RSS MB)
+
+
+def measure(
+    name: str, port: int, host: str, pids: dict[str, int], args: argparse.Namespace, cpus: list[int] | None
+) -> Row:
+    load(port, host, args.connections, 1.0, cpus)  # warm up: pools, caches, the allocator
+    before = {n: cpu_seconds(pid) for n, pid in pids.items()}
+    throughput = load(port, host, args.connections, args.duration, cpus)
+    after = {n: cpu_seconds(pid) for n, pid in pids.items()}
+    latency = load(port, host, 1, args.duration, cpus)
+    proxies = {n: ((after[n] - before[n]) * 1e6 / max(1, throughput.requests), rss_mb(pid)) for n, pid in pids.items()}
+    return Row(name, throughput, latency, proxies)
+
+
+def table(rows: list[Row]) -> str:
+    direct, nginx = rows[0], next((r for r in rows if r.name.startswith("(c)")), None)
+    out = [
+        "| path | req/s (c=N) | x direct | x nginx | p50 c=1 (ms) | p99 c=1 (ms) | added p50 (ms) "
+        "| proxy CPU us/req | proxy RSS (MB) | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cpu = " + ".join(f"{c:.0f}" for c, _ in r.proxies.values()) or "-"
+        rss = " + ".join(f"{m:.0f}" for _, m in r.proxies.values()) or "-"
+        vs_nginx = f"{r.throughput.rps / nginx.throughput.rps:.2f}" if nginx else "-"
+        out.append(
+            f"| {r.name} | {r.throughput.rps:,.0f} | {r.throughput.rps / direct.throughput.rps:.2f} | {vs_nginx} "
+            f"| {r.latency.p50_ms:.3f} | {r.latency.p99_ms:.3f} | {r.latency.p50_ms - direct.latency.p50_ms:+.3f} "
+            f"| {cpu} | {rss} | {r.throughput.errors + r.latency.errors} |"
+        )
+    return "\n".join(out)
+
+
+def verdicts(rows: list[Row]) -> Iterator[str]:
+    by = {r.name[:3]: r for r in rows}
+    one, nginx, direct = by.get("(b)"), by.get("(c)"), by["(a)"]
+    if one and nginx:
+        ratio = one.throughput.rps / nginx.throughput.rps
+        yield f"- sidecar hop vs nginx hop, req/s: {ratio:.2f}x (target >= 0.6x): {'met' if ratio >= 0.6 else 'MISSED'}"
+        cpu_ratio = next(iter(one.proxies.values()))[0] / next(iter(nginx.proxies.values()))[0]
+        yield f"- sidecar CPU per request vs nginx: {cpu_ratio:.2f}x"
+    if one:
+        added = one.latency.p50_ms - direct.latency.p50_ms
+        yield f"- sidecar hop adds {added:.3f} ms p50 at c=1 (target <= 0.3 ms): {'met' if added <= 0.3 else 'MISSED'}"
+    rss = [m for r in rows if r.name[:3] in ("(b)", "(d)") for _, m in r.proxies.values()]
+    if rss:
+        yield f"- sidecar RSS max {max(rss):.1f} MB (target < 60 MB): {'met' if max(rss) < 60 else 'MISSED'}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
+    parser.add_argument("--connections", type=int, default=16, help="connections for the req/s run (default 16)")
+    parser.add_argument(
+        "--cpus",
+        default=str((os.cpu_count() or 1) - 1),
+        help="pin every process to these CPUs ('0', '0,1'; 'any' for no pinning). Default: the last CPU, as "
+        "in the reference measurement: across vCPUs this VM adds wake-up latency that hides the proxies' cost",
+    )
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    args = parser.parse_args()
+    cpus = None if args.cpus == "any" else [int(c) for c in args.cpus.split(",") if c.strip()] or None
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        print("nginx is missing (apt-get install -y nginx-light): it is the upstream and path (c)", file=sys.stderr)
+        return 2
+    if not shutil.which("wrk"):
+        print("wrk is missing (apt-get install -y wrk): using the slower Python load generator", file=sys.stderr)
+    children = Children(cpus)
+    with tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        try:
+            up, px = free_port(), free_port()
+            a1_out, a2_out, b_in = free_port(), free_port(), free_port()
+            children.start([nginx, "-c", str(nginx_conf(tmp, "upstream", up, BODY, None))], tmp / "up.out")
+            proxy = children.start([nginx, "-c", str(nginx_conf(tmp, "proxy", px, BODY, up))], tmp / "px.out")
+            direct_snap, mesh_snap, server_snap = write_snapshots(tmp, up, b_in)
+            a1 = start_sidecar(children, tmp, "a1", direct_snap, a1_out, free_port())
+            a2 = start_sidecar(children, tmp, "a2", mesh_snap, a2_out, free_port())
+            b = start_sidecar(children, tmp, "b", server_snap, free_port(), b_in)
+            for port in (up, px, a1_out, a2_out, b_in):
+                wait_port(port)
+            host = "server:9080"
+            rows = [
+                measure("(a) direct", up, host, {}, args, cpus),
+                measure("(b) one sidecar", a1_out, host, {"sidecar": a1}, args, cpus),
+                measure("(c) nginx", px, host, {"nginx": proxy.pid}, args, cpus),
+                measure("(d) two sidecars", a2_out, host, {"outbound": a2, "inbound": b}, args, cpus),
+            ]
+        finally:
+            children.stop()
+    print(f"proxy_bench: {args.duration:g} s per run, req/s at c={args.connections}, latency at c=1, ", end="")
+    print(f"load {'wrk' if shutil.which('wrk') else 'python'}, cpus {args.cpus or 'any'}\n")
+    print(table(rows))
+    print()
+    for line in verdicts(rows):
+        print(line)
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ for r in rows], default=lambda o: o.__dict__, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
