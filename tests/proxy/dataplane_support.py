@@ -140,6 +140,8 @@ class _ServerConn(asyncio.Protocol):
             if request is None or self.transport is None or self.transport.is_closing():
                 return
             result = await self.upstream.handler(request)
+            if self.transport.is_closing():
+                return  # the client (the sidecar) went away while the handler ran
             if result is None:
                 self.transport.abort()
                 return

@@ -223,3 +223,30 @@ async def test_two_sidecars_make_a_mesh_hop_with_telemetry_headers() -> None:
     out_line, in_line = outbound.lines()[0], inbound.lines()[0]
     request_id = seen["x-request-id"]
     assert request_id in out_line and request_id in in_line  # one request id across the hop
+
+
+@socket_test
+async def test_a_new_snapshot_takes_effect_for_the_next_request() -> None:
+    async with Upstream() as first, Upstream() as second:
+        before = snapshot_for(first)
+        async with running_sidecar(before) as sc:
+            assert (await fetch(sc.outbound, "/", host="reviews:9080")).status == 200
+            sc.sidecar.update(mesh_snapshot(COMPOSE, "", "productpage-v1", {"reviews-v1": second.address}))
+            assert (await fetch(sc.outbound, "/", host="reviews:9080")).status == 200
+    assert len(first.requests) == 1 and len(second.requests) == 1
+
+
+@socket_test
+async def test_client_gone_before_the_response_is_logged_dc_and_frees_the_upstream() -> None:
+    async def slow(request: Received) -> Reply:
+        await asyncio.sleep(0.5)
+        return Reply()
+
+    async with Upstream(slow) as up, running_sidecar(snapshot_for(up)) as sc:
+        async with Client(sc.outbound) as client:
+            client.send(b"GET / HTTP/1.1\r\nhost: reviews:9080\r\n\r\n")
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)
+        assert sc.flags() == ["DC"]
+        assert (await fetch(sc.outbound, "/", host="reviews:9080")).status == 200  # a fresh connection works
+    assert " 0 DC " in sc.lines()[0]  # no response code was sent
