@@ -250,3 +250,18 @@ async def test_client_gone_before_the_response_is_logged_dc_and_frees_the_upstre
         assert sc.flags() == ["DC"]
         assert (await fetch(sc.outbound, "/", host="reviews:9080")).status == 200  # a fresh connection works
     assert " 0 DC " in sc.lines()[0]  # no response code was sent
+
+
+def test_original_destination_is_none_without_an_iptables_redirect() -> None:
+    import socket
+
+    from sandbox.proxy.server import original_destination
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        with socket.create_connection(listener.getsockname()):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert original_destination(accepted) is None  # not redirected: route by Host instead
+        assert original_destination(None) is None
