@@ -31,6 +31,7 @@ from sandbox.proxy.forwarder import Exchange, ForwardContext
 
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h: the pre-REDIRECT destination of a captured socket
 _CHUNKED = "chunked"
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")}
 
 Router = Callable[[RequestHead], RouteDecision]
 
@@ -212,8 +213,10 @@ class DownstreamConnection(asyncio.Protocol):
         if len(headers) != len(raw):
             headers = _merged(raw)
         self.keep_alive = keep_alive = parser.should_keep_alive() and not self.no_more
-        self.http10 = parser.get_http_version() == "1.0"
-        method = parser.get_method().decode("latin-1")
+        # An HTTP/1.0 client either closes or says `connection: keep-alive`: ask the (slow) version only then.
+        self.http10 = (not keep_alive or "connection" in headers) and parser.get_http_version() == "1.0"
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("latin-1")
         url = self.url
         port = 0
         if url[:1] == b"/" or url == b"*":

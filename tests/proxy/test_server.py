@@ -265,3 +265,19 @@ def test_original_destination_is_none_without_an_iptables_redirect() -> None:
             with accepted:
                 assert original_destination(accepted) is None  # not redirected: route by Host instead
         assert original_destination(None) is None
+
+
+@socket_test
+async def test_http10_keep_alive_client_never_gets_chunked_framing() -> None:
+    async def chunked(request: Received) -> Reply:
+        return Reply(body=b"chunked upstream", chunked=True)
+
+    async with Upstream(chunked) as up, running_sidecar(snapshot_for(up)) as sc, Client(sc.outbound) as client:
+        client.send(b"GET / HTTP/1.0\r\nhost: reviews:9080\r\nconnection: keep-alive\r\n\r\n")
+        assert client.reader is not None
+        raw = await asyncio.wait_for(client.reader.read(), 5)  # read to EOF: the body ends with the connection
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding" not in head.lower()
+    assert body == b"chunked upstream"
+    assert '"GET / HTTP/1.0"' in sc.lines()[0]
