@@ -17,22 +17,20 @@ closes the downstream connection.
 from __future__ import annotations
 
 import asyncio
-import os
-import random
 import time
-import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sandbox.control.snapshot import PASSTHROUGH_CLUSTER, Endpoint, HeaderMutation, RetryPolicy
+from sandbox.control.snapshot import PASSTHROUGH_CLUSTER, Endpoint
 from sandbox.proxy import http1
 from sandbox.proxy.balancing import Host, Passthrough
-from sandbox.proxy.cluster import ClusterManager, ClusterState
+from sandbox.proxy.cluster import ClusterState
+from sandbox.proxy.context import ForwardContext
 from sandbox.proxy.decision import DecisionKind, RequestHead, RouteDecision
-from sandbox.proxy.metrics import PEER_METADATA_HEADER, PEER_METADATA_ID_HEADER
-from sandbox.proxy.record import RequestRecord
-from sandbox.proxy.retry import Backoff, Failure, Outcome, RetryOn, should_retry
-from sandbox.proxy.telemetry import Telemetry
+from sandbox.proxy.exchangelog import exchange_record
+from sandbox.proxy.flags import join_flags
+from sandbox.proxy.metrics import PEER_METADATA_HEADER
+from sandbox.proxy.mirror import Mirror
+from sandbox.proxy.retry import Backoff, Failure, Outcome, should_retry
 from sandbox.proxy.tracecontext import TraceContext
 from sandbox.proxy.upstream import (
     CONNECTION_FAILURE,
@@ -40,137 +38,18 @@ from sandbox.proxy.upstream import (
     PROTOCOL_ERROR,
     EndpointPool,
     UpstreamConnection,
-    Upstreams,
 )
 
 if TYPE_CHECKING:
     from sandbox.proxy.server import DownstreamConnection
 
-RETRY_BUFFER_LIMIT = 1 << 20  # Envoy's per-connection buffer limit: bigger bodies are not retried or mirrored
-MIRROR_TIMEOUT = 30.0  # a shadow request never lives longer than this
+__all__ = ["RETRY_BUFFER_LIMIT", "Exchange", "ForwardContext"]
 
-_SERVER = b"server"
-_HOP = http1.HOP_BY_HOP_BYTES
+RETRY_BUFFER_LIMIT = 1 << 20  # Envoy's per-connection buffer limit: bigger bodies are not retried or mirrored
+
 _NO_BODY_STATUS = frozenset({204, 304})
 _FORWARDED_PROTO = "x-forwarded-proto: http\r\n"
-_OWN_REQUEST_HEADERS = frozenset(
-    {
-        "host",
-        "x-envoy-attempt-count",
-        "x-envoy-expected-rq-timeout-ms",
-        PEER_METADATA_HEADER,
-        PEER_METADATA_ID_HEADER,
-        # trace context: this hop's span replaces the caller's (tracecontext.py writes them anew)
-        "x-b3-traceid",
-        "x-b3-spanid",
-        "x-b3-parentspanid",
-        "x-b3-sampled",
-        "traceparent",
-    }
-)
-_OWN_BASIC = frozenset({"host", "x-envoy-attempt-count", "x-envoy-expected-rq-timeout-ms"})
-# RequestRecord's fields in the order record() passes them positionally.
-RECORD_FIELDS = (
-    "start_time", "method", "path", "protocol", "authority", "request_id", "user_agent", "x_forwarded_for",
-    "scheme", "duration", "response_code", "response_flags", "response_code_details",
-    "connection_termination_details", "upstream_transport_failure_reason", "grpc_status", "bytes_received",
-    "bytes_sent", "upstream_service_time", "upstream_host", "upstream_cluster", "upstream_local_address",
-    "downstream_local_address", "downstream_remote_address", "requested_server_name", "route_name", "operation",
-    "edge", "trace",
-)  # fmt: skip
 _ATTEMPT_1 = b"x-envoy-attempt-count: 1\r\n\r\n"
-
-
-class ForwardContext:
-    """What every exchange of one listener shares."""
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        clusters: ClusterManager,
-        upstreams: Upstreams,
-        direction: str,
-        telemetry: Telemetry | None = None,
-        on_complete: Callable[[Exchange], None] | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.loop = loop
-        self.clusters = clusters
-        self.upstreams = upstreams
-        self.direction = direction  # "outbound" or "inbound"
-        self.outbound = direction == "outbound"
-        self.telemetry = telemetry
-        self.on_complete = on_complete
-        self.rng = rng or random.Random()
-        self.overwrite_server = self.outbound  # Envoy's server_header_transformation: `server: envoy`
-        self.peer_line = f"{PEER_METADATA_HEADER}: {telemetry.peer_header()}\r\n" if telemetry is not None else ""
-        # Headers we never copy upstream: hop-by-hop ones, and those this hop writes itself.
-        self.skip_request = http1.HOP_BY_HOP | (_OWN_REQUEST_HEADERS if telemetry is not None else _OWN_BASIC)
-        self.skip_response = _HOP | {_SERVER} if self.overwrite_server else _HOP
-        # x-request-id: a UUID v4 per process (random) plus a counter: unique, and ~10x cheaper than uuid4().
-        self._rid_prefix = str(uuid.UUID(bytes=os.urandom(16), version=4))[:28]
-        self._rid_counter = 0
-        self._retry_on: dict[int, tuple[RetryPolicy, RetryOn]] = {}
-        self.passthrough = Passthrough()  # PassthroughCluster: the original destination, or the authority
-
-    def request_id(self) -> str:
-        self._rid_counter = counter = (self._rid_counter + 1) & 0xFFFFFFFF
-        return f"{self._rid_prefix}{counter:08x}"
-
-    def retry_on(self, policy: RetryPolicy) -> RetryOn:
-        cached = self._retry_on.get(id(policy))
-        if cached is None or cached[0] is not policy:
-            parsed = RetryOn.parse(",".join(policy.retry_on), policy.retriable_status_codes)
-            cached = self._retry_on[id(policy)] = (policy, parsed)
-        return cached[1]
-
-
-def _apply_request_mutations(headers: dict[str, str], mutations: tuple[HeaderMutation, ...]) -> None:
-    for m in mutations:
-        for name in m.remove:
-            headers.pop(name.lower(), None)
-        for name, value in m.set:
-            headers[name.lower()] = value
-        for name, value in m.add:
-            key = name.lower()
-            old = headers.get(key)
-            headers[key] = value if old is None else f"{old},{value}"
-
-
-def _apply_response_mutations(headers: list[tuple[bytes, bytes]], mutations: tuple[HeaderMutation, ...]) -> None:
-    for m in mutations:
-        if m.remove:
-            drop = {n.lower().encode() for n in m.remove}
-            headers[:] = [h for h in headers if h[0] not in drop]
-        for name, value in m.set:
-            key = name.lower().encode()
-            headers[:] = [h for h in headers if h[0] != key]
-            headers.append((key, value.encode("latin-1", "replace")))
-        for name, value in m.add:
-            headers.append((name.lower().encode(), value.encode("latin-1", "replace")))
-
-
-def shadow_authority(authority: str) -> str:
-    """Envoy's mirror Host: `-shadow` appended to the host, before any port."""
-    host, sep, port = authority.rpartition(":")
-    if sep and port.isdigit() and not host.endswith(":"):
-        return f"{host}-shadow:{port}"
-    return f"{authority}-shadow"
-
-
-# Envoy prints response flags in this order (ResponseFlagUtils); "UF,URX" is a familiar sight.
-FLAG_ORDER = (
-    "LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC", "URX", "SI", "IH",
-    "DPE", "UMSDR", "RFCF", "NFCF", "DT", "UPE", "NC", "OM",
-)  # fmt: skip
-
-
-def join_flags(flags: str, flag: str) -> str:
-    if not flags or flags == "-":
-        return flag
-    parts = set(flags.split(","))
-    parts.add(flag)
-    return ",".join(sorted(parts, key=lambda f: FLAG_ORDER.index(f) if f in FLAG_ORDER else len(FLAG_ORDER)))
 
 
 class Exchange:
@@ -324,7 +203,7 @@ class Exchange:
         headers = head.headers
         if decision.request_headers:
             headers = dict(headers)
-            _apply_request_mutations(headers, decision.request_headers)
+            http1.apply_request_mutations(headers, decision.request_headers)
         self.path = path = decision.path or head.path
         parts = [f"{head.method} {path} HTTP/1.1\r\nhost: {decision.authority or head.authority}\r\n"]
         skip = ctx.skip_request
@@ -451,7 +330,7 @@ class Exchange:
         if self.resp_close:
             extra += b"connection: close\r\n"
         if decision.response_headers:
-            _apply_response_mutations(out, decision.response_headers)
+            http1.apply_response_mutations(out, decision.response_headers)
         self.resp_started = True
         # Held until the upstream's read is parsed (upstream_flush): head and body leave in one write.
         self.wbuf.append(http1.response_head_bytes(status, out, extra))
@@ -642,56 +521,11 @@ class Exchange:
             self.retries_held = 0
         telemetry = self.ctx.telemetry
         if telemetry is not None:
-            telemetry.finish(self.record(telemetry))
+            telemetry.finish(exchange_record(self, telemetry))
         if self.ctx.on_complete is not None:
             self.ctx.on_complete(self)
         if self.request_done or self.resp_close:
             self.down.exchange_done(self)
-
-    def record(self, telemetry: Telemetry) -> RequestRecord:
-        """What telemetry keeps of this exchange: metrics labels, span, access log line."""
-        head = self.head
-        headers = head.headers
-        decision = self.decision
-        service = decision.service if decision is not None else ""
-        if not service and self.cluster is not None:
-            service = self.cluster.config.service
-        if self.ctx.outbound:
-            edge = telemetry.outbound_edge(self.endpoint, service, False)
-        else:
-            edge = telemetry.inbound_edge(self.peer_header, None, service, False)
-        # Positional: three times cheaper than keywords; _RECORD_FIELDS guards the order (tests check it).
-        return RequestRecord(
-            self.start_time,
-            head.method,
-            head.path,
-            "HTTP/1.0" if self.down.http10 else "HTTP/1.1",
-            head.authority,
-            self.request_id,
-            headers.get("user-agent"),
-            headers.get("x-forwarded-for"),
-            head.scheme,
-            self.ctx.loop.time() - self.started,
-            self.status,
-            self.flags or "-",
-            None,
-            None,
-            None,
-            "",
-            self.bytes_received,
-            self.bytes_sent,
-            self.service_time / 1000 if self.service_time >= 0 else None,
-            self.upstream_host or None,
-            self.cluster.name if self.cluster is not None else None,
-            None,
-            self.down.local_address,
-            self.down.remote_address,
-            None,
-            decision.route_name if decision is not None else None,
-            decision.operation if decision is not None else "",
-            edge,
-            self.trace,
-        )
 
     # ------------------------------------------------------------------ mirrors
 
@@ -703,90 +537,3 @@ class Exchange:
             cluster = self.ctx.clusters.get(name)
             if cluster is not None:
                 Mirror(self, cluster).start()
-
-
-class Mirror:
-    """A fire-and-forget shadow copy of a request: response discarded, failures ignored."""
-
-    __slots__ = ("cluster", "conn", "head", "host", "pool", "timer", "upstreams")
-
-    def __init__(self, exchange: Exchange, cluster: ClusterState) -> None:
-        self.cluster = cluster
-        self.conn: UpstreamConnection | None = None
-        self.pool: object | None = None
-        self.host: Host | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        decision = exchange.decision
-        assert decision is not None
-        original = exchange.up_head.decode("latin-1")
-        authority = decision.authority or exchange.head.authority
-        shadow = original.replace(f"\r\nhost: {authority}\r\n", f"\r\nhost: {shadow_authority(authority)}\r\n", 1)
-        body = b"".join(exchange.body or ())
-        if exchange.request_chunked:
-            shadow = shadow.replace("transfer-encoding: chunked\r\n", f"content-length: {len(body)}\r\n", 1)
-        self.head = shadow.encode("latin-1") + b"x-envoy-attempt-count: 1\r\n\r\n" + body
-        self.timer = exchange.ctx.loop.call_later(decision.timeout or MIRROR_TIMEOUT, self._expire)
-        self.upstreams = exchange.ctx.upstreams
-
-    def start(self) -> None:
-        host = self.cluster.pick(None, "")
-        if host is None:
-            self._end()
-            return
-        self.host = host
-        pool = self.upstreams.pool(self.cluster, host)
-        got = pool.acquire(self)
-        if got is None:
-            self.pool = pool
-        elif got is OVERFLOW:
-            self._end()
-        else:
-            assert isinstance(got, UpstreamConnection)
-            self.upstream_connected(got)
-
-    def upstream_connected(self, conn: UpstreamConnection) -> None:
-        self.pool = None
-        if self.timer is None:
-            conn.pool.release(conn, True)
-            return
-        self.conn = conn
-        conn.start(self, False)
-        conn.write(self.head)
-
-    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
-        pass
-
-    def upstream_body(self, data: bytes) -> None:
-        pass
-
-    def upstream_flush(self) -> None:
-        pass
-
-    def upstream_done(self) -> None:
-        conn = self.conn
-        self.conn = None
-        if conn is not None:
-            conn.pool.release(conn, conn.parser.should_keep_alive())
-        self._end()
-
-    def upstream_failed(self, reason: str) -> None:
-        self.conn = None
-        self.pool = None
-        self._end()
-
-    def upstream_paused(self, paused: bool) -> None:
-        pass
-
-    def _expire(self) -> None:
-        self.timer = None
-        if self.pool is not None:
-            self.pool.cancel(self)  # type: ignore[attr-defined]
-            self.pool = None
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-    def _end(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from http import HTTPStatus
 
+from sandbox.control.snapshot import HeaderMutation
+
 # RFC 9110 §7.6.1 plus Envoy's habits: hop-by-hop headers never cross the proxy.
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "expect"}
@@ -104,3 +106,30 @@ def local_reply(
         f"server: envoy\r\n{connection}\r\n"
     ).encode("latin-1", "replace")
     return status_line(status) + head + (b"" if head_only else data)
+
+
+def apply_request_mutations(headers: dict[str, str], mutations: tuple[HeaderMutation, ...]) -> None:
+    """Route/destination header operations on a request's headers: remove, then set, then add."""
+    for m in mutations:
+        for name in m.remove:
+            headers.pop(name.lower(), None)
+        for name, value in m.set:
+            headers[name.lower()] = value
+        for name, value in m.add:
+            key = name.lower()
+            old = headers.get(key)
+            headers[key] = value if old is None else f"{old},{value}"
+
+
+def apply_response_mutations(headers: list[tuple[bytes, bytes]], mutations: tuple[HeaderMutation, ...]) -> None:
+    """The same on a response's raw header pairs (repeats such as set-cookie kept)."""
+    for m in mutations:
+        if m.remove:
+            drop = {n.lower().encode() for n in m.remove}
+            headers[:] = [h for h in headers if h[0] not in drop]
+        for name, value in m.set:
+            key = name.lower().encode()
+            headers[:] = [h for h in headers if h[0] != key]
+            headers.append((key, value.encode("latin-1", "replace")))
+        for name, value in m.add:
+            headers.append((name.lower().encode(), value.encode("latin-1", "replace")))

@@ -19,7 +19,7 @@ from dataplane_support import (
     socket_test,
 )
 
-from sandbox.proxy.forwarder import RECORD_FIELDS
+from sandbox.proxy.exchangelog import RECORD_FIELDS
 from sandbox.proxy.record import RequestRecord
 
 pytestmark = pytest.mark.timeout(30)
