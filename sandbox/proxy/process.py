@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbox.control.snapshot import NO_RETRY, Cluster, Endpoint, InboundListener, ProxySnapshot
+from sandbox.control.snapshot import NO_RETRY, PASSTHROUGH_CLUSTER, Cluster, Endpoint, InboundListener, ProxySnapshot
 from sandbox.mesh.names import DOMAIN_SUFFIX
 from sandbox.proxy import http1
 from sandbox.proxy.accesslog import AccessLog
@@ -101,7 +101,9 @@ class Sidecar:
         self._inbound = {il.port: (il, self._inbound_decision(il)) for il in snapshot.inbound}
         self._inbound_cache = {}
         live = {(state.name, host.address) for state in self.clusters for host in state.hosts.hosts}
-        self.upstreams.retain(live | {key for key in self.upstreams.pools if self.clusters.get(key[0]) is not None})
+        # PassthroughCluster's hosts are wherever requests went, not in the snapshot: keep those pools.
+        live |= {key for key in self.upstreams.pools if key[0] == PASSTHROUGH_CLUSTER and self.clusters.get(key[0])}
+        self.upstreams.retain(live)
 
     def _inbound_cluster(self, il: InboundListener) -> Cluster:
         identity = self.snapshot.identity

@@ -192,7 +192,7 @@ class EndpointPool:
     cluster's current ClusterState, refreshed on every acquire so a new snapshot takes effect.
     """
 
-    __slots__ = ("connecting", "host", "idle", "loop", "open", "state", "waiters")
+    __slots__ = ("connecting", "host", "idle", "loop", "open", "retired", "state", "waiters")
 
     def __init__(self, state: ClusterState, host: Host, loop: asyncio.AbstractEventLoop) -> None:
         self.state = state
@@ -202,6 +202,7 @@ class EndpointPool:
         self.waiters: deque[UpstreamSink] = deque()
         self.connecting = 0
         self.open = 0
+        self.retired = False  # the snapshot dropped this (cluster, host): close connections as they free up
 
     def acquire(self, waiter: UpstreamSink) -> UpstreamConnection | str | None:
         """An idle connection; None when `waiter` now waits for one; OVERFLOW when it may not wait."""
@@ -221,7 +222,7 @@ class EndpointPool:
         """An exchange finished with `conn`: hand it to a waiter, park it idle, or close it."""
         conn.requests += 1
         conn.sink = None
-        if not reusable or conn.closed or self.state.breaker.connection_exhausted(conn.requests):
+        if not reusable or conn.closed or self.retired or self.state.breaker.connection_exhausted(conn.requests):
             conn.close()
             return
         if self.waiters:
@@ -321,6 +322,7 @@ class Upstreams:
         for key in list(self.pools):
             if key not in live:
                 pool = self.pools.pop(key)
+                pool.retired = True
                 pool.close_idle()
 
     def _drop_unused(self) -> None:

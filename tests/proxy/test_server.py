@@ -231,8 +231,11 @@ async def test_a_new_snapshot_takes_effect_for_the_next_request() -> None:
         before = snapshot_for(first)
         async with running_sidecar(before) as sc:
             assert (await fetch(sc.outbound, "/", host="reviews:9080")).status == 200
+            assert len(first.open) == 1  # a warm, idle keep-alive connection
             sc.sidecar.update(mesh_snapshot(COMPOSE, "", "productpage-v1", {"reviews-v1": second.address}))
             assert (await fetch(sc.outbound, "/", host="reviews:9080")).status == 200
+            await asyncio.sleep(0.1)
+            assert len(first.open) == 0  # the endpoint left the snapshot: its idle connection was closed
     assert len(first.requests) == 1 and len(second.requests) == 1
 
 
