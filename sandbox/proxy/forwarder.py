@@ -74,6 +74,7 @@ class Exchange:
     resp_started = False
     resp_chunked = False
     finished = False
+    reported = False
     timer: asyncio.TimerHandle | None = None  # per-try timeout, delay or backoff
     route_timer: asyncio.TimerHandle | None = None
     up_start = 0.0
@@ -129,6 +130,8 @@ class Exchange:
 
     def request_body(self, data: bytes) -> None:
         self.bytes_received += len(data)
+        if self.finished:
+            return  # answered already (a local reply, an early upstream answer): drain the rest
         body = self.body
         if body is not None:
             self.body_size += len(data)
@@ -151,6 +154,7 @@ class Exchange:
         if decision is not None and decision.timeout and self.route_timer is None and not self.finished:
             self.route_timer = self.ctx.loop.call_later(decision.timeout, self._route_timeout)
         if self.finished:
+            self._report()
             self.down.exchange_done(self)
         elif decision is not None and decision.mirrors and self.up_head:
             self._start_mirrors()
@@ -158,6 +162,7 @@ class Exchange:
     def downstream_lost(self) -> None:
         """The client went away: drop the upstream side, and log what we had (flag DC)."""
         if self.finished:
+            self._report()  # answered, but the client left before sending all of its body
             return
         self.flags = join_flags(self.flags, "DC")
         self._abandon_upstream()
@@ -519,13 +524,21 @@ class Exchange:
             for _ in range(self.retries_held):
                 self.cluster.breaker.release_retry()
             self.retries_held = 0
+        if self.request_done or self.resp_close or self.down.closed:
+            self._report()
+            self.down.exchange_done(self)
+        # else: the client is still sending; Envoy logs when the stream ends (request_complete)
+
+    def _report(self) -> None:
+        """Hand the finished exchange to telemetry, once (bytes received are final by now)."""
+        if self.reported:
+            return
+        self.reported = True
         telemetry = self.ctx.telemetry
         if telemetry is not None:
             telemetry.finish(exchange_record(self, telemetry))
         if self.ctx.on_complete is not None:
             self.ctx.on_complete(self)
-        if self.request_done or self.resp_close:
-            self.down.exchange_done(self)
 
     # ------------------------------------------------------------------ mirrors
 

@@ -284,3 +284,22 @@ async def test_http10_keep_alive_client_never_gets_chunked_framing() -> None:
     assert b"transfer-encoding" not in head.lower()
     assert body == b"chunked upstream"
     assert '"GET / HTTP/1.0"' in sc.lines()[0]
+
+
+@socket_test
+async def test_a_large_body_after_a_local_reply_is_drained_and_the_connection_stays_usable() -> None:
+    istio = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /ok}}]
+    route: [{destination: {host: reviews}}]
+"""
+    async with Upstream() as up, running_sidecar(snapshot_for(up, istio)) as sc, Client(sc.outbound) as client:
+        rejected = await client.request("POST", "/nowhere", body=b"z" * (3 << 20), host="reviews:9080")
+        accepted = await client.request("GET", "/ok", host="reviews:9080")
+    assert (rejected.status, accepted.status) == (404, 200)
+    assert f" {3 << 20} 0 " in sc.lines()[0]  # the whole body was read (and dropped)
