@@ -1,0 +1,1 @@
+"""Runtimes: one mesh model, run as Compose containers (compose.py) or host processes (local.py)."""
