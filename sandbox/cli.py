@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from sandbox import __version__
+from sandbox.commands import EXIT_FINDINGS, EXIT_OK, usage_error
 
 app = typer.Typer(
     name="sandbox",
@@ -17,8 +18,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
 def _version(value: bool) -> None:
@@ -36,9 +35,7 @@ def _root(
     """A real Istio-compatible service mesh on a laptop, without Kubernetes."""
 
 
-def _usage_error(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(EXIT_USAGE)
+_usage_error = usage_error
 
 
 @app.command()
@@ -225,6 +222,13 @@ def proxy_config(
         raise _usage_error(str(exc)) from None
     typer.echo(render(snapshot, section, output))
     raise typer.Exit(EXIT_FINDINGS if problems else EXIT_OK)
+
+
+def _register_groups() -> None:
+    """Commands that live in sandbox/commands/ (one line per module)."""
+
+
+_register_groups()
 
 
 def main() -> None:
