@@ -16,11 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sandbox.mesh.diagnostics import Diagnostic
 from sandbox.mesh.topology import Topology
 from sandbox.runtime.project import URL_KEYS, MeshRecord, Project
+
+if TYPE_CHECKING:
+    from sandbox.runtime.preflight import Inputs
 
 RUNTIMES = ("auto", "compose", "local")
 PROXY_SUFFIX = ".proxy"
@@ -205,9 +208,10 @@ class Runtime(Protocol):
 
     name: str  # "local" or "compose"
 
-    def preflight(self, project: Project, topology: Topology) -> list[Diagnostic]:
-        """Runtime-specific problems found before anything starts (host ports taken, no engine...).
-        Pure checks shared by both runtimes live in runtime/preflight.py and run first."""
+    def preflight(self, project: Project, inputs: Inputs) -> list[Diagnostic]:
+        """Runtime-specific problems found before anything starts (host ports taken, no engine...),
+        as errors naming file and field. The checks of the inputs themselves (preflight.check) run
+        first; `up` starts nothing when either finds an error."""
         ...
 
     def up(self, project: Project, topology: Topology, options: UpOptions, progress: Progress) -> MeshRecord:
