@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 DOMAIN_SUFFIX = "svc.cluster.local"
@@ -90,6 +90,6 @@ def principal(namespace: str, service_account: str, trust_domain: str = DEFAULT_
     return f"{trust_domain}/ns/{namespace}/sa/{service_account}"
 
 
-def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
+def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     """True when every selector label is present with the same value (an empty selector matches)."""
     return all(labels.get(k) == v for k, v in selector.items())

@@ -36,14 +36,16 @@ def check_multi_match(ctx: Context) -> None:
             with_selector = [(r, selector_of(r)[0]) for r in objects if selector_of(r)[0]]
             if len(with_selector) < 2:
                 continue
-            flagged: set[tuple[str, str, str]] = set()
-            for workload in ctx.index.workloads_by_namespace.get(namespace, ()):
-                matching = [r for r, sel in with_selector if workload.matches(sel)]
-                if len(matching) > 1:
-                    for r in matching:
-                        if r.key not in flagged:
-                            flagged.add(r.key)
-                            ctx.report(r, "KIA0003", _selector_root(r))
+            # the label index gives each object its workloads; a workload two objects select flags both
+            selected_by: dict[int, list[Resource[Any]]] = defaultdict(list)
+            for r, sel in with_selector:
+                for workload in ctx.index.selected_workloads(namespace, sel):
+                    selected_by[id(workload)].append(r)
+            flagged = {r.key for rs in selected_by.values() if len(rs) > 1 for r in rs}
+            for r, _ in with_selector:
+                if r.key in flagged:
+                    flagged.discard(r.key)
+                    ctx.report(r, "KIA0003", _selector_root(r))
 
 
 def check_workload_selector(ctx: Context) -> None:

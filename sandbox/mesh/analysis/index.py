@@ -8,9 +8,9 @@ exactly or by wildcard suffix (`*.example.com`).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sandbox.mesh.names import DOMAIN_SUFFIX, labels_match, principal, split_fqdn
 from sandbox.mesh.resources import Resource
@@ -20,6 +20,7 @@ from sandbox.mesh.state import MeshState
 from sandbox.mesh.topology import Workload
 
 ROOT_NAMESPACE = "istio-system"
+T = TypeVar("T")
 
 
 def suffix_wildcards(host: str) -> Iterator[str]:
@@ -37,6 +38,10 @@ def namespace_wide_host(namespace: str) -> str:
 MESH_WIDE_HOST = "*.local"
 
 
+def _workload_labels(w: Workload) -> dict[str, str]:
+    return w.labels
+
+
 def route_destinations(spec: VirtualServiceSpec) -> Iterator[tuple[str, Destination]]:
     """(Kiali path of the route entry, destination) for every http/tcp/tls route destination."""
     kinds: tuple[tuple[str, tuple[Any, ...]], ...] = (("http", spec.http), ("tcp", spec.tcp), ("tls", spec.tls))
@@ -45,6 +50,35 @@ def route_destinations(spec: VirtualServiceSpec) -> Iterator[tuple[str, Destinat
             for j, dest in enumerate(rule.route):
                 if dest.destination is not None:  # None only when the loader already reported it missing
                     yield f"spec/{kind}[{i}]/route[{j}]", dest.destination
+
+
+class LabelIndex(Generic[T]):
+    """Items by label key=value, so a selector looks only at the items carrying its rarest label
+    instead of scanning them all (one namespace with hundreds of workloads made selector checks
+    quadratic in the number of resources)."""
+
+    def __init__(self, items: Iterable[T], labels: Callable[[T], Mapping[str, str]]) -> None:
+        self._items = tuple(items)
+        self._labels = labels
+        postings: dict[tuple[str, str], list[T]] = defaultdict(list)
+        for item in self._items:
+            for pair in labels(item).items():
+                postings[pair].append(item)
+        self._postings = {k: tuple(v) for k, v in postings.items()}
+
+    def select(self, selector: Mapping[str, str]) -> Iterator[T]:
+        """The items whose labels include every selector label, in the order given (an empty
+        selector selects everything, as `labels_match` says)."""
+        if not selector:
+            yield from self._items
+            return
+        smallest = min((self._postings.get(pair, ()) for pair in selector.items()), key=len)
+        if len(selector) == 1:
+            yield from smallest
+            return
+        for item in smallest:
+            if labels_match(selector, self._labels(item)):
+                yield item
 
 
 class Index:
@@ -67,9 +101,24 @@ class Index:
             groups[(w.app, w.namespace)].append(w)
         return {k: tuple(v) for k, v in groups.items()}
 
+    @cached_property
+    def workload_labels(self) -> LabelIndex[Workload]:
+        """Every workload by label, whatever its namespace."""
+        return LabelIndex(self.state.topology.workloads, _workload_labels)
+
+    @cached_property
+    def workload_labels_by_namespace(self) -> dict[str, LabelIndex[Workload]]:
+        return {ns: LabelIndex(ws, _workload_labels) for ns, ws in self.workloads_by_namespace.items()}
+
+    def selected_workloads(self, namespace: str | None, selector: dict[str, str]) -> Iterator[Workload]:
+        """Workloads in `namespace` (any namespace when None) whose labels match `selector`."""
+        if not namespace:
+            return self.workload_labels.select(selector)
+        index = self.workload_labels_by_namespace.get(namespace)
+        return index.select(selector) if index else iter(())
+
     def any_workload(self, namespace: str | None, selector: dict[str, str]) -> bool:
-        pool = self.workloads_by_namespace.get(namespace, ()) if namespace else self.state.topology.workloads
-        return any(labels_match(selector, w.labels) for w in pool)
+        return next(self.selected_workloads(namespace, selector), None) is not None
 
     @cached_property
     def principals(self) -> frozenset[str]:

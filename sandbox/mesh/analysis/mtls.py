@@ -7,7 +7,8 @@ Auto mTLS is on by default in Istio, which turns KIA0205/0206/0401/0501 off (Kia
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any
 
 from sandbox.mesh.analysis.context import Context
@@ -20,6 +21,7 @@ from sandbox.mesh.resources.security import MTLSMode
 
 ENABLING = (MTLSMode.STRICT, MTLSMode.PERMISSIVE)
 TLS_PATH = "spec/trafficPolicy/tls/mode"
+SUBSET_LIMIT = 8  # 2^8 subset lookups at most per selector
 
 
 def pa_mode(pa: Resource[Any]) -> MTLSMode | None:
@@ -42,6 +44,14 @@ class Policies:
     ns_pa: dict[str, MTLSMode | None]  # namespace -> mode of its selector-less PA
     dr_modes: dict[str, list[TLSMode | None]]  # resolved DR host -> TLS modes of rules for it
     workload_pa: dict[str, list[tuple[dict[str, str], MTLSMode]]]  # namespace -> (selector, mode)
+    # (namespace, selector labels) -> (position in workload_pa[namespace], mode) of the first PA with it
+    workload_pa_by_labels: dict[tuple[str, frozenset[tuple[str, str]]], tuple[int, MTLSMode]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.workload_pa_by_labels = {}
+        for ns, entries in self.workload_pa.items():
+            for i, (labels, mode) in enumerate(entries):
+                self.workload_pa_by_labels.setdefault((ns, frozenset(labels.items())), (i, mode))
 
     @classmethod
     def build(cls, ctx: Context) -> Policies:
@@ -65,6 +75,22 @@ class Policies:
 
     def dr_with(self, host: str, *modes: TLSMode) -> bool:
         return any(m in modes for m in self.dr_modes.get(host, ()))
+
+    def workload_mode(self, namespace: str, selector: dict[str, str]) -> MTLSMode | None:
+        """Mode of the first workload-level PA in `namespace` whose selector is covered by `selector`.
+        Looks up the selector's label subsets instead of scanning every PA of the namespace (a
+        selector has a few labels; past SUBSET_LIMIT a scan is cheaper)."""
+        if len(selector) > SUBSET_LIMIT:
+            entries = self.workload_pa.get(namespace, ())
+            return next((m for labels, m in entries if labels_match(labels, selector)), None)
+        items = tuple(selector.items())
+        hits = (
+            self.workload_pa_by_labels.get((namespace, frozenset(subset)))
+            for n in range(len(items) + 1)
+            for subset in combinations(items, n)
+        )
+        first = min((hit for hit in hits if hit is not None), default=None)
+        return first[1] if first else None
 
 
 def _has_tls(dr: Resource[Any]) -> bool:
@@ -137,7 +163,7 @@ def mtls_enabled(ctx: Context, p: Policies, namespace: str, selector: dict[str, 
     DestinationRules' TLS mode (auto mTLS makes PERMISSIVE + no DISABLE rule mean mTLS)."""
     mode: MTLSMode | None = None
     if selector:  # a workload-level PA whose selector is covered by the policy's selector
-        mode = next((m for labels, m in p.workload_pa.get(namespace, ()) if labels_match(labels, selector)), None)
+        mode = p.workload_mode(namespace, selector)
     mode = mode or p.ns_pa.get(namespace) or p.mesh_pa or MTLSMode.PERMISSIVE
     if mode is MTLSMode.DISABLE:
         return False
