@@ -1,0 +1,72 @@
+"""The real Launcher: a subprocess in its own session (so its process group can be signalled as
+one, and a terminal's Ctrl-C reaches only `sandbox`), output appended to its log file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from sandbox.runtime.supervisor import ProcessSpec
+
+
+class ProcessHandle:
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def signal_group(self, signum: int) -> None:
+        signal_group(self.pid, signum)
+
+
+class NotStarted:
+    """A command that could not even be executed (not found, not executable): it "exited" 127,
+    as a shell says, and the reason is in its log."""
+
+    pid = -1
+
+    def poll(self) -> int | None:
+        return 127
+
+    def signal_group(self, signum: int) -> None:
+        return None
+
+
+def signal_group(pgid: int, signum: int) -> bool:
+    """Signal a process group; False when it no longer exists."""
+    if pgid <= 1:  # 0 and -1 would mean our own group or every process
+        return False
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+class SubprocessLauncher:
+    def start(self, spec: ProcessSpec, note: str | None = None) -> ProcessHandle | NotStarted:
+        log = Path(spec.log_file)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            if note:
+                out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {note}\n".encode())
+                out.flush()
+            try:
+                popen = subprocess.Popen(
+                    list(spec.argv),
+                    env=spec.env,
+                    cwd=spec.cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                out.write(f"[sandbox] cannot run {spec.argv[0]!r} (in {spec.cwd}): {exc.strerror}\n".encode())
+                return NotStarted()
+        return ProcessHandle(popen)
