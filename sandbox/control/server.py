@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import signal
 import time
@@ -24,12 +25,15 @@ from prometheus_client.registry import Collector
 
 from sandbox.control.ca import DEFAULT_WORKLOAD_TTL, MeshCA, WorkloadCertificate
 from sandbox.control.compile import EndpointResolver, UnknownProxy, compile, default_endpoints
+from sandbox.control.compile_clusters import endpoints_from_mapping
 from sandbox.control.debounce import DEFAULT_MAX_DELAY, DEFAULT_QUIET
 from sandbox.control.push import ProxyStatus, PushServer, SyncState
 from sandbox.control.store import ConfigStore, FileState, FileStatus
 from sandbox.control.tokens import ProxyIdentity, TokenAuthority
 from sandbox.control.watcher import ConfigWatcher, WatchUpdate
-from sandbox.mesh.topology import parse_compose
+from sandbox.mesh.diagnostics import Diagnostic, Severity
+from sandbox.mesh.topology import Workload, parse_compose
+from sandbox.runtime.project import node_name
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +52,18 @@ class ControlPlaneSettings:
     cert_ttl: dt.timedelta = DEFAULT_WORKLOAD_TTL
     quiet: float = DEFAULT_QUIET
     max_delay: float = DEFAULT_MAX_DELAY
+    endpoints_file: Path | None = None  # {"<workload>": ["host:port", ...]}, re-read when it changes
+    endpoint_port: int | None = None  # every endpoint is <node>:N (Compose: each replica's sidecar inbound)
 
 
 class ControlPlane:
-    def __init__(self, settings: ControlPlaneSettings, endpoints: EndpointResolver = default_endpoints) -> None:
+    def __init__(self, settings: ControlPlaneSettings, endpoints: EndpointResolver | None = None) -> None:
         self.settings = settings
+        if endpoints is None:
+            endpoints = node_endpoints(settings.endpoint_port) if settings.endpoint_port else default_endpoints
         self._endpoints = endpoints
+        self.endpoints_status: FileStatus | None = None
+        self._endpoints_generation = 0
         self.store = ConfigStore()
         self.tokens = TokenAuthority.load_or_create(settings.state_dir)
         self.ca = MeshCA.load_or_create(settings.state_dir)
@@ -83,9 +93,10 @@ class ControlPlane:
             self.on_update,
             quiet=settings.quiet,
             max_delay=settings.max_delay,
+            endpoints_file=settings.endpoints_file,
         )
         self._cache: dict[str, tuple[str, dict[str, Any]] | None] = {}
-        self._cache_generation = -1
+        self._cache_generation: tuple[int, int] = (-1, -1)
         self._runner: web.AppRunner | None = None
 
     # -- wiring ----------------------------------------------------------------------------------
@@ -132,6 +143,8 @@ class ControlPlane:
             self.ca.trust_domain = self.store.topology.settings.trust_domain_or_default
         if update.istio:
             changed |= self.store.apply(update.istio, now)
+        if update.endpoints is not None and self.settings.endpoints_file is not None:
+            changed |= self._set_endpoints(update.endpoints, now)
         after = {**self.store.statuses, "<compose>": self.store.topology_status}
         _report(before, after)
         if changed:
@@ -141,6 +154,22 @@ class ControlPlane:
             }
             if self._waiting and self._waiting_since is None:
                 self._waiting_since = update.first_seen
+
+    def _set_endpoints(self, text: bytes, now: float) -> bool:
+        """A new endpoints file: a bad one is reported and the last good addresses stay."""
+        name = str(self.settings.endpoints_file)
+        try:
+            mapping = parse_endpoints(text)
+        except ValueError as exc:
+            diagnostic = Diagnostic("SBX400", Severity.ERROR, str(exc), name, 1, 1)
+            last = self.endpoints_status.last_good if self.endpoints_status else None
+            self.endpoints_status = FileStatus(name, FileState.REJECTED, (diagnostic,), last, now)
+            log.error("%s rejected: %s; keeping the last good endpoints", name, exc)
+            return False
+        self.endpoints_status = FileStatus(name, FileState.OK, (), now, now)
+        self._endpoints = endpoints_from_mapping(mapping)
+        self._endpoints_generation += 1
+        return True
 
     # -- the push server's callbacks --------------------------------------------------------------
     def _on_ack(self, status: ProxyStatus) -> None:
@@ -154,9 +183,10 @@ class ControlPlane:
 
     def _snapshot_for(self, identity: ProxyIdentity, node: str) -> tuple[str, dict[str, Any]] | None:
         """Compiled once per config generation and workload, shared by its replicas."""
-        if self._cache_generation != self.store.generation:
+        generation = (self.store.generation, self._endpoints_generation)
+        if self._cache_generation != generation:
             self._cache.clear()
-            self._cache_generation = self.store.generation
+            self._cache_generation = generation
         if identity.workload not in self._cache:
             try:
                 snapshot = compile(self.store.state, identity.workload, self._endpoints)
@@ -226,6 +256,37 @@ class _PushCollector(Collector):
             GaugeMetricFamily("sandbox_config_generation", "Config store generation", value=store.generation),
             files,
         ]
+
+
+def parse_endpoints(text: str | bytes) -> dict[tuple[str, int], str]:
+    """`{"reviews-v1": ["127.0.0.1:20001", ...]}` -> {(workload, replica): address}; ValueError says what is wrong."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError('expected an object like {"<workload>": ["host:port", ...]}')
+    mapping: dict[tuple[str, int], str] = {}
+    for workload, addresses in data.items():
+        if isinstance(addresses, str):
+            addresses = [addresses]
+        if not isinstance(addresses, list):
+            raise ValueError(f"{workload}: expected a list of host:port, one per replica")
+        for replica, address in enumerate(addresses):
+            host, sep, port = str(address).rpartition(":") if isinstance(address, str) else ("", "", "")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{workload}[{replica}]: expected host:port, got {address!r}")
+            mapping[(workload, replica)] = address
+    return mapping
+
+
+def node_endpoints(port: int) -> EndpointResolver:
+    """Every replica at `<node>:port`: Compose reaches each replica's sidecar by its service name."""
+
+    def resolve(workload: Workload, replica: int, _service_port: int) -> str:
+        return f"{node_name(workload.name, replica, workload.replicas)}:{port}"
+
+    return resolve
 
 
 def _status_json(status: FileStatus) -> dict[str, Any]:

@@ -48,14 +48,16 @@ def is_config_file(name: str) -> bool:
 
 @dataclass(frozen=True)
 class WatchUpdate:
-    """What changed since the last update: Istio files by path (None: deleted) and the compose text."""
+    """What changed since the last update: Istio files by path (None: deleted), the compose text
+    and the endpoints file's text."""
 
     istio: dict[str, bytes | None] = field(default_factory=dict)
     compose: bytes | None = None  # None: unchanged (or missing: the last good topology stays)
     first_seen: float = 0.0  # monotonic time of the first event of the burst
+    endpoints: bytes | None = None  # None: unchanged (or missing: the last good addresses stay)
 
     def __bool__(self) -> bool:
-        return bool(self.istio) or self.compose is not None
+        return bool(self.istio) or self.compose is not None or self.endpoints is not None
 
 
 def read_config_dir(root: Path, exclude: frozenset[Path] = frozenset()) -> dict[str, bytes]:
@@ -87,14 +89,30 @@ def read_config_dir(root: Path, exclude: frozenset[Path] = frozenset()) -> dict[
 class ConfigScanner:
     """The pure-ish half: rescans and diffs by content hash (no watchdog, no event loop)."""
 
-    def __init__(self, istio_dir: str | Path, compose_file: str | Path | None = None) -> None:
+    def __init__(
+        self, istio_dir: str | Path, compose_file: str | Path | None = None, endpoints_file: str | Path | None = None
+    ) -> None:
         self.istio_dir = Path(istio_dir)
         self.compose_file = Path(compose_file) if compose_file else None
+        self.endpoints_file = Path(endpoints_file) if endpoints_file else None
         self._hashes: dict[str, str] = {}
-        self._compose_hash = ""
+        self._single: dict[Path, str] = {}  # the compose and endpoints files' hashes
+
+    def _read_if_changed(self, path: Path | None) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        digest = hashlib.sha256(data).hexdigest()
+        if self._single.get(path) == digest:
+            return None
+        self._single[path] = digest
+        return data
 
     def scan(self, first_seen: float = 0.0) -> WatchUpdate:
-        exclude = frozenset({self.compose_file}) if self.compose_file else frozenset()
+        exclude = frozenset(p for p in (self.compose_file, self.endpoints_file) if p is not None)
         current = read_config_dir(self.istio_dir, exclude)
         changes: dict[str, bytes | None] = {}
         hashes = {name: hashlib.sha256(data).hexdigest() for name, data in current.items()}
@@ -104,14 +122,8 @@ class ConfigScanner:
         for name in self._hashes.keys() - hashes.keys():
             changes[name] = None
         self._hashes = hashes
-        compose = None
-        if self.compose_file is not None:
-            with contextlib.suppress(OSError):
-                data = self.compose_file.read_bytes()
-                digest = hashlib.sha256(data).hexdigest()
-                if digest != self._compose_hash:
-                    self._compose_hash, compose = digest, data
-        return WatchUpdate(changes, compose, first_seen)
+        compose = self._read_if_changed(self.compose_file)
+        return WatchUpdate(changes, compose, first_seen, self._read_if_changed(self.endpoints_file))
 
 
 class _Handler(FileSystemEventHandler):
@@ -151,8 +163,9 @@ class ConfigWatcher:
         *,
         quiet: float = DEFAULT_QUIET,
         max_delay: float = DEFAULT_MAX_DELAY,
+        endpoints_file: str | Path | None = None,
     ) -> None:
-        self.scanner = ConfigScanner(istio_dir, compose_file)
+        self.scanner = ConfigScanner(istio_dir, compose_file, endpoints_file)
         self._on_update = on_update
         self._debouncer: Debouncer[str] = Debouncer(quiet, max_delay)
         self._driver: DebounceDriver[str] | None = None
@@ -175,10 +188,10 @@ class ConfigWatcher:
         # The directory itself may be replaced (rm -rf + copy, or a rename swap): watch its name too.
         parent = _Handler(self._from_thread, istio.name, REPLACED)
         observer.schedule(parent, str(istio.resolve().parent), recursive=False)
-        compose = self.scanner.compose_file
-        if compose is not None:
-            only = _Handler(self._from_thread, compose.name)
-            observer.schedule(only, str(compose.parent.resolve()), recursive=False)
+        for single in (self.scanner.compose_file, self.scanner.endpoints_file):
+            if single is not None:
+                only = _Handler(self._from_thread, single.name)
+                observer.schedule(only, str(single.parent.resolve()), recursive=False)
         observer.daemon = True
         observer.start()
         self._observer = observer

@@ -1,7 +1,8 @@
 """The sidecar's admin (15000), Prometheus (15020) and readiness (15021) endpoints, in aiohttp.
 
 What `istioctl proxy-config`, Prometheus and probes expect of Envoy and the Istio agent:
-- 15000 `/config_dump`: the snapshot as JSON; `/clusters`: per host health (healthy or
+- 15000 `/config_dump`: the snapshot as JSON; `/certs`: the workload certificate (serial,
+  SPIFFE ID, validity; never the key) when the source has one (`certificate`); `/clusters`: per host health (healthy or
   failed_outlier_check), ejections, active requests, request counts, plus each cluster's
   circuit-breaker limits, gauges and overflow counters; Envoy's `name::host::stat::value` text, or
   `?format=json`; `/stats`: plain `name: value` counters (`?filter=<regex>`, `?format=json`);
@@ -171,6 +172,19 @@ def stats(source: AdminSource) -> list[tuple[str, int]]:
 # --------------------------------------------------------------------------- handlers
 
 
+def certs_json(bundle: Any) -> dict[str, Any]:
+    """Envoy's /certs shape for the workload certificate (the SDS secret): no key material."""
+    if bundle is None:
+        return {"certificates": []}
+    chain = {
+        "serial_number": bundle.serial,
+        "subject_alt_names": [{"uri": bundle.spiffe_id}],
+        "valid_from": bundle.not_before,
+        "expiration_time": bundle.not_after,
+    }
+    return {"certificates": [{"name": "default", "cert_chain": [chain], "ca_cert": [{"name": "ROOTCA"}]}]}
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(text=json.dumps(data, indent=2, sort_keys=True), status=status, content_type="application/json")
 
@@ -200,6 +214,9 @@ def admin_app(source: AdminSource) -> web.Application:
             return _json({"stats": [{"name": k, "value": v} for k, v in values]})
         return web.Response(text="".join(f"{k}: {v}\n" for k, v in values))
 
+    async def certs(request: web.Request) -> web.Response:
+        return _json(certs_json(getattr(source, "certificate", None)))
+
     async def ready(request: web.Request) -> web.Response:
         loaded = source.snapshot is not None
         return web.Response(text="LIVE\n" if loaded else "PRE_INITIALIZING\n", status=200 if loaded else 503)
@@ -207,6 +224,7 @@ def admin_app(source: AdminSource) -> web.Application:
     async def index(request: web.Request) -> web.Response:
         return web.Response(
             text="/clusters  upstream clusters, hosts, breakers (?format=json)\n"
+            "/certs  the workload certificate (no key)\n"
             "/config_dump  the current snapshot\n/ready  readiness\n/stats  counters (?filter=, ?format=json)\n"
         )
 
@@ -214,6 +232,7 @@ def admin_app(source: AdminSource) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/config_dump", config_dump)
     app.router.add_get("/clusters", clusters)
+    app.router.add_get("/certs", certs)
     app.router.add_get("/stats", stats_handler)
     app.router.add_get("/ready", ready)
     return app

@@ -1,8 +1,12 @@
-"""The `sandbox proxy` process: one sidecar from a snapshot file, until SIGTERM/SIGINT.
+"""The `sandbox proxy` process: one sidecar (or the ingress gateway), until SIGTERM/SIGINT.
 
 `Sidecar` assembles the pieces (clusters, pools, telemetry, the outbound and inbound listeners,
-the admin endpoints) around one ProxySnapshot and can take a new one at any time (`update`);
-tests and the benchmark run it in-process, `run` runs it as a process on uvloop when available.
+the admin endpoints) around one ProxySnapshot and can take a new one at any time (`update`, or
+`apply`, which also opens and closes a gateway's listeners); tests and the benchmark run it
+in-process. A router snapshot (the ingress gateway) gets one listener per Gateway server port
+instead of 15001/15006, bound at the port Istio's ingressgateway Service maps it to (80->8080,
+443->8443, others as they are; `ProxyOptions.port_map`). `run` runs a sidecar as a process on
+uvloop, from a snapshot file and/or subscribed to the control plane (sandbox/proxy/agent.py).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
+import logging
 import os
 import random
 import signal
@@ -18,7 +22,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.control.snapshot import NO_RETRY, PASSTHROUGH_CLUSTER, Cluster, Endpoint, InboundListener, ProxySnapshot
 from sandbox.mesh.names import DOMAIN_SUFFIX
@@ -32,6 +36,13 @@ from sandbox.proxy.routing import route
 from sandbox.proxy.server import Listener, ListenerSettings
 from sandbox.proxy.telemetry import Telemetry
 from sandbox.proxy.upstream import Upstreams
+
+if TYPE_CHECKING:
+    from sandbox.proxy.agent import ProxyAgent
+
+
+# istio-ingressgateway's Service: port 80 -> targetPort 8080, 443 -> 8443 (the gateway runs unprivileged)
+DEFAULT_PORT_MAP = ((80, 8080), (443, 8443))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +61,13 @@ class ProxyOptions:
     access_log: str | None = "-"  # "-" stdout, a file path, or None for off
     transparent: bool = True  # read SO_ORIGINAL_DST on the outbound listener
     seed: int | None = None
+    zipkin_url: str | None = None  # Zipkin v2 spans endpoint, e.g. http://jaeger:9411/api/v2/spans
+    app_address: str | None = None  # overrides every inbound listener's app address (local runtime)
+    port_map: tuple[tuple[int, int], ...] = DEFAULT_PORT_MAP  # gateway: Gateway server port -> bind port
+
+    def bind_port(self, gateway_port: int) -> int:
+        """Where a gateway listens for a Gateway server port (Istio's Service port -> targetPort)."""
+        return dict(self.port_map).get(gateway_port, gateway_port)
 
 
 class Sidecar:
@@ -65,9 +83,15 @@ class Sidecar:
         self.options = options = options or ProxyOptions()
         self.loop = loop or asyncio.get_running_loop()
         self.rng = random.Random(options.seed)
-        self.snapshot = snapshot
+        self.snapshot = snapshot = self._localise(snapshot)
         if telemetry is None:
-            telemetry = Telemetry(snapshot.identity, access_log=_access_log(options.access_log), rng=self.rng)
+            telemetry = Telemetry(
+                snapshot.identity,
+                access_log=_access_log(options.access_log),
+                rng=self.rng,
+                zipkin_url=options.zipkin_url,
+                trust_domain=snapshot.mesh.trust_domain,
+            )
         self.telemetry = telemetry
         self.clusters = ClusterManager(clock=self.loop.time, rng=self.rng)
         self.upstreams = Upstreams(self.loop)
@@ -87,15 +111,32 @@ class Sidecar:
             outbound, self.route_outbound, dataclasses.replace(settings, original_dst=options.transparent)
         )
         self.inbound = Listener(inbound, self.route_inbound, settings)
+        self._outbound_ctx, self._settings = outbound, settings
+        self.gateway_listeners: dict[int, Listener] = {}  # Gateway server port -> its listener
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._admin: AdminServers | None = None
+        self._started = False
+
+    @property
+    def router(self) -> bool:
+        """The ingress gateway: Gateway server listeners instead of the sidecar's 15001/15006."""
+        return self.snapshot.identity.kind == "router"
 
     # ------------------------------------------------------------------ configuration
 
+    def _localise(self, snapshot: ProxySnapshot) -> ProxySnapshot:
+        """This runtime's spelling of the app's address (the version stays the pushed one)."""
+        address = self.options.app_address
+        if address is None or all(il.app_address == address for il in snapshot.inbound):
+            return snapshot
+        inbound = tuple(dataclasses.replace(il, app_address=address) for il in snapshot.inbound)
+        return dataclasses.replace(snapshot, inbound=inbound)
+
     def update(self, snapshot: ProxySnapshot) -> None:
-        """Take a new snapshot: routes at once, clusters keep their hosts' state and warm pools."""
-        self.snapshot = snapshot
+        """Take a new snapshot: routes at once, clusters keep their hosts' state and warm pools.
+        A gateway's listeners follow in `apply` (opening a socket is asynchronous)."""
+        self.snapshot = snapshot = self._localise(snapshot)
         inbound_clusters = tuple(self._inbound_cluster(il) for il in snapshot.inbound)
         self.clusters.update(dataclasses.replace(snapshot, clusters=snapshot.clusters + inbound_clusters))
         self._inbound = {il.port: (il, self._inbound_decision(il)) for il in snapshot.inbound}
@@ -156,16 +197,64 @@ class Sidecar:
         service = host if "." in host else f"{host}.{self.snapshot.identity.namespace}.{DOMAIN_SUFFIX}"
         return dataclasses.replace(decision, service=service, operation=f"{service}:{il.port}/*")
 
+    def route_gateway(self, port: int) -> Callable[[RequestHead], RouteDecision]:
+        """A gateway listener routes with its Gateway server port's table, whatever port it binds
+        and whatever port the Host header names (Envoy picks the route config by listener)."""
+
+        def route_at(head: RequestHead) -> RouteDecision:
+            if head.port != port:
+                head = dataclasses.replace(head, port=port)
+            return route(head, self.snapshot, self.rng)
+
+        return route_at
+
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
+    async def apply(self, snapshot: ProxySnapshot) -> None:
+        """`update`, plus a gateway's listeners: new Gateway server ports open first (a port that
+        cannot be bound raises OSError and nothing changes), gone ones close after."""
+        if self._started:
+            await self._open_gateway_listeners(snapshot)
+        self.update(snapshot)
+        if self._started:
+            wanted = _gateway_ports(snapshot)
+            for port in sorted(self.gateway_listeners.keys() - wanted):
+                await self.gateway_listeners.pop(port).close()
+                self.ports.pop(f"gateway.{port}", None)
+
+    async def _open_gateway_listeners(self, snapshot: ProxySnapshot) -> None:
+        opened: list[int] = []
+        bind = self.options.bind
+        for port in sorted(_gateway_ports(snapshot) - self.gateway_listeners.keys()):
+            listener = Listener(self._outbound_ctx, self.route_gateway(port), self._settings)
+            try:
+                bound = await listener.start(bind, self.options.bind_port(port))
+            except OSError as exc:
+                for done in opened:
+                    await self.gateway_listeners.pop(done).close()
+                    self.ports.pop(f"gateway.{done}", None)
+                at = f"{bind}:{self.options.bind_port(port)}"
+                raise OSError(
+                    exc.errno, f"cannot listen on {at} (Gateway port {port}): {exc.strerror or exc}"
+                ) from None
+            self.gateway_listeners[port] = listener
+            self.ports[f"gateway.{port}"] = bound
+            opened.append(port)
+
+    async def start(self, admin: bool = True) -> None:
+        """Listen. `admin=False` when someone else (the agent) already serves the admin ports."""
         opts = self.options
-        if opts.outbound_port is not None:
-            self.ports["outbound"] = await self.outbound.start(opts.bind, opts.outbound_port)
-        if opts.inbound_port is not None:
-            self.ports["inbound"] = await self.inbound.start(opts.bind, opts.inbound_port)
+        if self.router:
+            await self._open_gateway_listeners(self.snapshot)
+        else:
+            if opts.outbound_port is not None:
+                self.ports["outbound"] = await self.outbound.start(opts.bind, opts.outbound_port)
+            if opts.inbound_port is not None:
+                self.ports["inbound"] = await self.inbound.start(opts.bind, opts.inbound_port)
+        self._started = True
         self._tasks.append(self.loop.create_task(self.telemetry.run()))
-        await self._start_admin()
+        if admin:
+            await self._start_admin()
 
     async def _start_admin(self) -> None:
         """Admin (15000), Prometheus (15020) and readiness (15021); None ports stay off."""
@@ -174,6 +263,10 @@ class Sidecar:
     async def stop(self) -> None:
         await self.outbound.close()
         await self.inbound.close()
+        for listener in self.gateway_listeners.values():
+            await listener.close()
+        self.gateway_listeners.clear()
+        self._started = False
         if self._admin is not None:
             await self._admin.close()
             self._admin = None
@@ -186,6 +279,11 @@ class Sidecar:
         self.upstreams.close()
         if self.telemetry.access_log is not None:
             self.telemetry.access_log.flush()
+
+
+def _gateway_ports(snapshot: ProxySnapshot) -> set[int]:
+    """A router listens on each Gateway server port it has a route configuration for."""
+    return {rc.port for rc in snapshot.route_configs} if snapshot.identity.kind == "router" else set()
 
 
 def _access_log(target: str | None) -> AccessLog | None:
@@ -224,46 +322,82 @@ def install_uvloop() -> bool:
     return True
 
 
-async def serve(snapshot: ProxySnapshot, options: ProxyOptions, ready: Callable[[Sidecar], None] | None = None) -> None:
-    """Run one sidecar until SIGTERM or SIGINT, then close listeners and flush telemetry."""
+@dataclass(frozen=True)
+class Subscribe:
+    """Where the sidecar gets its config (`--control-plane`) and who it says it is."""
+
+    control_plane: str
+    node: str
+    workload: str
+    namespace: str
+    service_account: str
+    token: str = dataclasses.field(repr=False)
+
+
+async def serve(
+    options: ProxyOptions,
+    snapshot: ProxySnapshot | None = None,
+    subscribe: Subscribe | None = None,
+    ready: Callable[[ProxyAgent], None] | None = None,
+) -> int:
+    """Run one sidecar until SIGTERM or SIGINT, then close listeners and flush telemetry.
+    0 after a clean shutdown, 2 when its first listeners cannot be bound."""
+    from sandbox.proxy.agent import ProxyAgent
+    from sandbox.proxy.subscription import Identity
+
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    identity = None
+    if subscribe is not None:
+        s = subscribe
+        identity = Identity(s.node, s.workload, s.namespace, s.service_account, s.token)
+
+    agent = ProxyAgent(
+        options,
+        snapshot=snapshot,
+        control_plane=subscribe.control_plane if subscribe else None,
+        identity=identity,
+        on_ready=ready,
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    sidecar = Sidecar(snapshot, options)
-    await sidecar.start()
-    # Everything built so far lives as long as the process: keep it out of the cyclic GC's full
-    # collections, which otherwise rescan it every few thousand requests (measured: ~12 us/request).
-    gc.collect()
-    gc.freeze()
-    if ready is not None:
-        ready(sidecar)
+        loop.add_signal_handler(sig, agent.done.set)
     try:
-        await stop.wait()
+        try:
+            await agent.start()
+        except OSError as exc:
+            agent.failed = exc
+        if agent.failed is None:
+            await agent.done.wait()
     finally:
-        await sidecar.stop()
-
-
-def run(snapshot_path: Path, options: ProxyOptions) -> int:
-    """The `sandbox proxy` command: 0 after a clean shutdown, 2 for an unusable snapshot or port."""
-    try:
-        snapshot = load_snapshot(snapshot_path)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    uvloop = install_uvloop()
-
-    def ready(sidecar: Sidecar) -> None:
-        ports = " ".join(f"{name}={port}" for name, port in sidecar.ports.items())
-        loop_name = "uvloop" if uvloop else "asyncio"
-        print(
-            f"sandbox proxy {snapshot.identity.workload} ready: {ports} ({loop_name}, pid {os.getpid()})",
-            file=sys.stderr,
-        )
-
-    try:
-        asyncio.run(serve(snapshot, options, ready))
-    except OSError as exc:
-        print(f"error: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+        await agent.stop()
+    if agent.failed is not None:
+        print(f"error: {agent.failed.strerror or agent.failed}", file=sys.stderr)
         return 2
     return 0
+
+
+def run(options: ProxyOptions, snapshot_path: Path | None = None, subscribe: Subscribe | None = None) -> int:
+    """The `sandbox proxy` command: 0 after a clean shutdown, 2 for an unusable snapshot or port."""
+    snapshot = None
+    if snapshot_path is not None:
+        try:
+            snapshot = load_snapshot(snapshot_path)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    uvloop = install_uvloop()
+
+    def ready(agent: ProxyAgent) -> None:
+        snapshot = agent.snapshot
+        assert snapshot is not None
+        ports = " ".join(f"{name}={port}" for name, port in agent.ports.items())
+        loop_name = "uvloop" if uvloop else "asyncio"
+        print(
+            f"sandbox proxy {snapshot.identity.workload} ready: {ports} version {snapshot.version} "
+            f"({loop_name}, pid {os.getpid()})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return asyncio.run(serve(options, snapshot, subscribe, ready))

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
 import random
 import ssl
 import tempfile
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 
 BACKOFF_BASE, BACKOFF_CAP = 0.1, 5.0
 HEARTBEAT = 5.0
+PUSH_PATH = "/v1/push"  # the control plane's endpoint (sandbox/control/push.py)
+REFUSED = (4400, 4401)  # close codes for a bad hello or a token that does not match (no point hurrying back)
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,10 @@ class CertificateBundle:
 
 
 class SnapshotSink(Protocol):
-    """What the proxy process implements. Raise from `on_snapshot` to reject (NACK) a snapshot."""
+    """What the proxy process implements. Raise from `on_snapshot` to reject (NACK) a snapshot; it
+    may be a coroutine (opening listeners is), and the ACK waits for it."""
 
-    def on_snapshot(self, payload: dict[str, Any]) -> None: ...
+    def on_snapshot(self, payload: dict[str, Any]) -> Awaitable[None] | None: ...
 
     def on_certificate(self, bundle: CertificateBundle) -> None: ...
 
@@ -177,20 +182,24 @@ class Subscription:
                     welcomed = self.connected = True
                     self.connects += 1
                 elif kind == "snapshot":
-                    await ws.send_json(self._apply_snapshot(data))
+                    await ws.send_json(await self._apply_snapshot(data))
                 elif kind == "certificate":
                     await ws.send_json(self._apply_certificate(data))
             await ws.close()
             self.last_error = f"closed by the control plane ({ws.close_code}): {reason}"
+            if ws.close_code in REFUSED:
+                log.error("the control plane refused this sidecar: %s", reason)
         return welcomed
 
-    def _apply_snapshot(self, data: dict[str, Any]) -> dict[str, Any]:
+    async def _apply_snapshot(self, data: dict[str, Any]) -> dict[str, Any]:
         nonce, version = data.get("nonce", ""), data.get("version", "")
         try:
             payload = data["snapshot"]
             if not isinstance(payload, dict):
                 raise ValueError("the snapshot is not a JSON object")
-            self._sink.on_snapshot(payload)
+            applied = self._sink.on_snapshot(payload)
+            if inspect.isawaitable(applied):
+                await applied
         except Exception as exc:  # any rejection becomes a NACK; the sink keeps its previous snapshot
             error = str(exc) or type(exc).__name__
             log.warning("rejected snapshot %s: %s", version, error)
