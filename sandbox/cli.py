@@ -127,63 +127,6 @@ def convert(
     raise typer.Exit(EXIT_FINDINGS if result.errors else EXIT_OK)
 
 
-@app.command()
-def proxy(
-    snapshot: Annotated[Path, typer.Option("--snapshot", help="ProxySnapshot JSON file to serve.")],
-    outbound_port: Annotated[int, typer.Option(help="Outbound listener (HTTP_PROXY and captured traffic).")] = 15001,
-    inbound_port: Annotated[int, typer.Option(help="Inbound listener (forwards to the app).")] = 15006,
-    admin_port: Annotated[int, typer.Option(help="Admin: /config_dump, /clusters, /stats.")] = 15000,
-    stats_port: Annotated[int, typer.Option(help="Prometheus: /stats/prometheus.")] = 15020,
-    ready_port: Annotated[int, typer.Option(help="Readiness: /healthz/ready.")] = 15021,
-    bind: Annotated[str, typer.Option(help="Address every listener binds.")] = "127.0.0.1",
-    access_log: Annotated[str, typer.Option(help="'-' for stdout, a file path, or 'off'.")] = "-",
-    header_timeout: Annotated[float, typer.Option(help="Seconds a client may take to send its headers.")] = 10.0,
-) -> None:
-    """Run one sidecar (the data plane) from a snapshot file until SIGTERM or SIGINT."""
-    from sandbox.proxy.process import ProxyOptions, run
-
-    options = ProxyOptions(
-        bind=bind,
-        outbound_port=outbound_port,
-        inbound_port=inbound_port,
-        admin_port=admin_port,
-        stats_port=stats_port,
-        ready_port=ready_port,
-        access_log=None if access_log == "off" else access_log,
-        header_timeout=header_timeout,
-    )
-    raise typer.Exit(run(snapshot, options))
-
-
-@app.command()
-def controlplane(
-    istio: Annotated[Path, typer.Option("--istio", help="Directory of Istio YAML to watch (recursively).")],
-    compose: Annotated[Path | None, typer.Option("--compose", "-c", help="Compose file with the workloads.")] = None,
-    port: Annotated[int, typer.Option(help="Push WebSocket, /metrics and /debug/syncz.")] = 15010,
-    bind: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    state_dir: Annotated[
-        Path | None, typer.Option(help="Mesh CA and token secret (default: .sandbox/state beside the compose file).")
-    ] = None,
-    cert_ttl: Annotated[str, typer.Option(help="Workload certificate lifetime, e.g. 24h or 2m.")] = "24h",
-) -> None:
-    """Watch the Istio YAML and the Compose file and push each sidecar its config and certificate."""
-    import datetime as dt
-
-    from sandbox.control.server import ControlPlaneSettings, run
-    from sandbox.mesh.schema import Duration
-
-    if not istio.is_dir():
-        raise _usage_error(f"no such directory: {istio}")
-    if compose is not None and not compose.is_file():
-        raise _usage_error(f"no such compose file: {compose}")
-    try:
-        ttl = Duration.parse(cert_ttl).seconds
-    except ValueError as exc:
-        raise _usage_error(f"--cert-ttl: {exc}") from None
-    state = state_dir or (compose.parent if compose else Path(".")) / ".sandbox" / "state"
-    run(ControlPlaneSettings(istio, compose, state, bind, port, dt.timedelta(seconds=ttl)))
-
-
 @app.command("proxy-config")
 def proxy_config(
     first: Annotated[str, typer.Argument(help="WORKLOAD, or a section followed by WORKLOAD (istioctl order).")],
@@ -226,6 +169,9 @@ def proxy_config(
 
 def _register_groups() -> None:
     """Commands that live in sandbox/commands/ (one line per module)."""
+    from sandbox.commands import components
+
+    components.register(app)
 
 
 _register_groups()
