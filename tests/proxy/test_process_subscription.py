@@ -1,0 +1,235 @@
+"""`sandbox proxy --control-plane URL`: a sidecar (and the ingress gateway) configured by push, on 127.0.0.1.
+
+The control plane runs in-process; the sidecar runs as a real process in the first test and
+in-process (ProxyAgent, the same code the process runs) in the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from dataplane_support import Received, Reply, Upstream, fetch, socket_test
+from test_server_process import free_ports
+from typer.testing import CliRunner
+
+from sandbox.cli import app
+from sandbox.control.server import ControlPlane, ControlPlaneSettings
+from sandbox.control.tokens import ProxyIdentity, TokenAuthority
+from sandbox.proxy.agent import ProxyAgent, push_url
+from sandbox.proxy.process import ProxyOptions
+from sandbox.proxy.subscription import Identity
+
+pytestmark = pytest.mark.timeout(90)
+
+COMPOSE = """services:
+  web-v1:
+    image: x
+    labels: {app: web, version: v1}
+    expose: ["9080"]
+  api-v1:
+    image: x
+    labels: {app: api, version: v1}
+    expose: ["9080"]
+"""
+GATEWAY = """apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: web-gateway}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: PORT, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web}
+spec:
+  hosts: ["*"]
+  gateways: [web-gateway]
+  http:
+  - route:
+    - destination: {host: web}
+"""
+
+
+def named(name: str) -> Callable[[Received], Awaitable[Reply]]:
+    async def handler(request: Received) -> Reply:
+        return Reply(body=name.encode())
+
+    return handler
+
+
+async def until(predicate: Callable[[], object], timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def status_of(http: aiohttp.ClientSession, url: str) -> int:
+    try:
+        async with http.get(url) as response:
+            return response.status
+    except aiohttp.ClientError:
+        return 0
+
+
+def project(tmp_path: Path, istio_text: str = "") -> tuple[Path, Path]:
+    istio = tmp_path / "istio"
+    istio.mkdir()
+    if istio_text:
+        (istio / "rules.yaml").write_text(istio_text)
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(COMPOSE)
+    return istio, compose
+
+
+@socket_test
+async def test_a_sidecar_process_is_ready_only_once_the_control_plane_configured_it(tmp_path: Path) -> None:
+    istio, compose = project(tmp_path)
+    endpoints = tmp_path / "endpoints.json"
+    state = tmp_path / "state"
+    token = TokenAuthority.load_or_create(state).issue(ProxyIdentity("web-v1", "default", "web"))
+    cp_port, outbound, inbound, admin, stats, ready = free_ports(6)
+    async with Upstream(named("api-a")) as api_a, Upstream(named("api-b")) as api_b, Upstream(named("app")) as app_:
+        endpoints.write_text(json.dumps({"api-v1": [api_a.address]}))
+        argv = [sys.executable, "-m", "sandbox", "proxy", "--control-plane", f"http://127.0.0.1:{cp_port}"]
+        argv += ["--workload", "web-v1", "--node", "web-v1-1", "--service-account", "web"]
+        argv += ["--outbound-port", str(outbound), "--inbound-port", str(inbound), "--admin-port", str(admin)]
+        argv += ["--stats-port", str(stats), "--ready-port", str(ready), "--app-address", app_.address]
+        argv += ["--access-log", "off"]
+        env = {**os.environ, "SANDBOX_TOKEN": token}
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        plane = None
+        try:
+            async with aiohttp.ClientSession() as http:
+                probe = f"http://127.0.0.1:{ready}/healthz/ready"
+                deadline = asyncio.get_running_loop().time() + 20
+                while (code := await status_of(http, probe)) == 0:  # not listening yet
+                    assert proc.poll() is None and asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.05)
+                assert code == 503  # no control plane yet: not ready
+                settings = ControlPlaneSettings(istio, compose, state, port=cp_port, endpoints_file=endpoints)
+                plane = ControlPlane(settings)
+                await plane.start()
+                while await status_of(http, probe) != 200:
+                    assert proc.poll() is None and asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.05)
+                response = await fetch(outbound, "http://api:9080/x", host="api:9080")
+                assert (response.status, response.body) == (200, b"api-a")
+                response = await fetch(inbound, "/", host="web:9080")  # --app-address wins over the snapshot's
+                assert (response.status, response.body) == (200, b"app")
+
+                endpoints.write_text(json.dumps({"api-v1": [api_b.address]}))  # re-read on change
+                for _ in range(300):
+                    response = await fetch(outbound, "http://api:9080/x", host="api:9080")
+                    if response.body == b"api-b":
+                        break
+                    await asyncio.sleep(0.02)
+                assert response.body == b"api-b"
+
+                async with http.get(f"http://127.0.0.1:{admin}/certs") as r:
+                    certs = await r.json()
+                    raw = json.dumps(certs)
+                chain = certs["certificates"][0]["cert_chain"][0]
+                assert chain["subject_alt_names"] == [{"uri": "spiffe://cluster.local/ns/default/sa/web"}]
+                assert chain["serial_number"] and chain["expiration_time"] and "PRIVATE" not in raw
+                assert [p["proxy"] for p in plane.push.sync_status()] == ["web-v1-1"]
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if plane is not None:
+                await plane.stop()
+    assert proc.stderr is not None
+    assert "Traceback" not in proc.stderr.read().decode()
+
+
+@socket_test
+async def test_the_gateway_listens_on_each_gateway_port_and_follows_changes(tmp_path: Path) -> None:
+    istio, compose = project(tmp_path, GATEWAY.replace("PORT", "80"))
+    async with Upstream(named("web")) as web:
+        plane = ControlPlane(
+            ControlPlaneSettings(istio, compose, tmp_path / "state", port=0),
+            endpoints=lambda w, replica, port: web.address,
+        )
+        port = await plane.start()
+        me = ProxyIdentity("istio-ingressgateway", "istio-system", "istio-ingressgateway-service-account")
+        options = ProxyOptions(admin_port=0, stats_port=0, ready_port=0, access_log=None, port_map=((80, 0), (8081, 0)))
+        ident = Identity("gw", me.workload, me.namespace, me.service_account, plane.tokens.issue(me))
+        agent = ProxyAgent(options, control_plane=f"http://127.0.0.1:{port}", identity=ident)
+        await agent.start()
+        try:
+            await until(lambda: "gateway.80" in agent.ports)
+            assert "outbound" not in agent.ports and "inbound" not in agent.ports  # a router has no 15001/15006
+            first = agent.ports["gateway.80"]
+            response = await fetch(first, "/", host="anything.example.com")
+            assert (response.status, response.body) == (200, b"web")
+
+            rules = istio / "rules.yaml"
+            tmp = rules.with_name(".rules.tmp")
+            tmp.write_text(GATEWAY.replace("PORT", "8081"))
+            os.replace(tmp, rules)
+            await until(lambda: "gateway.8081" in agent.ports and "gateway.80" not in agent.ports)
+            response = await fetch(agent.ports["gateway.8081"], "/", host="localhost:8081")
+            assert (response.status, response.body) == (200, b"web")
+            with pytest.raises(OSError):
+                await fetch(first, "/")
+        finally:
+            await agent.stop()
+            await plane.stop()
+
+
+@socket_test
+async def test_a_sidecar_with_another_workloads_token_never_becomes_ready(tmp_path: Path) -> None:
+    istio, compose = project(tmp_path)
+    plane = ControlPlane(ControlPlaneSettings(istio, compose, tmp_path / "state", port=0))
+    port = await plane.start()
+    stolen = plane.tokens.issue(ProxyIdentity("api-v1", "default", "api"))
+    options = ProxyOptions(outbound_port=0, inbound_port=0, admin_port=0, stats_port=0, ready_port=0)
+    agent = ProxyAgent(
+        options, control_plane=f"127.0.0.1:{port}", identity=Identity("web-v1", "web-v1", "default", "web", stolen)
+    )
+    await agent.start()
+    try:
+        assert agent.subscription is not None
+        await until(lambda: "4401" in agent.subscription.last_error)  # type: ignore[union-attr]
+        async with aiohttp.ClientSession() as http:
+            assert await status_of(http, f"http://127.0.0.1:{agent.ports['ready']}/healthz/ready") == 503
+        assert agent.snapshot is None and agent.certificate is None and plane.push.stats.refused >= 1
+    finally:
+        await agent.stop()
+        await plane.stop()
+
+
+def test_push_url_adds_the_push_path_only_when_none_is_given() -> None:
+    assert push_url("http://127.0.0.1:15010") == "http://127.0.0.1:15010/v1/push"
+    assert push_url("istiod:15010") == "http://istiod:15010/v1/push"
+    assert push_url("ws://cp:1/custom") == "ws://cp:1/custom"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["proxy"], {}, "pass --snapshot FILE or --control-plane URL"),
+        (["proxy", "--control-plane", "http://x:1", "--workload", "w", "--service-account", "s"], {}, "SANDBOX_TOKEN"),
+        (["proxy", "--control-plane", "http://x:1"], {"SANDBOX_TOKEN": "t"}, "--workload and --service-account"),
+        (["proxy", "--snapshot", "s.json", "--port-map", "80:8080"], {}, "GWPORT=BINDPORT"),
+        (["proxy", "--snapshot", "s.json", "--app-address", "9080"], {}, "HOST:PORT"),
+    ],
+)
+def test_unusable_proxy_options_are_usage_errors(argv: list[str], env: dict[str, str], message: str) -> None:
+    result = CliRunner().invoke(app, argv, env={"SANDBOX_TOKEN": "", **env})
+    assert result.exit_code == 2, result.output
+    assert message in result.output
