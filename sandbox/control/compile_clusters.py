@@ -203,27 +203,26 @@ def _outlier(od: OutlierDetection | None) -> snap.OutlierDetectionPolicy | None:
     if od is None:  # Istio configures no outlier detection unless a DR asks for it
         return None
     d = snap.OutlierDetectionPolicy()
+    # Istio's applyOutlierDetection: the deprecated consecutiveErrors (> 0) means gateway failures only,
+    # with the 5xx detector not enforced; consecutive5xxErrors/consecutiveGatewayErrors, when set, win.
+    legacy = od.consecutive_errors or 0
+    five_xx = od.consecutive_5xx_errors
+    if five_xx is None:
+        five_xx = 0 if legacy > 0 else d.consecutive_5xx_errors
     gateway = od.consecutive_gateway_errors
-    if gateway is None and od.consecutive_errors:  # deprecated field, translated to gateway errors
-        gateway = od.consecutive_errors
+    if gateway is None:
+        gateway = legacy if legacy > 0 else d.consecutive_gateway_errors
     base = _seconds(od.base_ejection_time, d.base_ejection_time)
     return snap.OutlierDetectionPolicy(
-        consecutive_5xx_errors=(
-            od.consecutive_5xx_errors if od.consecutive_5xx_errors is not None else d.consecutive_5xx_errors
-        ),
-        consecutive_gateway_errors=gateway or 0,
-        consecutive_local_origin_failures=(
-            od.consecutive_local_origin_failures
-            if od.consecutive_local_origin_failures is not None
-            else d.consecutive_local_origin_failures
-        ),
+        consecutive_5xx_errors=five_xx,
+        consecutive_gateway_errors=gateway,
+        # Istio passes these two only when > 0; otherwise Envoy's defaults (5, 10%) apply
+        consecutive_local_origin_failures=(od.consecutive_local_origin_failures or d.consecutive_local_origin_failures),
         split_external_local_origin_errors=bool(od.split_external_local_origin_errors),
         interval=_seconds(od.interval, d.interval),
         base_ejection_time=base,
         max_ejection_time=max(snap.MAX_EJECTION_TIME, base),  # Envoy: 300s, or base if larger
-        max_ejection_percent=(
-            od.max_ejection_percent if od.max_ejection_percent is not None else d.max_ejection_percent
-        ),
+        max_ejection_percent=od.max_ejection_percent or d.max_ejection_percent,
         min_health_percent=od.min_health_percent or 0,
     )
 
