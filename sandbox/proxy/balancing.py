@@ -8,10 +8,11 @@
 - PASSTHROUGH: Envoy's ORIGINAL_DST cluster: the request's original destination, no host set.
 - consistentHash: a ring (ringHash, minimumRingSize default 1024; maglev is mapped to the same ring)
   keyed by a header, a cookie, the source IP or a query parameter. A request without a key gets a
-  random host, as in Envoy. Cookie keys: when the cookie is absent and `ttl` is set, Envoy generates
-  one from the client's address and sets it on the response; `RingHash.pick_with_cookie` returns
-  that `Set-Cookie` value (a hash of the client IP, `Max-Age`=ttl, `Path`, HttpOnly) for the data
-  path to add. Without `ttl` no cookie is made and the pick is random, as in Envoy.
+  random host, as in Envoy. Cookie keys: when the cookie is absent and `ttl` is set, Envoy's router
+  generates one from the downstream connection's addresses and sets it on the response;
+  `RingHash.pick_with_cookie` returns that `Set-Cookie` value (`name="<16 hex>"`, `Max-Age`=ttl
+  unless 0, `Path`, HttpOnly, as Envoy's makeSetCookieValue writes it) for the data path to add.
+  Without `ttl` no cookie is made and the pick is random, as in Envoy.
 
 Ejected hosts (`failed_outlier_check`) are skipped; `pick()` returns None when nothing is healthy and
 the data path answers 503 UH. With `minHealthPercent` > 0, a cluster whose healthy share falls below
@@ -223,8 +224,11 @@ class HashKey:
     set_cookie: str | None = None
 
 
-def hash_key(policy: ConsistentHash, request: RequestHead, source_ip: str) -> HashKey:
-    """The hash input of a request under Istio's consistentHash keys (None: no key, random pick)."""
+def hash_key(policy: ConsistentHash, request: RequestHead, source_ip: str, connection: str = "") -> HashKey:
+    """The hash input of a request under Istio's consistentHash keys (None: no key, random pick).
+
+    `connection` is the downstream connection's remote then local address (`ip:port` each), which
+    Envoy hashes for a generated cookie: one value per connection (the client's IP without it)."""
     if policy.http_header_name:
         return HashKey(request.headers.get(policy.http_header_name.lower()))
     if policy.http_cookie_name:
@@ -234,9 +238,10 @@ def hash_key(policy: ConsistentHash, request: RequestHead, source_ip: str) -> Ha
             return HashKey(value)
         if policy.http_cookie_ttl is None:
             return HashKey(None)
-        # Envoy generates the cookie from the client's address so the client keeps its host.
-        value = f"{hash64(source_ip):016x}"
-        attrs = [f"{name}={value}"]
+        # Envoy's router generates the cookie from the connection's addresses; the client sends it back
+        # and keeps its host (the generated value is this request's key too).
+        value = f"{hash64(connection or source_ip):016x}"
+        attrs = [f'{name}="{value}"']
         if policy.http_cookie_ttl > 0:
             attrs.append(f"Max-Age={int(policy.http_cookie_ttl)}")
         if policy.http_cookie_path:
@@ -295,9 +300,14 @@ class RingHash:
         i = bisect.bisect_left(self._hashes, h)
         return self._owners[i if i < len(self._owners) else 0]
 
-    def pick_with_cookie(self, request: RequestHead, source_ip: str = "") -> Pick | None:
+    @property
+    def makes_cookies(self) -> bool:
+        """True when a request without the hash cookie gets one generated (httpCookie with a ttl)."""
+        return self._policy.http_cookie_name is not None and self._policy.http_cookie_ttl is not None
+
+    def pick_with_cookie(self, request: RequestHead, source_ip: str = "", connection: str = "") -> Pick | None:
         """Like pick(), with the Set-Cookie value when a hash cookie had to be generated."""
-        key = hash_key(self._policy, request, source_ip)
+        key = hash_key(self._policy, request, source_ip, connection)
         host = self.pick_hash(key.value)
         return None if host is None else Pick(host, key.set_cookie)
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from sandbox.control.snapshot import Cluster, ProxySnapshot
-from sandbox.proxy.balancing import AnyBalancer, Host, HostSet, Passthrough, make_balancer
+from sandbox.proxy.balancing import AnyBalancer, Host, HostSet, Passthrough, Pick, RingHash, make_balancer
 from sandbox.proxy.circuitbreaker import CircuitBreaker, Thresholds
 from sandbox.proxy.decision import RequestHead
 from sandbox.proxy.outlier import OutlierDetector
@@ -25,7 +25,17 @@ Clock = Callable[[], float]
 
 
 class ClusterState:
-    __slots__ = ("balancer", "breaker", "clock", "config", "hosts", "name", "outlier", "upstream_rq_total")
+    __slots__ = (
+        "balancer",
+        "breaker",
+        "clock",
+        "config",
+        "hosts",
+        "makes_cookies",
+        "name",
+        "outlier",
+        "upstream_rq_total",
+    )
     hosts: HostSet
     breaker: CircuitBreaker
     upstream_rq_total: int
@@ -51,6 +61,8 @@ class ClusterState:
         self.hosts = HostSet(hosts)
         policy = config.traffic_policy
         self.balancer: AnyBalancer = make_balancer(policy.load_balancer, self.hosts, rng)
+        # consistentHash on a cookie with a ttl: a request without the cookie gets one (pick_with_cookie)
+        self.makes_cookies = isinstance(self.balancer, RingHash) and self.balancer.makes_cookies
         limits = Thresholds.from_pool(policy.connection_pool)
         if previous is not None:
             self.breaker = previous.breaker
@@ -77,6 +89,15 @@ class ClusterState:
         if outlier is not None and self.clock() >= outlier.next_sweep:
             outlier.sweep(self.clock())
         return self.balancer.pick(request, source_ip)
+
+    def pick_with_cookie(self, request: RequestHead, source_ip: str, connection: str) -> Pick | None:
+        """pick() for a cluster that `makes_cookies`: the host, and the Set-Cookie to answer with (if any)."""
+        outlier = self.outlier
+        if outlier is not None and self.clock() >= outlier.next_sweep:
+            outlier.sweep(self.clock())
+        balancer = self.balancer
+        assert isinstance(balancer, RingHash)
+        return balancer.pick_with_cookie(request, source_ip, connection)
 
     def start(self, host: Host) -> None:
         """A request was sent to `host` (least-request balancing reads this count)."""

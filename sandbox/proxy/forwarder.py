@@ -63,6 +63,7 @@ class Exchange:
     endpoint: Endpoint | None = None
     trace: TraceContext | None = None
     peer_header: str | None = None
+    set_cookie: str | None = None  # a generated consistent-hash cookie for the response
     pool: EndpointPool | None = None  # the pool we wait in for a connection
     conn: UpstreamConnection | None = None
     up_head = b""
@@ -241,6 +242,12 @@ class Exchange:
             host = balancer.pick_original(*self._original())
         elif cluster.name == PASSTHROUGH_CLUSTER:
             host = self.ctx.passthrough.pick_original(*self._original())
+        elif cluster.makes_cookies:
+            down = self.down
+            pick = cluster.pick_with_cookie(self.head, down.peer_ip, down.remote_address + down.local_address)
+            host = pick.host if pick is not None else None
+            if pick is not None and pick.set_cookie and self.set_cookie is None:
+                self.set_cookie = pick.set_cookie  # once, even if a retry picks again
         else:
             host = cluster.pick(self.head, self.down.peer_ip)
         if host is None:
@@ -334,6 +341,8 @@ class Exchange:
                 extra += b"transfer-encoding: chunked\r\n"
         if self.resp_close:
             extra += b"connection: close\r\n"
+        if self.set_cookie is not None:  # Envoy's router adds it before the route's header mutations
+            out.append((b"set-cookie", self.set_cookie.encode("latin-1", "replace")))
         if decision.response_headers:
             http1.apply_response_mutations(out, decision.response_headers)
         self.resp_started = True

@@ -189,10 +189,17 @@ def test_hash_key_sources(policy: ConsistentHash, request_head: RequestHead, sou
 def test_hash_cookie_is_generated_when_absent_and_ttl_is_set() -> None:
     policy = ConsistentHash(http_cookie_name="user", http_cookie_ttl=60.0, http_cookie_path="/")
     _hs, lb = ring(policy)
-    pick = lb.pick_with_cookie(head(), "10.0.0.9")
+    pick = lb.pick_with_cookie(head(), "10.0.0.9", "10.0.0.9:40000127.0.0.1:15001")
     assert pick is not None
-    value = f"{hash64('10.0.0.9'):016x}"
-    assert pick.set_cookie == f"user={value}; Max-Age=60; Path=/; HttpOnly"
-    # The client sends the cookie back and keeps its host.
-    again = lb.pick_with_cookie(head(cookie=f"user={value}"), "10.0.0.77")
+    value = f"{hash64('10.0.0.9:40000127.0.0.1:15001'):016x}"  # Envoy hashes remote + local address
+    assert pick.set_cookie == f'user="{value}"; Max-Age=60; Path=/; HttpOnly'  # Envoy quotes the value
+    # The client sends the cookie back (quoted, as set) and keeps its host.
+    again = lb.pick_with_cookie(head(cookie=f'user="{value}"'), "10.0.0.77")
     assert again is not None and again.host is pick.host and again.set_cookie is None
+
+
+def test_a_session_hash_cookie_has_no_max_age() -> None:
+    _hs, lb = ring(ConsistentHash(http_cookie_name="user", http_cookie_ttl=0.0))
+    pick = lb.pick_with_cookie(head(), "10.0.0.9")
+    assert pick is not None and pick.set_cookie is not None
+    assert pick.set_cookie.endswith('"; HttpOnly') and "Max-Age" not in pick.set_cookie

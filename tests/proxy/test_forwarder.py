@@ -343,6 +343,40 @@ spec:
     assert len(bad.requests) == 2  # one per endpoint, then both were out
 
 
+@socket_test
+async def test_hash_cookie_with_a_ttl_is_set_on_the_response_and_keeps_the_client_on_its_host() -> None:
+    async def named(name: str, request: Received) -> Reply:
+        return Reply(body=name.encode(), headers=(("set-cookie", "app=1"),))
+
+    rule = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpCookie: {name: user, ttl: 60s, path: /}}}
+"""
+    async with Upstream(lambda r: named("v1", r)) as v1, Upstream(lambda r: named("v2", r)) as v2:
+        snapshot = mesh_snapshot(COMPOSE, rule, "productpage-v1", {"reviews-v1": v1.address, "reviews-v2": v2.address})
+        async with running_sidecar(snapshot) as sc:
+            async with Client(sc.outbound) as client:
+                first = await client.request(host="reviews:9080")
+            cookies = [v for k, v in first.header_list if k == "set-cookie"]
+            # Envoy's router: name="<16 hex of the connection's addresses>"; Max-Age=ttl; Path; HttpOnly,
+            # beside the upstream's own Set-Cookie.
+            assert cookies[0] == "app=1" and len(cookies) == 2
+            name_value, *attributes = cookies[1].split("; ")
+            assert attributes == ["Max-Age=60", "Path=/", "HttpOnly"]
+            name, _, quoted = name_value.partition("=")
+            assert name == "user" and len(quoted) == 18 and quoted.startswith('"') and quoted.endswith('"')
+            again = [
+                await fetch(sc.outbound, host="reviews:9080", headers={"cookie": f"user={quoted}"}) for _ in range(6)
+            ]
+    assert {r.body for r in again} == {first.body}  # the cookie keeps the client on its host
+    assert all([v for k, v in r.header_list if k == "set-cookie"] == ["app=1"] for r in again)
+
+
 # --------------------------------------------------------------------------- local replies
 
 
