@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sandbox.mesh.diagnostics import Diagnostic
-from sandbox.mesh.topology import Topology
 from sandbox.runtime.project import URL_KEYS, MeshRecord, Project
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # kept out of the import path: the local supervisor process imports this module
+    from sandbox.mesh.diagnostics import Diagnostic
+    from sandbox.mesh.topology import Topology
     from sandbox.runtime.preflight import Inputs
 
 RUNTIMES = ("auto", "compose", "local")

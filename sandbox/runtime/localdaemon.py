@@ -1,0 +1,210 @@
+"""The local runtime's supervisor process: `python -m sandbox.runtime.localdaemon RUN_DIR`.
+
+`sandbox up` writes RUN_DIR/plan.json and starts this detached (its own session, so it outlives
+the shell and `sandbox down` from anywhere can stop it by the pid in the record). It starts the
+control plane, waits for it, starts everything else, and reports each component's progress as
+JSON lines on stdout until the mesh is ready (or a component fails, when it stops everything
+and says which, with the tail of its log). Then it writes the MeshRecord, closes stdout and
+supervises: restarts with backoff, readiness of restarted processes, processes.json for `status`
+and `down`. SIGTERM, SIGINT or SIGHUP stop everything and remove the record.
+
+Stdlib and sandbox.runtime only: it lives as long as the mesh, so it stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sandbox.runtime import logfiles, probes
+from sandbox.runtime.base import ComponentKind, Phase, ProgressEvent
+from sandbox.runtime.launch import SubprocessLauncher
+from sandbox.runtime.project import MeshRecord, write_atomic
+from sandbox.runtime.supervisor import Managed, ProcessSpec, Supervisor
+
+PLAN_FILE = "plan.json"
+PROCESSES_FILE = "processes.json"
+PID_FILE = "supervisor.pid"
+LOG_TAIL = 20
+POLL = 0.05  # while starting: probes on loopback answer (or refuse) at once
+SUPERVISE_POLL = 0.25
+
+
+class Daemon:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        plan = json.loads((run_dir / PLAN_FILE).read_text())
+        self.specs = [ProcessSpec.from_data(s) for s in plan["specs"]]
+        self.record_data: dict[str, Any] = plan["record"]
+        self.record_file = Path(plan["record_file"])
+        self.timeout = float(plan.get("timeout", 60.0))
+        self.began = time.monotonic()
+        self.stop_requested = False
+        self.dirty = True
+        self.supervisor = Supervisor(self.specs, SubprocessLauncher(), on_change=self._changed)
+        self.out: Any = sys.stdout
+
+    # -- reporting -------------------------------------------------------------------------
+    def _changed(self, _managed: Managed) -> None:
+        self.dirty = True
+
+    def emit(self, message: dict[str, Any]) -> None:
+        if self.out is None:
+            return
+        try:
+            self.out.write(json.dumps(message) + "\n")
+            self.out.flush()
+        except (OSError, ValueError):  # `up` went away (Ctrl-C): keep going, the stop comes as a signal
+            self.out = None
+
+    def progress(self, managed: Managed, phase: Phase, detail: str = "") -> None:
+        spec = managed.spec
+        event = ProgressEvent(spec.name, spec.kind, phase, detail, round(time.monotonic() - self.began, 3))
+        self.emit({"event": event.to_data()})
+
+    def write_processes(self) -> None:
+        if not self.dirty:
+            return
+        self.dirty = False
+        rows = [
+            {
+                "name": m.spec.name,
+                "kind": m.spec.kind.value,
+                "workload": m.spec.workload,
+                "pid": m.pid,
+                "pids": m.pids,
+                "argv0": m.spec.argv[0] if m.spec.argv else "",
+                "phase": m.phase.value,
+                "restarts": m.restarts,
+                "exit_code": m.exit_code,
+                "address": m.spec.address,
+                "log_file": m.spec.log_file,
+                "probe": m.spec.probe.to_data() if m.spec.probe else None,
+            }
+            for m in self.supervisor.processes.values()
+        ]
+        write_atomic(self.run_dir / PROCESSES_FILE, json.dumps({"supervisor": os.getpid(), "processes": rows}) + "\n")
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def request_stop(self, _signum: int, _frame: Any) -> None:
+        self.stop_requested = True
+
+    def start(self) -> bool:
+        """Start in two waves (the control plane, then the rest) and wait for readiness."""
+        first = [s.name for s in self.specs if s.kind is ComponentKind.CONTROL_PLANE]
+        rest = [s.name for s in self.specs if s.name not in first]
+        deadline = self.began + self.timeout
+        for wave in (first, rest):
+            for name in wave:
+                self.progress(self.supervisor.start(name), Phase.STARTING, self.supervisor.processes[name].spec.address)
+            self.write_processes()
+            if not self.wait_ready(wave, deadline):
+                return False
+        return True
+
+    def wait_ready(self, names: list[str], deadline: float) -> bool:
+        waiting = {n: self.supervisor.processes[n] for n in names}
+        while waiting:
+            if self.stop_requested:
+                self.emit({"interrupted": True})
+                return False
+            for name, managed in list(waiting.items()):
+                code = managed.handle.poll() if managed.handle else None
+                if code is not None:
+                    return self.fail(managed, f"it exited with status {code} before it was ready")
+                if managed.spec.probe is None or probes.check(managed.spec.probe, timeout=0.5):
+                    self.supervisor.mark_ready(name)
+                    elapsed = time.monotonic() - self.began
+                    self.progress(managed, Phase.READY, f"{managed.spec.address} ready in {elapsed:.1f} s")
+                    del waiting[name]
+            if waiting and time.monotonic() > deadline:
+                managed = next(iter(waiting.values()))
+                probe = managed.spec.probe
+                assert probe is not None  # a component without a probe is ready at once
+                what = f"{probe.kind} {probe.host}:{probe.port}{probe.path if probe.kind == 'http' else ''}"
+                return self.fail(managed, f"not ready after {self.timeout:.0f} s (probe: {what})")
+            if waiting:
+                time.sleep(POLL)
+        return True
+
+    def fail(self, managed: Managed, reason: str) -> bool:
+        self.progress(managed, Phase.FAILED, reason)
+        self.emit(
+            {
+                "failed": {
+                    "component": managed.spec.name,
+                    "reason": reason,
+                    "log_file": managed.spec.log_file,
+                    "log_tail": logfiles.tail(managed.spec.log_file, LOG_TAIL),
+                }
+            }
+        )
+        return False
+
+    def supervise(self) -> None:
+        while not self.stop_requested:
+            for managed in self.supervisor.tick():
+                sys.stderr.write(f"{managed.spec.name} exited with status {managed.exit_code}\n")
+            starting = {
+                name: m.spec.probe
+                for name, m in self.supervisor.processes.items()
+                if m.phase is Phase.STARTING and m.spec.probe is not None
+            }
+            for name, ok in probes.check_all(starting, timeout=0.2).items():
+                if ok:
+                    self.supervisor.mark_ready(name)
+            self.write_processes()
+            time.sleep(SUPERVISE_POLL)
+
+    def shutdown(self) -> None:
+        self.supervisor.stop(grace=5.0)
+        self.dirty = True
+        self.write_processes()
+        record = self.record_file
+        try:
+            current = json.loads(record.read_text())
+            if current.get("extra", {}).get("supervisor_pid") == os.getpid():
+                record.unlink()
+        except (OSError, ValueError):
+            pass
+        (self.run_dir / PID_FILE).unlink(missing_ok=True)
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self.request_stop)
+        write_atomic(self.run_dir / PID_FILE, f"{os.getpid()}\n")
+        try:
+            if not self.start():
+                return 1
+            extra = {**self.record_data.get("extra", {}), "supervisor_pid": os.getpid(), "run_dir": str(self.run_dir)}
+            record = MeshRecord.from_data({**self.record_data, "started_at": time.time(), "extra": extra})
+            write_atomic(self.record_file, record.to_json())
+            self.emit({"ready": {"elapsed": round(time.monotonic() - self.began, 3)}})
+            self._close_stdout()
+            self.supervise()
+            return 0
+        finally:
+            self.shutdown()
+
+    def _close_stdout(self) -> None:
+        """`up --detach` has returned: nothing reads the pipe any more."""
+        self.out = None
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m sandbox.runtime.localdaemon RUN_DIR\n")
+        return 2
+    return Daemon(Path(argv[0])).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
