@@ -1,0 +1,12 @@
+"""The console: an aiohttp app with a JSON API first and server-rendered pages from the same data.
+
+Parts (pure logic apart from I/O):
+- spans.py: the span model in Jaeger's vocabulary, Zipkin v2 JSON -> spans (what sidecars send).
+- jaeger.py: spans -> Jaeger query-API JSON (trace assembly, the span-id deduper, processes).
+- query.py: Jaeger's /api/traces parameters parsed and matched as its memory store does.
+- store.py: the bounded in-memory trace collector used when no Jaeger runs.
+- tracesource.py: where traces come from (the local store, or an external Jaeger's query API).
+- mesh.py: what the control plane reports (/debug/syncz, /ready), read over HTTP.
+- views.py: the overview's view data (the /api/status JSON and the page both render it).
+- app.py: the aiohttp application and `run()` behind `sandbox console`.
+"""

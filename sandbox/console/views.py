@@ -1,0 +1,167 @@
+"""The overview's view data: one JSON-ready dict that `/api/status` returns and the page renders.
+
+Workloads come from the Compose file when the console knows it (so a workload whose sidecar never
+connected still shows), proxies from the mesh record and from the control plane's /debug/syncz.
+A proxy's badge is its sync state as the control plane reports it (SYNCED, STALE, NACK,
+DISCONNECTED); a proxy the record or the Compose file expects but the control plane has never
+seen is DISCONNECTED, and every proxy is UNKNOWN while the control plane cannot be reached. A
+workload shows its worst proxy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.console.jaeger import TraceSummary
+from sandbox.console.mesh import ControlPlaneReport, Probe
+from sandbox.runtime.project import URL_KEYS, MeshRecord, node_name
+
+# Worst first when a workload has several proxies.
+SEVERITY = {"NACK": 5, "DISCONNECTED": 4, "UNKNOWN": 3, "STALE": 2, "SYNCED": 1, "NO SIDECAR": 0}
+
+
+@dataclass(frozen=True)
+class WorkloadInfo:
+    """What the Compose file says about a workload (mesh.topology.Workload, flattened)."""
+
+    name: str
+    app: str
+    version: str
+    namespace: str
+    replicas: int = 1
+    inject: bool = True
+
+
+def _proxy_row(node: str, workload: str, namespace: str) -> dict[str, Any]:
+    return {
+        "node": node,
+        "workload": workload,
+        "namespace": namespace,
+        "state": "DISCONNECTED",
+        "connected": False,
+        "versionAcked": "",
+        "sinceLastAck": None,
+        "nackReason": "",
+        "admin": None,
+    }
+
+
+def workloads_view(
+    topology: Sequence[WorkloadInfo], record: MeshRecord | None, control_plane: ControlPlaneReport
+) -> list[dict[str, Any]]:
+    proxies: dict[str, dict[str, Any]] = {}
+    workloads: dict[str, dict[str, Any]] = {}
+    for w in topology:
+        workloads[w.name] = {"name": w.name, "app": w.app, "version": w.version, "namespace": w.namespace}
+        if w.inject:
+            for replica in range(w.replicas):
+                node = node_name(w.name, replica, w.replicas)
+                proxies[node] = _proxy_row(node, w.name, w.namespace)
+    for p in record.proxies if record else ():
+        row = proxies.setdefault(p.node, _proxy_row(p.node, p.workload, p.namespace))
+        row["admin"] = p.admin
+    for synced in control_plane.proxies:
+        node = str(synced.get("proxy", ""))
+        row = proxies.setdefault(
+            node, _proxy_row(node, str(synced.get("workload", node)), str(synced.get("namespace", "")))
+        )
+        row.update(
+            state=str(synced.get("state", "UNKNOWN")),
+            connected=bool(synced.get("connected", False)),
+            versionAcked=str(synced.get("versionAcked", "")),
+            sinceLastAck=synced.get("sinceLastAck"),
+            nackReason=str(synced.get("nackReason", "")),
+        )
+    if not control_plane.reachable:
+        for row in proxies.values():
+            row["state"] = "UNKNOWN"
+    for row in proxies.values():
+        workloads.setdefault(
+            row["workload"], {"name": row["workload"], "app": "", "version": "", "namespace": row["namespace"]}
+        )
+    out = []
+    for name in sorted(workloads, key=lambda n: (workloads[n]["namespace"], n)):
+        rows = sorted((p for p in proxies.values() if p["workload"] == name), key=lambda p: p["node"])
+        state = max((p["state"] for p in rows), key=lambda s: SEVERITY.get(s, 3), default="NO SIDECAR")
+        out.append({**workloads[name], "state": state, "proxies": rows})
+    return out
+
+
+def _count_states(workloads: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    counts = {state: 0 for state in SEVERITY if state != "NO SIDECAR"}
+    for w in workloads:
+        for p in w["proxies"]:
+            counts[p["state"]] = counts.get(p["state"], 0) + 1
+    return counts
+
+
+def trace_link(summary: TraceSummary, tracing: Mapping[str, Any]) -> str:
+    """Where a trace row points: the Jaeger UI when one runs, else our own Jaeger-API JSON."""
+    if tracing.get("mode") == "jaeger" and tracing.get("url"):
+        return f"{tracing['url']}/trace/{summary.trace_id}"
+    return f"/api/traces/{summary.trace_id}"
+
+
+def overview(
+    *,
+    now: float,
+    record: MeshRecord | None,
+    compose_file: str | None,
+    topology: Sequence[WorkloadInfo],
+    control_plane: ControlPlaneReport,
+    prometheus: Probe,
+    tracing: Mapping[str, Any],
+    traces: Sequence[TraceSummary],
+    traces_error: str | None,
+    console_url: str,
+) -> dict[str, Any]:
+    urls: dict[str, str | None] = {key: None for key in URL_KEYS}
+    if record is not None:
+        urls.update({k: v for k, v in record.urls.items() if k in urls})
+    urls["console"] = console_url
+    if prometheus.url:
+        urls["prometheus"] = prometheus.url
+    if tracing.get("mode") == "jaeger":
+        urls["tracing"] = tracing.get("url")
+    workloads = workloads_view(topology, record, control_plane)
+    return {
+        "generatedAt": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds"),
+        "project": record.project if record else None,
+        "runtime": record.runtime if record else None,
+        "composeFile": record.compose_file if record else compose_file,
+        "startedAt": record.started_at if record and record.started_at else None,
+        "urls": urls,
+        "controlPlane": control_plane.to_json(),
+        "prometheus": prometheus.to_json(),
+        "tracing": {**tracing, "error": tracing.get("error") or traces_error},
+        "workloads": workloads,
+        "proxyStates": _count_states(workloads),
+        "recentTraces": [{**t.to_json(), "link": trace_link(t, tracing)} for t in traces],
+    }
+
+
+def format_duration(microseconds: int | float | None) -> str:
+    """2.41ms, 153µs, 1.20s, 2m03s: what a person reads at a glance."""
+    if microseconds is None:
+        return "-"
+    us = float(microseconds)
+    if us < 1_000:
+        return f"{us:.0f}µs"
+    if us < 1_000_000:
+        return f"{us / 1_000:.2f}ms"
+    if us < 60_000_000:
+        return f"{us / 1_000_000:.2f}s"
+    minutes, seconds = divmod(int(us // 1_000_000), 60)
+    return f"{minutes}m{seconds:02d}s"
+
+
+def format_age(start_us: int | float, now: float) -> str:
+    """How long ago, coarse: 4s ago, 3m ago, 2h ago, 5d ago."""
+    seconds = max(0, int(now - start_us / 1_000_000))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"

@@ -1,0 +1,243 @@
+"""The console's collector over real HTTP: sidecars' span reporters post Zipkin v2 JSON to it and
+Jaeger-style queries read the traces back (sandbox/console/collector.py, tracesource.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+from sandbox.console.app import Console, ConsoleSettings
+from sandbox.control.snapshot import ProxyIdentity
+from sandbox.proxy.record import RequestRecord
+from sandbox.proxy.tracecontext import TraceContext
+from sandbox.proxy.tracing import SpanBuilder, SpanReporter
+
+INGRESS = ProxyIdentity(
+    workload="istio-ingressgateway",
+    namespace="istio-system",
+    service_account="istio-ingressgateway-service-account",
+    spiffe_id="spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
+    labels={"app": "istio-ingressgateway", "istio": "ingressgateway"},
+    app="istio-ingressgateway",
+    kind="router",
+)
+PRODUCTPAGE = ProxyIdentity(
+    workload="productpage-v1",
+    namespace="default",
+    service_account="bookinfo-productpage",
+    spiffe_id="spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
+    labels={"app": "productpage", "version": "v1"},
+    app="productpage",
+    version="v1",
+)
+REVIEWS = ProxyIdentity(
+    workload="reviews-v2",
+    namespace="default",
+    service_account="bookinfo-reviews",
+    spiffe_id="spiffe://cluster.local/ns/default/sa/bookinfo-reviews",
+    labels={"app": "reviews", "version": "v2"},
+    app="reviews",
+    version="v2",
+)
+TRACE = "5" * 32
+EDGE, CALL = "e" * 16, "f" * 16  # ingress -> productpage, productpage -> reviews
+
+
+def hop(ctx: TraceContext, start: float, seconds: float, authority: str, status: int) -> RequestRecord:
+    rec = RequestRecord(
+        start,
+        method="GET",
+        path="/",
+        authority=authority,
+        request_id="req-1",
+        response_code=status,
+        duration=seconds,
+        upstream_host="127.0.0.1:15006",
+        downstream_remote_address="127.0.0.1:40000",
+        operation=f"{authority.split(':')[0]}.default.svc.cluster.local:9080/*",
+    )
+    rec.trace = ctx
+    return rec
+
+
+async def send_one_request_through_three_proxies(ingest: str, start: float) -> list[SpanReporter]:
+    """ingress CLIENT -> productpage SERVER (shared) -> productpage CLIENT -> reviews SERVER (shared), 503."""
+    reporters = {i.workload: SpanReporter(SpanBuilder(i), url=ingest) for i in (INGRESS, PRODUCTPAGE, REVIEWS)}
+    reporters["istio-ingressgateway"].submit(
+        hop(TraceContext(TRACE, EDGE, None, True, "CLIENT"), start, 0.020, "productpage:9080", 503)
+    )
+    reporters["productpage-v1"].submit(
+        hop(TraceContext(TRACE, EDGE, None, True, "SERVER", shared=True), start + 0.001, 0.018, "productpage:9080", 503)
+    )
+    reporters["productpage-v1"].submit(
+        hop(TraceContext(TRACE, CALL, EDGE, True, "CLIENT"), start + 0.002, 0.010, "reviews:9080", 503)
+    )
+    reporters["reviews-v2"].submit(
+        hop(TraceContext(TRACE, CALL, EDGE, True, "SERVER", shared=True), start + 0.003, 0.008, "reviews:9080", 503)
+    )
+    for reporter in reporters.values():
+        await reporter.flush()
+        await reporter.close()
+    return list(reporters.values())
+
+
+@asynccontextmanager
+async def console(**settings: Any) -> AsyncIterator[tuple[Console, str]]:
+    c = Console(ConsoleSettings(port=0, control_plane="http://127.0.0.1:9", **settings))
+    port = await c.start()
+    try:
+        yield c, f"http://127.0.0.1:{port}"
+    finally:
+        await c.stop()
+
+
+async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
+    async with session.get(url) as resp:
+        return resp.status, await resp.json()
+
+
+def test_spans_posted_by_sidecars_read_back_through_jaegers_api() -> None:
+    async def scenario() -> None:
+        async with console() as (_, base), aiohttp.ClientSession() as http:
+            reporters = await send_one_request_through_three_proxies(f"{base}/api/v2/spans", time.time())
+            assert [(r.spans_sent, r.send_failures) for r in reporters] == [(1, 0), (2, 0), (1, 0)]
+
+            status, services = await get(http, f"{base}/api/services")
+            assert status == 200
+            assert services == {
+                "data": ["istio-ingressgateway.istio-system", "productpage.default", "reviews.default"],
+                "total": 3,
+                "limit": 0,
+                "offset": 0,
+                "errors": None,
+            }
+            _, ops = await get(http, f"{base}/api/services/productpage.default/operations")
+            assert ops["data"] == [
+                "productpage.default.svc.cluster.local:9080/*",
+                "reviews.default.svc.cluster.local:9080/*",
+            ]
+            _, ops = await get(http, f"{base}/api/operations?service=productpage.default&spanKind=server")
+            assert ops["data"] == [{"name": "productpage.default.svc.cluster.local:9080/*", "spanKind": "server"}]
+
+            query = "service=reviews.default&limit=20&lookback=1h&tags=" + '{"http.status_code":"503","error":"true"}'
+            status, found = await get(http, f"{base}/api/traces?{query}")
+            assert status == 200 and found["errors"] is None
+            (trace,) = found["data"]
+            services_by_pid = {pid: p["serviceName"] for pid, p in trace["processes"].items()}
+            chain = [
+                (services_by_pid[s["processID"]], s["spanID"], [r["spanID"] for r in s["references"]])
+                for s in trace["spans"]
+            ]
+            # Jaeger's deduper: each shared server span gets a fresh id under its client span
+            assert chain == [
+                ("istio-ingressgateway.istio-system", EDGE, []),
+                ("productpage.default", "0000000000000001", [EDGE]),
+                ("productpage.default", CALL, ["0000000000000001"]),
+                ("reviews.default", "0000000000000002", [CALL]),
+            ]
+            assert all(
+                r["refType"] == "CHILD_OF" and r["traceID"] == TRACE for s in trace["spans"] for r in s["references"]
+            )
+            first = trace["spans"][0]
+            assert first["duration"] == 20_000 and isinstance(first["startTime"], int)
+
+            _, none = await get(http, f"{base}/api/traces?service=reviews.default&tags=" + '{"http.status_code":"200"}')
+            assert none["data"] == []
+            _, by_op = await get(http, f"{base}/api/traces?service=reviews.default&operation=nope")
+            assert by_op["data"] == []
+            _, slow = await get(http, f"{base}/api/traces?service=reviews.default&minDuration=9ms")
+            assert slow["data"] == []  # reviews' span took 8ms
+
+            status, one = await get(http, f"{base}/api/traces/{TRACE}")
+            assert status == 200 and [t["traceID"] for t in one["data"]] == [TRACE]
+            _, raw = await get(http, f"{base}/api/traces/{TRACE}?raw=true")
+            assert [s["spanID"] for s in raw["data"][0]["spans"]] == [EDGE, EDGE, CALL, CALL]
+            _, by_ids = await get(http, f"{base}/api/traces?traceID={TRACE}&traceID={'1' * 32}")
+            assert [t["traceID"] for t in by_ids["data"]] == [TRACE]
+            assert by_ids["errors"] == [{"msg": "trace not found", "traceID": "1" * 32}]
+
+    asyncio.run(scenario())
+
+
+def test_jaeger_errors_come_in_its_envelope() -> None:
+    async def scenario() -> None:
+        async with console() as (_, base), aiohttp.ClientSession() as http:
+            status, body = await get(http, f"{base}/api/traces/{'1' * 32}")
+            assert (status, body["errors"]) == (404, [{"code": 404, "msg": "trace not found"}])
+            status, body = await get(http, f"{base}/api/traces/not-hex")
+            assert status == 400 and body["data"] is None and "invalid syntax" in body["errors"][0]["msg"]
+            status, body = await get(http, f"{base}/api/traces?limit=5")
+            assert (status, body["errors"]) == (400, [{"code": 400, "msg": "parameter 'service' is required"}])
+            status, body = await get(http, f"{base}/api/operations")
+            assert status == 400
+
+    asyncio.run(scenario())
+
+
+def test_ingest_refuses_what_it_cannot_store_and_takes_gzip() -> None:
+    async def scenario() -> None:
+        async with console() as (c, base), aiohttp.ClientSession() as http:
+            url = f"{base}/api/v2/spans"
+            bad = [{"traceId": TRACE, "id": "1" * 16}, {"traceId": TRACE, "id": "nope"}]
+            async with http.post(url, json=bad) as resp:
+                assert resp.status == 400
+                assert await resp.text() == "cannot store spans: span[1].id: expected 16 hex digits, got 'nope'"
+            async with http.post(url, data=b"{not json", headers={"Content-Type": "application/json"}) as resp:
+                assert resp.status == 400 and (await resp.text()).startswith("cannot store spans: malformed JSON")
+            async with http.post(url, data=b"\x0a\x01", headers={"Content-Type": "application/x-protobuf"}) as resp:
+                assert resp.status == 415
+            assert c.store is not None and c.store.span_count == 0  # a refused batch stores nothing
+
+            span = {"traceId": TRACE, "id": "1" * 16, "name": "x", "localEndpoint": {"serviceName": "web.default"}}
+            body = gzip.compress(json.dumps([span]).encode())
+            headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+            async with http.post(url, data=body, headers=headers) as resp:
+                assert resp.status == 202
+            assert c.store.span_count == 1
+
+    asyncio.run(scenario())
+
+
+def test_with_an_external_jaeger_the_console_passes_its_query_api_through() -> None:
+    """The 'external Jaeger' is a second console's collector: it genuinely answers Jaeger's API."""
+
+    async def scenario() -> None:
+        async with console() as (_, jaeger), console(tracing=jaeger) as (front, base), aiohttp.ClientSession() as http:
+            assert front.store is None
+            await send_one_request_through_three_proxies(f"{jaeger}/api/v2/spans", time.time())
+            async with http.post(f"{base}/api/v2/spans", json=[]) as resp:
+                assert resp.status in (404, 405)  # no collector here: sidecars send to Jaeger
+            status, services = await get(http, f"{base}/api/services")
+            assert status == 200 and services["total"] == 3
+            status, one = await get(http, f"{base}/api/traces/{TRACE}")
+            assert status == 200 and one["data"][0]["traceID"] == TRACE
+            status, missing = await get(http, f"{base}/api/traces/{'1' * 32}")
+            assert status == 404 and missing["errors"][0]["msg"] == "trace not found"
+
+            _, status_json = await get(http, f"{base}/api/status")
+            assert status_json["tracing"]["mode"] == "jaeger" and status_json["tracing"]["reachable"]
+            assert status_json["urls"]["tracing"] == jaeger
+            (row,) = status_json["recentTraces"]
+            assert (row["traceID"], row["service"], row["statusCode"], row["spans"]) == (
+                TRACE,
+                "istio-ingressgateway.istio-system",
+                503,
+                4,
+            )
+            assert row["link"] == f"{jaeger}/trace/{TRACE}"
+
+        async with console(tracing="http://127.0.0.1:9") as (_, base), aiohttp.ClientSession() as http:
+            status, body = await get(http, f"{base}/api/services")
+            assert status == 502 and "cannot connect to 127.0.0.1:9" in body["errors"][0]["msg"]
+            _, status_json = await get(http, f"{base}/api/status")
+            assert status_json["tracing"]["reachable"] is False
+            assert "cannot connect" in status_json["tracing"]["error"]
+
+    asyncio.run(scenario())
