@@ -172,6 +172,9 @@ def _register_groups() -> None:
     from sandbox.commands import components
 
     components.register(app)
+    from sandbox.commands import console
+
+    console.register(app)
 
 
 _register_groups()
