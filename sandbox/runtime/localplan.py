@@ -216,7 +216,7 @@ def build(
     plan.urls["tracing"] = tools.jaeger_ui
     if console_port is not None:
         argv = (*sandbox, "console", "--control-plane", plan.control_plane, "--port", str(console_port))
-        argv += ("--bind", LOOPBACK)
+        argv += ("--bind", LOOPBACK, "--file", str(paths.compose_file))
         if plan.urls["prometheus"]:
             argv += ("--prometheus", str(plan.urls["prometheus"]))
         if tools.jaeger_ui:
