@@ -175,6 +175,9 @@ def _register_groups() -> None:
     from sandbox.commands import console
 
     console.register(app)
+    from sandbox.commands import lifecycle
+
+    lifecycle.register(app)
 
 
 _register_groups()
