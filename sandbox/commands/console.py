@@ -37,6 +37,10 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(help="An external Jaeger query base URL; without it the console collects spans itself."),
         ] = None,
+        zipkin_port: Annotated[
+            int | None,
+            typer.Option(help="Also take Zipkin spans on this port (Zipkin's is 9411); built-in collector only."),
+        ] = None,
         compose_file: Annotated[
             Path | None,
             typer.Option("--file", "-f", help="Compose file of the mesh (default: found from the current directory)."),
@@ -51,6 +55,10 @@ def register(app: typer.Typer) -> None:
 
         if not 0 <= port <= 65535:
             raise usage_error(f"--port must be between 0 and 65535, not {port}")
+        if zipkin_port is not None and not 0 <= zipkin_port <= 65535:
+            raise usage_error(f"--zipkin-port must be between 0 and 65535, not {zipkin_port}")
+        if zipkin_port is not None and tracing is not None:
+            raise usage_error("--zipkin-port is for the built-in collector; with --tracing, sidecars send to Jaeger")
         if max_traces < 1 or max_spans < 1:
             raise usage_error("--max-traces and --max-spans must be at least 1")
         try:
@@ -65,6 +73,7 @@ def register(app: typer.Typer) -> None:
             control_plane=_base_url("--control-plane", control_plane),
             prometheus=_base_url("--prometheus", prometheus),
             tracing=_base_url("--tracing", tracing),
+            zipkin_port=zipkin_port,
             project=project,
             max_traces=max_traces,
             max_spans=max_spans,

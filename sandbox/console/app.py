@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -48,6 +49,7 @@ class ConsoleSettings:
     control_plane: str | None = None  # default: the mesh record's, else http://127.0.0.1:15010
     prometheus: str | None = None  # default: the mesh record's URL, if any
     tracing: str | None = None  # an external Jaeger query base URL; None = the built-in collector
+    zipkin_port: int | None = None  # also take spans on this port (Zipkin's 9411), built-in collector only
     project: Project | None = None
     max_traces: int = DEFAULT_MAX_TRACES
     max_spans: int = DEFAULT_MAX_SPANS
@@ -109,7 +111,9 @@ class Console:
         self._topology = _Topology(settings.project.compose_file if settings.project else None)
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
+        self._zipkin_runner: web.AppRunner | None = None
         self.port = settings.port
+        self.zipkin_port: int | None = None
         self.store: TraceStore | None = None
         self.traces: TraceSource
         if settings.tracing:
@@ -121,10 +125,10 @@ class Console:
             self.traces = LocalTraces(self.store, self._url("/api/v2/spans"))
         self.started_at = clock()
 
-    def _url(self, path: str) -> str:
+    def _url(self, path: str, port: int | None = None) -> str:
         host = self.settings.bind if self.settings.bind not in ("0.0.0.0", "::", "") else "127.0.0.1"
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}{path}"
+        return f"http://{host}:{port or self.port}{path}"
 
     # -- wiring ----------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -158,15 +162,23 @@ class Console:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.settings.bind, self.settings.port).start()
         self.port = self._runner.addresses[0][1]
+        if self.store is not None and self.settings.zipkin_port is not None:
+            zipkin = web.Application(client_max_size=MAX_BODY)
+            Collector(self.store, self._clock).add_ingest_route(zipkin)
+            self._zipkin_runner = web.AppRunner(zipkin, access_log=None)
+            await self._zipkin_runner.setup()
+            await web.TCPSite(self._zipkin_runner, self.settings.bind, self.settings.zipkin_port).start()
+            self.zipkin_port = self._zipkin_runner.addresses[0][1]
         if isinstance(self.traces, LocalTraces):
-            self.traces.ingest_url = self._url("/api/v2/spans")
+            self.traces.ingest_url = self._url("/api/v2/spans", self.zipkin_port)
         log.info("console on %s", self._url("/"))
         return self.port
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        for runner in (self._zipkin_runner, self._runner):
+            if runner is not None:
+                await runner.cleanup()
+        self._runner = self._zipkin_runner = None
 
     # -- view data -------------------------------------------------------------------------------
     def record(self) -> MeshRecord | None:
@@ -232,7 +244,8 @@ def run(settings: ConsoleSettings) -> int:
         try:
             await console.start()
         except OSError as exc:
-            log.error("cannot listen on %s:%d: %s", settings.bind, settings.port, exc.strerror or exc)
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            log.error("cannot listen on %s:%d: %s", settings.bind, settings.port, reason)
             await console.stop()
             return 1
         stop = asyncio.Event()

@@ -33,13 +33,17 @@ class Collector:
         self._clock = clock
 
     def add_routes(self, app: web.Application) -> None:
-        app[STORE_KEY] = self.store
-        app.router.add_post("/api/v2/spans", self.ingest)
+        self.add_ingest_route(app)
         app.router.add_get("/api/services", self.services)
         app.router.add_get("/api/services/{service}/operations", self.operations_legacy)
         app.router.add_get("/api/operations", self.operations)
         app.router.add_get("/api/traces", self.search)
         app.router.add_get("/api/traces/{trace_id}", self.trace)
+
+    def add_ingest_route(self, app: web.Application) -> None:
+        """Only Zipkin's ingest: what an extra listener on Zipkin's port 9411 serves."""
+        app[STORE_KEY] = self.store
+        app.router.add_post("/api/v2/spans", self.ingest)
 
     async def ingest(self, request: web.Request) -> web.Response:
         if "protobuf" in request.content_type or "thrift" in request.content_type:

@@ -98,10 +98,10 @@ def _count_states(workloads: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def trace_link(summary: TraceSummary, tracing: Mapping[str, Any]) -> str:
+def trace_link(summary: TraceSummary, tracing: Mapping[str, Any], jaeger_ui: str | None) -> str:
     """Where a trace row points: the Jaeger UI when one runs, else our own Jaeger-API JSON."""
-    if tracing.get("mode") == "jaeger" and tracing.get("url"):
-        return f"{tracing['url']}/trace/{summary.trace_id}"
+    if tracing.get("mode") == "jaeger" and jaeger_ui:
+        return f"{jaeger_ui.rstrip('/')}/trace/{summary.trace_id}"
     return f"/api/traces/{summary.trace_id}"
 
 
@@ -118,14 +118,15 @@ def overview(
     traces_error: str | None,
     console_url: str,
 ) -> dict[str, Any]:
-    urls: dict[str, str | None] = {key: None for key in URL_KEYS}
-    if record is not None:
-        urls.update({k: v for k, v in record.urls.items() if k in urls})
-    urls["console"] = console_url
-    if prometheus.url:
-        urls["prometheus"] = prometheus.url
-    if tracing.get("mode") == "jaeger":
-        urls["tracing"] = tracing.get("url")
+    # Links: the record's URLs (as seen from the host, what `sandbox up` prints) win over the ones
+    # the console itself reads from, which in Compose are container names a browser cannot reach.
+    ours = {
+        "console": console_url,
+        "prometheus": prometheus.url,
+        "tracing": tracing.get("url") if tracing.get("mode") == "jaeger" else None,
+    }
+    theirs = record.urls if record is not None else {}
+    urls: dict[str, str | None] = {key: theirs.get(key) or ours.get(key) for key in URL_KEYS}
     workloads = workloads_view(topology, record, control_plane)
     return {
         "generatedAt": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds"),
@@ -139,7 +140,7 @@ def overview(
         "tracing": {**tracing, "error": tracing.get("error") or traces_error},
         "workloads": workloads,
         "proxyStates": _count_states(workloads),
-        "recentTraces": [{**t.to_json(), "link": trace_link(t, tracing)} for t in traces],
+        "recentTraces": [{**t.to_json(), "link": trace_link(t, tracing, urls["tracing"])} for t in traces],
     }
 
 

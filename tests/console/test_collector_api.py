@@ -241,3 +241,19 @@ def test_with_an_external_jaeger_the_console_passes_its_query_api_through() -> N
             assert "cannot connect" in status_json["tracing"]["error"]
 
     asyncio.run(scenario())
+
+
+def test_an_extra_zipkin_port_takes_spans_for_the_same_store() -> None:
+    async def scenario() -> None:
+        async with console(zipkin_port=0) as (c, base), aiohttp.ClientSession() as http:
+            assert c.zipkin_port is not None and c.zipkin_port != c.port
+            zipkin = f"http://127.0.0.1:{c.zipkin_port}"
+            await send_one_request_through_three_proxies(f"{zipkin}/api/v2/spans", time.time())
+            status, one = await get(http, f"{base}/api/traces/{TRACE}")
+            assert status == 200 and len(one["data"][0]["spans"]) == 4
+            async with http.get(f"{zipkin}/api/services") as resp:
+                assert resp.status == 404  # the Zipkin port only ingests
+            _, status_json = await get(http, f"{base}/api/status")
+            assert status_json["tracing"]["ingest"] == f"{zipkin}/api/v2/spans"
+
+    asyncio.run(scenario())

@@ -157,7 +157,9 @@ async def fetch(base: str, path: str) -> tuple[int, str]:
 def test_the_overview_shows_each_workloads_proxies_and_their_sync_state(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with control_plane(SYNCZ) as cp:
-            settings = ConsoleSettings(port=0, control_plane=cp, prometheus=cp, project=project(tmp_path))
+            # the record's Prometheus URL is what a browser on the host reaches; the console probes --prometheus
+            proj = project(tmp_path, prometheus="http://127.0.0.1:49090")
+            settings = ConsoleSettings(port=0, control_plane=cp, prometheus=cp, project=proj)
             console = Console(settings)
             port = await console.start()
             base = f"http://127.0.0.1:{port}"
@@ -183,7 +185,12 @@ def test_the_overview_shows_each_workloads_proxies_and_their_sync_state(tmp_path
         assert data["project"] == "shop" and data["runtime"] == "local"
         assert data["controlPlane"] == {"url": cp, "reachable": True, "ready": True, "proxies": 5, "error": None}
         assert data["prometheus"] == {"url": cp, "reachable": True, "error": None}
-        assert data["urls"] == {"ingress": "http://127.0.0.1:8080", "console": base, "prometheus": cp, "tracing": None}
+        assert data["urls"] == {
+            "ingress": "http://127.0.0.1:8080",
+            "console": base,
+            "prometheus": "http://127.0.0.1:49090",
+            "tracing": None,
+        }
         assert data["proxyStates"] == {"NACK": 1, "DISCONNECTED": 0, "UNKNOWN": 0, "STALE": 1, "SYNCED": 3}
 
         page = read_page(html)
@@ -205,7 +212,7 @@ def test_the_overview_shows_each_workloads_proxies_and_their_sync_state(tmp_path
         assert 'href="http://127.0.0.1:15100"' in html  # the record's admin URL links the proxy
         assert "Ready" in page.cards["card-control-plane"]
         assert "3 / 5 synced" in page.cards["card-proxies"] and "1 NACK" in page.cards["card-proxies"]
-        assert "Prometheus" in page.cards["card-prometheus"] and f'href="{cp}"' in html
+        assert "Prometheus" in page.cards["card-prometheus"] and 'href="http://127.0.0.1:49090"' in html
 
         traces = page.sections["traces"]
         assert traces[0] == ["When", "Service", "Operation", "Duration", "Spans", "Status", "Trace"]
