@@ -178,6 +178,9 @@ def _register_groups() -> None:
     from sandbox.commands import lifecycle
 
     lifecycle.register(app)
+    from sandbox.commands import load
+
+    load.register(app)
 
 
 _register_groups()
