@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import typer
 
 from sandbox.commands import usage_error
+from sandbox.console.store import DEFAULT_MAX_SPANS, DEFAULT_MAX_TRACES
 
 
 def _base_url(option: str, value: str | None) -> str | None:
@@ -45,8 +46,12 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--file", "-f", help="Compose file of the mesh (default: found from the current directory)."),
         ] = None,
-        max_traces: Annotated[int, typer.Option(help="Built-in collector: traces kept (oldest evicted).")] = 2000,
-        max_spans: Annotated[int, typer.Option(help="Built-in collector: spans kept in all.")] = 50000,
+        max_traces: Annotated[
+            int, typer.Option(help="Built-in collector: traces kept (oldest evicted).")
+        ] = DEFAULT_MAX_TRACES,
+        max_spans: Annotated[
+            int, typer.Option(help="Built-in collector: spans kept in all (about 1 KB each).")
+        ] = DEFAULT_MAX_SPANS,
     ) -> None:
         """Serve the console: an overview of workloads, proxy sync state and recent traces, a JSON API
         (/api/status), and Jaeger's query API on a built-in Zipkin collector (POST /api/v2/spans)."""

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sandbox.console.spans import Span, normalize_trace_id
+from sandbox.console.spans import KeyValue, Span, normalize_trace_id
 
 DEFAULT_LIMIT = 100
 DEFAULT_LOOKBACK_US = 2 * 24 * 3600 * 1_000_000  # Jaeger's defaultTraceQueryLookbackDuration
@@ -177,16 +177,31 @@ def span_matches(span: Span, query: TraceQuery) -> bool:
         return False
     if query.start_max is not None and span.start_time > query.start_max:
         return False
-    if query.tags:
-        found = {(k, _as_string(v)) for k, _, v in span.tags}
-        found.update((k, _as_string(v)) for k, _, v in span.process.tags)
-        found.update((k, _as_string(v)) for log in span.logs for k, _, v in log.fields)
-        return all((k, v) in found for k, v in query.tags.items())
+    for key, value in query.tags.items():
+        if not (
+            _has(span.tags, key, value)
+            or _has(span.process.tags, key, value)
+            or any(_has(log.fields, key, value) for log in span.logs)
+        ):
+            return False
     return True
 
 
-def find_traces(traces: Iterable[Sequence[Span]], query: TraceQuery) -> list[Sequence[Span]]:
-    """The matching traces, newest first (by their earliest span), at most `limit` when positive."""
-    matching = [t for t in traces if t and any(span_matches(s, query) for s in t)]
+def _has(values: Iterable[KeyValue], key: str, value: str) -> bool:
+    return any(k == key and _as_string(v) == value for k, _, v in values)
+
+
+def find_traces(newest_first: Iterable[Sequence[Span]], query: TraceQuery) -> list[Sequence[Span]]:
+    """The matching traces, newest first (by their earliest span), at most `limit` when positive.
+
+    `newest_first` is in order of arrival, newest first (the store's order): the search stops once it
+    has `limit` matches, so a query for the last 20 traces does not scan the whole store. Traces
+    arrive about in start order, so this is Jaeger's "the newest traces" up to reordering in flight."""
+    matching = []
+    for trace in newest_first:
+        if trace and any(span_matches(s, query) for s in trace):
+            matching.append(trace)
+            if 0 < query.limit <= len(matching):
+                break
     matching.sort(key=lambda t: min(s.start_time for s in t), reverse=True)
-    return matching[: query.limit] if query.limit > 0 else matching
+    return matching

@@ -79,6 +79,26 @@ def normalize_span_id(text: str) -> str | None:
     return f"{int(text, 16):016x}"
 
 
+class _SharedTags:
+    """Tag tuples repeated across spans (node id, Istio tags, method, flags, cluster) held once: most
+    of a stored span is such tuples. Bounded: the table starts over when full."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self._items: dict[KeyValue, KeyValue] = {}
+
+    def get(self, item: KeyValue) -> KeyValue:
+        found = self._items.get(item)
+        if found is None:
+            if len(self._items) >= self.limit:
+                self._items.clear()
+            found = self._items[item] = item
+        return found
+
+
+_SHARED = _SharedTags()
+
+
 class _Decoder:
     """One batch: shares Process objects and interns short strings, since every span of a sidecar
     repeats the same service, node id and Istio tags (most of a span's memory otherwise)."""
@@ -120,7 +140,7 @@ class _Decoder:
         for key, value in raw_tags.items():
             if not isinstance(value, str):
                 raise SpanFormatError(f"{where}.tags.{key}: tag values are strings in Zipkin v2, got {_kind(value)}")
-            tags.append((sys.intern(key), "string", sys.intern(value) if len(value) < _INTERN_LIMIT else value))
+            tags.append(_SHARED.get((sys.intern(key), "string", value)))
         if kind is not None:
             tags.append(("span.kind", "string", _KINDS[kind]))
         remote = _endpoint(raw, "remoteEndpoint", where)

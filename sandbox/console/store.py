@@ -19,7 +19,7 @@ from sandbox.console.query import TraceQuery, find_traces
 from sandbox.console.spans import Span
 
 DEFAULT_MAX_TRACES = 2_000
-DEFAULT_MAX_SPANS = 50_000
+DEFAULT_MAX_SPANS = 20_000  # about 1 KB each held (sidecar spans): ~20 MB
 
 
 @dataclass
@@ -114,7 +114,8 @@ class TraceStore:
         if query.trace_ids:
             found = (self.get(t) for t in query.trace_ids)
             return [spans for spans in found if spans]
-        return [list(t) for t in find_traces((t.spans for t in self._traces.values()), query)]
+        newest_first = (self._traces[t].spans for t in reversed(self._traces))
+        return [list(t) for t in find_traces(newest_first, query)]
 
     def recent(self, limit: int) -> Iterator[list[Span]]:
         """The traces that started arriving last, newest first."""

@@ -150,7 +150,7 @@ def test_traces_match_on_any_one_span_and_come_newest_first_up_to_the_limit() ->
     )
     newer = spans(zspan(trace="2" * 16, service="api.default", start=T0 + 50))
     other = spans(zspan(trace="3" * 16, service="web.default", start=T0 + 99))
-    traces = [older, newer, other]
+    traces = [other, newer, older]  # newest arrival first, as the store hands them over
 
     found = find_traces(traces, TraceQuery(service="api.default"))
     assert [t[0].trace_id for t in found] == ["2" * 16, "1" * 16]
@@ -158,3 +158,11 @@ def test_traces_match_on_any_one_span_and_come_newest_first_up_to_the_limit() ->
     assert len(find_traces(traces, TraceQuery(service="api.default", limit=0))) == 2
     # both conditions on one span: web.default never answered 500
     assert find_traces(traces, TraceQuery(service="web.default", tags={"http.status_code": "500"})) == []
+
+
+def test_the_search_stops_at_the_limit_and_sorts_what_it_found_by_start() -> None:
+    late_arrival = spans(zspan(trace="1" * 16, start=T0 + 10))  # started later, arrived first
+    early_start = spans(zspan(trace="2" * 16, start=T0))
+    never_read = spans(zspan(trace="3" * 16, start=T0 + 99))
+    found = find_traces([early_start, late_arrival, never_read], TraceQuery(service="productpage.default", limit=2))
+    assert [t[0].trace_id for t in found] == ["1" * 16, "2" * 16]
