@@ -255,8 +255,13 @@ class EndpointPool:
         self.idle.clear()
 
     def _open_connection(self) -> None:
-        if not self.state.breaker.try_connection():
-            return  # waiters keep waiting for a busy connection to free up (upstream_cx_overflow)
+        breaker = self.state.breaker
+        if not breaker.try_connection():
+            if self.open or self.connecting:
+                return  # waiters keep waiting for a busy connection to free up (upstream_cx_overflow)
+            # Envoy's tryCreateNewConnection: at the cluster's limit because of other hosts' connections,
+            # a pool with none of its own still opens one, or its waiters could never be served.
+            breaker.connections += 1
         self.connecting += 1
         self.loop.create_task(self._connect())
 
