@@ -29,10 +29,12 @@ from aiohttp import web
 
 from sandbox import __version__
 from sandbox.console.collector import MAX_BODY, Collector
+from sandbox.console.jaeger import trace_json
 from sandbox.console.mesh import DEFAULT_CONTROL_PLANE, probe, read_control_plane
+from sandbox.console.spans import normalize_trace_id
 from sandbox.console.store import DEFAULT_MAX_SPANS, DEFAULT_MAX_TRACES, TraceStore
 from sandbox.console.tracesource import JaegerTraces, LocalTraces, TraceSource
-from sandbox.console.views import WorkloadInfo, format_age, format_duration, overview
+from sandbox.console.views import WorkloadInfo, format_age, format_duration, overview, trace_view
 from sandbox.runtime.project import MeshRecord, Project, read_record
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,7 @@ class Console:
         app.router.add_get("/healthz/ready", self._ready)
         if self.store is not None:
             Collector(self.store, self._clock).add_routes(app)
+            app.router.add_get("/traces/{trace_id}", self._trace_page)
         elif self._jaeger is not None:
             self._jaeger.add_routes(app)
         app.on_startup.append(self._open_session)
@@ -219,6 +222,19 @@ class Console:
         html = self._env.get_template("overview.html").render(
             status=data, now=self._clock(), refresh=int(refresh) if refresh.isdigit() and int(refresh) > 0 else None
         )
+        return web.Response(text=html, content_type="text/html")
+
+    async def _trace_page(self, request: web.Request) -> web.Response:
+        """One trace of the built-in collector (with an external Jaeger, its own UI shows traces)."""
+        assert self.store is not None
+        trace_id = normalize_trace_id(request.match_info["trace_id"])
+        spans = self.store.get(trace_id) if trace_id else None
+        if not spans:
+            raise web.HTTPNotFound(
+                text=f"no trace {request.match_info['trace_id']} in the collector (it may be evicted)"
+            )
+        view = trace_view(trace_json(spans))
+        html = self._env.get_template("trace.html").render(trace=view, now=self._clock(), refresh=None)
         return web.Response(text=html, content_type="text/html")
 
     async def _health(self, _request: web.Request) -> web.Response:

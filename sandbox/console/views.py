@@ -99,10 +99,10 @@ def _count_states(workloads: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 
 
 def trace_link(summary: TraceSummary, tracing: Mapping[str, Any], jaeger_ui: str | None) -> str:
-    """Where a trace row points: the Jaeger UI when one runs, else our own Jaeger-API JSON."""
+    """Where a trace row points: the Jaeger UI when one runs, else our own trace page."""
     if tracing.get("mode") == "jaeger" and jaeger_ui:
         return f"{jaeger_ui.rstrip('/')}/trace/{summary.trace_id}"
-    return f"/api/traces/{summary.trace_id}"
+    return f"/traces/{summary.trace_id}"
 
 
 def overview(
@@ -166,3 +166,56 @@ def format_age(start_us: int | float, now: float) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
     return f"{seconds}s ago"
+
+
+SPAN_DETAIL_TAGS = ("http.method", "http.url", "upstream_cluster", "response_flags", "peer.address")
+
+
+def trace_view(trace: Mapping[str, Any]) -> dict[str, Any]:
+    """A Jaeger JSON trace -> the trace page's rows: spans depth-first under their parents, each
+    with its offset and width as a share of the whole trace (the waterfall)."""
+    spans: list[Mapping[str, Any]] = list(trace.get("spans") or ())
+    processes: Mapping[str, Any] = trace.get("processes") or {}
+    ids = {s["spanID"] for s in spans}
+    children: dict[str | None, list[Mapping[str, Any]]] = {}
+    for span in spans:
+        parent = next((r["spanID"] for r in span.get("references") or () if r.get("refType") == "CHILD_OF"), None)
+        children.setdefault(parent if parent in ids else None, []).append(span)
+    start = min((int(s["startTime"]) for s in spans), default=0)
+    end = max((int(s["startTime"]) + int(s["duration"]) for s in spans), default=0)
+    total = max(1, end - start)
+    rows: list[dict[str, Any]] = []
+
+    seen: set[int] = set()
+
+    def walk(parent: str | None, depth: int) -> None:
+        for span in sorted(children.get(parent, ()), key=lambda s: int(s["startTime"])):
+            if id(span) in seen:  # a reference cycle in bad input
+                continue
+            seen.add(id(span))
+            tags = {t["key"]: t["value"] for t in span.get("tags") or ()}
+            status = tags.get("http.status_code")
+            rows.append(
+                {
+                    "spanID": span["spanID"],
+                    "depth": depth,
+                    "service": (processes.get(span.get("processID", "")) or {}).get("serviceName", ""),
+                    "operation": span.get("operationName", ""),
+                    "kind": tags.get("span.kind", ""),
+                    "offset": int(span["startTime"]) - start,
+                    "duration": int(span["duration"]),
+                    "left": round(100 * (int(span["startTime"]) - start) / total, 2),
+                    "width": max(0.5, round(100 * int(span["duration"]) / total, 2)),
+                    "statusCode": int(str(status)) if str(status).isdigit() else None,
+                    "error": tags.get("error") in (True, "true"),
+                    "details": [(k, tags[k]) for k in SPAN_DETAIL_TAGS if k in tags],
+                }
+            )
+            walk(span["spanID"], depth + 1)
+
+    walk(None, 0)
+    for span in spans:  # spans only reachable through a cycle: shown flat at the end
+        if id(span) not in seen:
+            children[f"orphan-{id(span)}"] = [span]
+            walk(f"orphan-{id(span)}", 0)
+    return {"traceID": trace.get("traceID", ""), "startTime": start, "duration": end - start, "spans": rows}

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+from console_helpers import read_page
 
 from sandbox.console.app import Console, ConsoleSettings
 from sandbox.control.snapshot import ProxyIdentity
@@ -257,3 +258,32 @@ def test_an_extra_zipkin_port_takes_spans_for_the_same_store() -> None:
             assert status_json["tracing"]["ingest"] == f"{zipkin}/api/v2/spans"
 
     asyncio.run(scenario())
+
+
+def test_the_trace_page_shows_the_hops_as_a_waterfall() -> None:
+    async def scenario() -> tuple[str, int]:
+        async with console() as (_, base), aiohttp.ClientSession() as http:
+            await send_one_request_through_three_proxies(f"{base}/api/v2/spans", time.time())
+            async with http.get(f"{base}/traces/{TRACE}") as resp:
+                assert resp.status == 200
+                html = await resp.text()
+            async with http.get(f"{base}/traces/{'1' * 32}") as resp:
+                return html, resp.status
+
+    html, missing = asyncio.run(scenario())
+    assert missing == 404
+    rows = read_page(html).sections["trace"]
+    assert rows[0] == ["Service", "Operation", "Status", "Duration", "Timeline"]
+    assert [(r[0], r[1].split()[0], r[2], r[3].split()[0]) for r in rows[1:]] == [
+        (
+            "istio-ingressgateway.istio-system client",
+            "productpage.default.svc.cluster.local:9080/*",
+            "503 error",
+            "20.00ms",
+        ),
+        ("productpage.default server", "productpage.default.svc.cluster.local:9080/*", "503 error", "18.00ms"),
+        ("productpage.default client", "reviews.default.svc.cluster.local:9080/*", "503 error", "10.00ms"),
+        ("reviews.default server", "reviews.default.svc.cluster.local:9080/*", "503 error", "8.00ms"),
+    ]
+    # each hop is indented under the one that called it
+    assert [html.count(f"padding-left: {16 + 18 * depth}px") for depth in range(4)] == [1, 1, 1, 1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from zipkin_helpers import T0, spans, zspan
+from console_helpers import T0, spans, zspan
 
 from sandbox.console.jaeger import dedupe_span_ids, envelope, error_envelope, summarize, trace_json
 
@@ -125,3 +125,23 @@ def test_summaries(raw: list[dict[str, Any]], expected: dict[str, Any]) -> None:
 
 def test_a_trace_without_spans_has_no_summary() -> None:
     assert summarize({"traceID": "x", "spans": []}) is None
+
+
+def test_the_trace_page_rows_nest_under_their_parents() -> None:
+    from sandbox.console.views import trace_view
+
+    view = trace_view(trace_json(spans(*HOPS)))
+    assert [(r["service"], r["depth"], r["left"], r["width"]) for r in view["spans"]] == [
+        ("istio-ingressgateway.istio-system", 0, 0.0, 100.0),
+        ("productpage.default", 1, 1.11, 97.78),
+        ("productpage.default", 2, 2.22, 55.56),
+        ("reviews.default", 3, 3.33, 50.0),
+    ]
+    assert (view["duration"], view["startTime"]) == (900, T0)
+
+
+def test_spans_in_a_reference_cycle_still_show() -> None:
+    from sandbox.console.views import trace_view
+
+    loop = trace_json(spans(zspan(span_id=A, parent=B), zspan(span_id=B, parent=A, start=T0 + 1)), adjust=False)
+    assert sorted(r["spanID"] for r in trace_view(loop)["spans"]) == [A, B]

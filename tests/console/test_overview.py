@@ -7,14 +7,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from zipkin_helpers import spans, zspan
+from console_helpers import read_page, spans, zspan
 
 from sandbox.console.app import Console, ConsoleSettings
 from sandbox.console.views import format_age, format_duration
@@ -80,56 +79,6 @@ async def control_plane(rows: list[dict[str, Any]]) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
-
-
-class Page(HTMLParser):
-    """The text a person reads in each table row of a section, cell by cell."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sections: dict[str, list[list[str]]] = {}
-        self.cards: dict[str, str] = {}
-        self._section = self._card = ""
-        self._row: list[str] | None = None
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attr = dict(attrs)
-        if tag == "section":
-            self._section = attr.get("id") or ""
-            self.sections[self._section] = []
-        elif tag == "div" and (attr.get("id") or "").startswith("card-"):
-            self._card = attr["id"] or ""
-            self.cards[self._card] = ""
-        elif tag == "tr" and self._section:
-            self._row = []
-        elif tag in ("td", "th") and self._row is not None:
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._row is not None and self._cell is not None:
-            self._row.append(" ".join(" ".join(self._cell).split()))
-            self._cell = None
-        elif tag == "tr" and self._row is not None:
-            self.sections[self._section].append(self._row)
-            self._row = None
-        elif tag == "section":
-            self._section = ""
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-        if self._card and data.strip():
-            self.cards[self._card] += " " + data.strip()
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        pass
-
-
-def read_page(html: str) -> Page:
-    page = Page()
-    page.feed(html)
-    return page
 
 
 def project(tmp_path: Path, prometheus: str | None = None) -> Any:
@@ -221,7 +170,7 @@ def test_the_overview_shows_each_workloads_proxies_and_their_sync_state(tmp_path
             ["web.default", "reviews.default.svc.cluster.local:9080/*", "2.50ms", "1", "200"],
         ]
         assert traces[1][0] == "1s ago" and traces[2][0] == "5s ago"
-        assert 'href="/api/traces/2222222222222222"' in html
+        assert 'href="/traces/2222222222222222"' in html
         assert "<script" not in html and "http://" not in html.split("<body>")[0]  # offline: nothing fetched
 
     asyncio.run(scenario())

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from zipkin_helpers import T0, zspan
+from console_helpers import T0, zspan
 
 from sandbox.console.spans import UNKNOWN_SERVICE, SpanFormatError, decode_zipkin, normalize_trace_id
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from zipkin_helpers import T0, spans, zspan
+from console_helpers import T0, spans, zspan
 
 from sandbox.console.query import (
     DEFAULT_LOOKBACK_US,

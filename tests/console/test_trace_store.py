@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from zipkin_helpers import T0, spans, zspan
+from console_helpers import T0, spans, zspan
 
 from sandbox.console.query import TraceQuery
 from sandbox.console.store import TraceStore
