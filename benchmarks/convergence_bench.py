@@ -1,14 +1,15 @@
 """Convergence: from an editor's atomic save of a VirtualService to the last sidecar's ACK.
 
-Run: .venv/bin/python benchmarks/convergence_bench.py [--sidecars 10] [--edits 50] [--decode | --light]
+Run: .venv/bin/python benchmarks/convergence_bench.py [--sidecars 10] [--edits 50] [--simulated [--decode] | --light]
 
 The control plane (watcher, debounce, store with the analyzer, compile, push) runs in this
-process; the sidecar subscriptions run in a child process (one WebSocket each, Bookinfo's six
-workloads round-robin). `--decode` makes each simulated sidecar decode its snapshot into a
-ProxySnapshot as the proxy does; without it they only parse the JSON; `--light` skips the
-subscription client and reads only each push's header (1,000 connections in one process).
-Every edit flips reviews' subset, which changes every sidecar's snapshot. Reported: p50/p99/max
-of write -> last ACK (debounce included), and istiod-style "seen -> ACK" per proxy.
+process. By default each sidecar is a real `sandbox proxy --control-plane` process (Bookinfo's
+six workloads round-robin; listeners on free ports): it decodes each snapshot, rebuilds its
+routes and clusters, then ACKs. `--simulated` runs subscriptions in one child process instead
+(`--decode` makes them decode the snapshot; without it they only parse the JSON); `--light`
+reads only each push's header (1,000 connections in one child process). Every edit flips
+reviews' subset, which changes every sidecar's snapshot. Reported: p50/p99/max of write -> last
+ACK (debounce included), istiod-style "seen -> ACK" per proxy, and CPU per edit.
 """
 
 from __future__ import annotations
@@ -116,7 +117,21 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def bench(sidecars: int, edits: int, decode: bool, light: bool = False) -> None:
+def real_sidecars(port: int, count: int, tokens: TokenAuthority) -> list[subprocess.Popen[bytes]]:
+    """`sandbox proxy` processes subscribed to the control plane, every listener on a free port."""
+    procs = []
+    for i in range(count):
+        workload, sa = WORKLOADS[i % len(WORKLOADS)]
+        argv = [sys.executable, "-m", "sandbox", "proxy", "--control-plane", f"http://127.0.0.1:{port}"]
+        argv += ["--workload", workload, "--service-account", sa, "--node", f"{workload}-{i}", "--access-log", "off"]
+        for name in ("outbound", "inbound", "admin", "stats", "ready"):
+            argv += [f"--{name}-port", "0"]
+        env = {**os.environ, "SANDBOX_TOKEN": tokens.issue(ProxyIdentity(workload, "default", sa))}
+        procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs
+
+
+async def bench(sidecars: int, edits: int, decode: bool, light: bool = False, real: bool = False) -> None:
     root = Path(tempfile.mkdtemp(prefix="convergence-"))
     istio = root / "istio"
     istio.mkdir()
@@ -126,17 +141,12 @@ async def bench(sidecars: int, edits: int, decode: bool, light: bool = False) ->
     vs.write_text(VS.format(subset="v1"))
     plane = ControlPlane(ControlPlaneSettings(istio, root / "compose.yaml", root / "state", port=0))
     port = await plane.start()
-    args = [
-        sys.executable,
-        __file__,
-        "--client",
-        str(port),
-        "--sidecars",
-        str(sidecars),
-        "--state",
-        str(root / "state"),
-    ]
-    child = subprocess.Popen([*args, *(["--decode"] if decode else []), *(["--light"] if light else [])])
+    if real:
+        children = real_sidecars(port, sidecars, plane.tokens)
+    else:
+        args = [sys.executable, __file__, "--client", str(port), "--sidecars", str(sidecars)]
+        args += ["--state", str(root / "state"), *(["--decode"] if decode else []), *(["--light"] if light else [])]
+        children = [subprocess.Popen(args)]
     done: set[str] = set()
     all_acked = asyncio.Event()
     generation = [plane.store.generation]
@@ -153,7 +163,7 @@ async def bench(sidecars: int, edits: int, decode: bool, light: bool = False) ->
         seen_to_ack: list[float] = []
         plane.push._on_converged = seen_to_ack.append  # istiod's definition, per proxy
         write_to_last_ack: list[float] = []
-        cpu0, child0 = time.process_time(), process_cpu(child.pid)
+        cpu0, child0 = time.process_time(), sum(process_cpu(c.pid) for c in children)
         for i in range(edits):
             done.clear()
             all_acked.clear()
@@ -165,15 +175,18 @@ async def bench(sidecars: int, edits: int, decode: bool, light: bool = False) ->
             await asyncio.wait_for(all_acked.wait(), 60)
             write_to_last_ack.append(time.monotonic() - start)
             await asyncio.sleep(0.05)  # separate edits, so each is its own debounce window
-        cpu, child_cpu = time.process_time() - cpu0, process_cpu(child.pid) - child0
+        cpu, child_cpu = time.process_time() - cpu0, sum(process_cpu(c.pid) for c in children) - child0
     finally:
-        child.terminate()
-        child.wait(10)
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(10)
         await plane.stop()
         shutil.rmtree(root, ignore_errors=True)
     ms = [x * 1000 for x in write_to_last_ack]
     seen = [x * 1000 for x in seen_to_ack]
-    print(f"sidecars={sidecars} edits={edits} decode={decode} light={light} pushes={plane.push.stats.pushes}")
+    mode = "real sidecar processes" if real else "light clients" if light else f"simulated (decode={decode})"
+    print(f"sidecars={sidecars} ({mode}) edits={edits} pushes={plane.push.stats.pushes}")
     print(
         f"write -> last ACK: p50 {percentile(ms, 50):.1f} ms  p99 {percentile(ms, 99):.1f} ms  "
         f"max {max(ms):.1f} ms  mean {statistics.mean(ms):.1f} ms"
@@ -181,7 +194,7 @@ async def bench(sidecars: int, edits: int, decode: bool, light: bool = False) ->
     print(f"seen -> ACK per proxy: p50 {percentile(seen, 50):.1f} ms  p99 {percentile(seen, 99):.1f} ms")
     print(
         f"CPU per edit: control plane {cpu / edits * 1000:.1f} ms, "
-        f"the {sidecars} simulated sidecars {child_cpu / edits * 1000:.1f} ms"
+        f"the {sidecars} sidecars {child_cpu / edits * 1000:.1f} ms"
     )
 
 
@@ -189,7 +202,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sidecars", type=int, default=10)
     parser.add_argument("--edits", type=int, default=50)
-    parser.add_argument("--decode", action="store_true", help="decode each snapshot as the proxy does")
+    parser.add_argument("--simulated", action="store_true", help="subscriptions in one child, not real sidecars")
+    parser.add_argument("--decode", action="store_true", help="simulated sidecars decode each snapshot")
     parser.add_argument("--light", action="store_true", help="simulated sidecars read only each push's header")
     parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
@@ -197,7 +211,8 @@ def main() -> None:
     if args.client:
         asyncio.run(clients(args.client, args.sidecars, args.state, args.decode, args.light))
     else:
-        asyncio.run(bench(args.sidecars, args.edits, args.decode, args.light))
+        real = not (args.simulated or args.decode or args.light)
+        asyncio.run(bench(args.sidecars, args.edits, args.decode, args.light, real))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ HELLO_TIMEOUT = 10.0
 HEARTBEAT = 5.0  # WebSocket pings: a dead peer is noticed within ~2 heartbeats
 MAX_DISCONNECTED = 256
 
-SnapshotSource = Callable[[ProxyIdentity, str], "tuple[str, dict[str, Any]] | None"]  # (identity, node)
+# (identity, node) -> (version, the snapshot as data or as its JSON text), or None for "nothing to send"
+Payload = dict[str, Any] | str
+SnapshotSource = Callable[[ProxyIdentity, str], "tuple[str, Payload] | None"]
 CertificateSource = Callable[[ProxyIdentity], WorkloadCertificate]
 Authenticator = Callable[[ProxyIdentity, str], bool]
 
@@ -119,7 +121,7 @@ class _Connection:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     cert_due: bool = True
     cert_nonce: str = ""
-    latest: tuple[str, dict[str, Any]] | None = None
+    latest: tuple[str, Payload] | None = None
     changed_at: float | None = None
     rotation: asyncio.TimerHandle | None = None
 
@@ -149,7 +151,7 @@ class PushServer:
         self.proxies: dict[str, ProxyStatus] = {}
         self.stats = PushStats()
         self.ack_listeners: list[Callable[[ProxyStatus], None]] = []  # e.g. `sandbox wait --synced`
-        self._encoded: dict[str, str] = {}  # version -> payload JSON, shared by every proxy on it
+        self._messages: dict[str, tuple[bytes, str]] = {}  # version -> (push frame, nonce), this change
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(PATH, self.handle)
@@ -166,6 +168,7 @@ class PushServer:
         proxy SYNCED on a version that is already outdated; the sends happen in each connection's task.
         """
         changed_at = self._clock() if changed_at is None else changed_at
+        self._messages.clear()  # a new change: fresh nonces
         for conn in self._connections.values():
             self._refresh(conn, changed_at)
 
@@ -273,24 +276,28 @@ class PushServer:
         if conn.latest is None or conn.latest[0] == status.version_sent:
             return
         version, payload = conn.latest
-        nonce = secrets.token_hex(8)
+        message, nonce = self._message(version, payload)
         status.version_sent, status.nonce_sent = version, nonce
         if status.pending_since is None:
             status.pending_since = conn.changed_at if conn.changed_at is not None else self._clock()
         conn.changed_at = None
         status.pushes += 1
         self.stats.pushes += 1
-        head = json.dumps({"type": "snapshot", "version": version, "nonce": nonce})
-        await conn.ws.send_str(f'{head[:-1]}, "snapshot": {self._encode(version, payload)}}}')
+        await conn.ws.send_frame(message, WSMsgType.TEXT)
 
-    def _encode(self, version: str, payload: dict[str, Any]) -> str:
-        """Serialise each version once: with many proxies on one workload, JSON encoding dominates a push."""
-        text = self._encoded.get(version)
-        if text is None:
-            if len(self._encoded) >= 4096:  # versions are content hashes: old ones are rarely needed again
-                self._encoded.clear()
-            text = self._encoded[version] = json.dumps(payload, separators=(",", ":"))
-        return text
+    def _message(self, version: str, payload: Payload) -> tuple[bytes, str]:
+        """The push frame of `version`, built and UTF-8 encoded once per change for every proxy on it:
+        with many proxies, copying and encoding the same snapshot per connection dominates a push.
+        The proxies of one change share its nonce (replies are matched per connection)."""
+        found = self._messages.get(version)
+        if found is None:
+            if len(self._messages) >= 4096:
+                self._messages.clear()
+            nonce = secrets.token_hex(8)
+            head = json.dumps({"type": "snapshot", "version": version, "nonce": nonce})
+            text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+            found = self._messages[version] = (f'{head[:-1]}, "snapshot": {text}}}'.encode(), nonce)
+        return found
 
     async def _send_certificate(self, conn: _Connection) -> None:
         assert self._certificates is not None

@@ -95,7 +95,7 @@ class ControlPlane:
             max_delay=settings.max_delay,
             endpoints_file=settings.endpoints_file,
         )
-        self._cache: dict[str, tuple[str, dict[str, Any]] | None] = {}
+        self._cache: dict[str, tuple[str, str] | None] = {}  # workload -> (version, snapshot JSON)
         self._cache_generation: tuple[int, int] = (-1, -1)
         self._runner: web.AppRunner | None = None
 
@@ -181,7 +181,7 @@ class ControlPlane:
                 self.mesh_convergence.observe(max(0.0, time.monotonic() - self._waiting_since))
                 self._waiting_since = None
 
-    def _snapshot_for(self, identity: ProxyIdentity, node: str) -> tuple[str, dict[str, Any]] | None:
+    def _snapshot_for(self, identity: ProxyIdentity, node: str) -> tuple[str, str] | None:
         """Compiled once per config generation and workload, shared by its replicas."""
         generation = (self.store.generation, self._endpoints_generation)
         if self._cache_generation != generation:
@@ -197,7 +197,7 @@ class ControlPlane:
                 log.exception("compiling the snapshot of %s failed", identity.workload)
                 self._cache[identity.workload] = None
             else:
-                self._cache[identity.workload] = (snapshot.version, snapshot.to_data())
+                self._cache[identity.workload] = (snapshot.version, snapshot.to_json())
         return self._cache[identity.workload]
 
     def _authenticate(self, identity: ProxyIdentity, token: str) -> bool:

@@ -7,8 +7,10 @@ Every value is already resolved: Istio's defaults are filled in here, so the dat
 to know them. Reference for every default: ../shared/reference/istio-semantics.md §1.
 
 Snapshots are frozen, JSON-serialisable (`to_json`/`from_json`, canonical: sorted keys, no
-whitespace) and versioned by a hash of that canonical JSON (`version`), which is what ACK/NACK and
-`/config_dump` speak about. Durations are float seconds; `None` means "not set / disabled".
+whitespace, fields at their default left out) and versioned by a hash of that canonical JSON
+(`version`), which is what ACK/NACK and `/config_dump` speak about. `to_data` has every field
+(for people: config dumps, proxy-config). Durations are float seconds; `None` means "not set /
+disabled".
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import field
 from functools import cached_property
 from typing import Any
 
-from sandbox.control.canonical import canonical_json, decode, encode
+from sandbox.control.canonical import canonical_json, compact, decode, encode
 from sandbox.mesh.resources.common import model
 
 # Istio overrides Envoy's circuit-breaker defaults with MaxUint32 (§1.2, getDefaultCircuitBreakerThresholds).
@@ -393,7 +395,10 @@ class ProxySnapshot:
         return data
 
     def to_json(self) -> str:
-        return canonical_json(self.to_data())
+        """Canonical JSON (sorted keys, no whitespace, defaults left out); a sealed snapshot's was
+        made once, by `seal`."""
+        cached = self.__dict__.get("_canonical")
+        return cached if cached is not None else canonical_json(compact(self))
 
     @classmethod
     def from_data(cls, data: Any) -> ProxySnapshot:
@@ -411,12 +416,21 @@ class ProxySnapshot:
         return cls.from_data(data)
 
     def seal(self) -> ProxySnapshot:
-        """The same snapshot with `version` set to the content hash."""
-        return dataclasses.replace(self, version=content_version(self))
+        """The same snapshot with `version` set to the content hash. Encoding a snapshot is most of
+        a push's cost, so the canonical JSON made for the hash is kept for `to_json` (the push)."""
+        data = compact(dataclasses.replace(self, version=""))
+        text = canonical_json(data)
+        version = _hash(text)
+        sealed = dataclasses.replace(self, version=version)
+        # "version" sorts after every other top-level key, so it goes last in the canonical text.
+        sealed.__dict__["_canonical"] = f'{text[:-1]}{"," if data else ""}"version":{json.dumps(version)}}}'
+        return sealed
+
+
+def _hash(canonical: str) -> str:
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def content_version(snapshot: ProxySnapshot) -> str:
     """First 16 hex chars of sha256 over the canonical JSON without the version itself."""
-    data = snapshot.to_data()
-    data.pop("version", None)
-    return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
+    return _hash(canonical_json(compact(dataclasses.replace(snapshot, version=""))))

@@ -126,22 +126,28 @@ class ConfigScanner:
         return WatchUpdate(changes, compose, first_seen, self._read_if_changed(self.endpoints_file))
 
 
+def settles(event_type: str, dest_name: str) -> bool:
+    """The writer is done: a file closed after writing, or a config file renamed into place."""
+    return event_type == "closed" or (event_type == "moved" and is_config_file(dest_name))
+
+
 class _Handler(FileSystemEventHandler):
-    def __init__(self, notify: Callable[[str], None], only: str | None = None, key: str | None = None) -> None:
+    def __init__(self, notify: Callable[[str, bool], None], only: str | None = None, key: str | None = None) -> None:
         self._notify = notify
         self._only = only  # in a parent directory: events about that one name
         self._key = key or only or ""
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in QUIET_EVENTS:
-            return
+        if event.event_type in QUIET_EVENTS or (event.is_directory and event.event_type == "modified"):
+            return  # a directory "modified" only echoes the entry event that comes with it
         paths = [p for p in (event.src_path, getattr(event, "dest_path", "")) if p]
         names = [os.path.basename(os.fsdecode(p)) for p in paths]
+        settled = settles(event.event_type, names[-1])
         if self._only is not None:
             if self._only in names and event.event_type in ENTRY_EVENTS:
-                self._notify(self._key)
+                self._notify(self._key, settled and names[-1] == self._only)
         elif not all(is_temporary(n) for n in names):
-            self._notify(os.fsdecode(paths[0]))
+            self._notify(os.fsdecode(paths[0]), settled)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -204,12 +210,12 @@ class ConfigWatcher:
         if self._driver is not None:
             self._driver.close()
 
-    def _from_thread(self, key: str) -> None:
+    def _from_thread(self, key: str, settled: bool = False) -> None:
         loop, driver = self._loop, self._driver
         if loop is None or driver is None:
             return
         with contextlib.suppress(RuntimeError):  # the loop is closing
-            loop.call_soon_threadsafe(driver.add, key)
+            loop.call_soon_threadsafe(driver.add, key, settled)
 
     def _rewatch_if_replaced(self, hinted: bool) -> None:
         """inotify watches an inode: a new directory under the same name needs a new watch. The

@@ -71,3 +71,45 @@ def test_driver_delivers_one_batch_per_burst_on_a_real_loop() -> None:
 
     batches = asyncio.run(scenario())
     assert [b.keys for b in batches] == [frozenset({"a", "b"}), frozenset({"c"})]
+
+
+def test_a_finished_write_is_due_after_the_short_settle_period() -> None:
+    d: Debouncer[str] = Debouncer(quiet=0.020, max_delay=0.200, settle=0.005)
+    d.add("vs.yaml", 1.000)  # truncated, being written
+    assert d.deadline() == pytest.approx(1.020)
+    d.add("vs.yaml", 1.002, settled=True)  # closed after writing
+    assert d.deadline() == pytest.approx(1.007)
+    assert d.take(1.006) is None and d.take(1.007) is not None
+
+
+def test_a_key_still_being_written_keeps_the_full_quiet_period() -> None:
+    d: Debouncer[str] = Debouncer(quiet=0.020, max_delay=0.200, settle=0.005)
+    d.add("a.yaml", 1.000)  # still open
+    d.add("b.yaml", 1.001, settled=True)  # renamed into place
+    assert d.deadline() == pytest.approx(1.021)
+    d.add("a.yaml", 1.003, settled=True)
+    assert d.deadline() == pytest.approx(1.008)
+    d.take(1.008)
+    d.add("c.yaml", 2.0, settled=True)  # a new batch starts with nothing unsettled
+    assert d.deadline() == pytest.approx(2.005)
+
+
+def test_a_settled_event_brings_the_drivers_timer_forward() -> None:
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        fired: list[float] = []
+        start = loop.time()
+        driver: DebounceDriver[str] = DebounceDriver(
+            lambda batch: fired.append(loop.time() - start), Debouncer(quiet=5.0, max_delay=10.0, settle=0.01)
+        )
+        driver.add("vs.yaml")  # would wait 5 s
+        driver.add("vs.yaml", settled=True)
+        for _ in range(200):
+            if fired:
+                break
+            await asyncio.sleep(0.01)
+        driver.close()
+        return fired
+
+    fired = asyncio.run(scenario())
+    assert len(fired) == 1 and fired[0] < 2.0

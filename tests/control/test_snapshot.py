@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.control.canonical import canonical_json
 from sandbox.control.compile import compile as compile_snapshot
 from sandbox.control.snapshot import ProxySnapshot, content_version
 from sandbox.mesh.loader import load_paths
@@ -106,7 +107,7 @@ def test_from_json_rejects_malformed_input_with_a_path(text: str, message: str) 
 
 
 def test_from_json_rejects_a_wrong_type_deep_inside() -> None:
-    data = json.loads(bookinfo("destination-rule-all.yaml").to_json())
+    data = bookinfo("destination-rule-all.yaml").to_data()
     data["clusters"][0]["traffic_policy"]["connection_pool"]["max_connections"] = "many"
     with pytest.raises(ValueError, match=r"snapshot\.clusters\[0\]\.traffic_policy\.connection_pool\.max_connections"):
         ProxySnapshot.from_data(data)
@@ -118,3 +119,12 @@ def test_cluster_lookup() -> None:
     assert found is not None and found.subset == "v1"
     assert snap.cluster("outbound|9080|v9|reviews.default.svc.cluster.local") is None
     assert snap.route_config(9080) is not None and snap.route_config(1) is None
+
+
+def test_the_wire_form_leaves_defaults_out_and_decodes_to_the_same_snapshot() -> None:
+    snap = bookinfo("destination-rule-all.yaml")
+    text = snap.to_json()
+    assert len(text) < len(canonical_json(snap.to_data())) / 2  # most of a snapshot is defaults
+    assert '"max_connections"' not in text  # Istio's MaxUint32 default, on every cluster
+    assert ProxySnapshot.from_json(text) == snap
+    assert json.loads(text)["version"] == snap.version == content_version(snap)

@@ -239,3 +239,21 @@ def test_the_compose_file_inside_the_istio_directory_is_not_read_as_istio_yaml(t
     compose.write_text("services: {}\n")
     update = ConfigScanner(tmp_path / "istio", compose).scan()
     assert update.istio == {} and update.compose == b"services: {}\n"
+
+
+@pytest.mark.parametrize(
+    ("event", "dest", "expected"),
+    [
+        ("closed", "vs.yaml", True),  # written in place and closed
+        ("moved", "vs.yaml", True),  # an atomic save renames a complete file into place
+        ("moved", "vs.yaml~", False),  # vim moving the old file away: the new one is not there yet
+        ("moved", "..data", False),  # a ConfigMap symlink swap: files follow
+        ("modified", "vs.yaml", False),
+        ("created", "vs.yaml", False),
+        ("deleted", "vs.yaml", False),
+    ],
+)
+def test_which_events_say_the_writer_is_done(event: str, dest: str, expected: bool) -> None:
+    from sandbox.control.watcher import settles
+
+    assert settles(event, dest) is expected
