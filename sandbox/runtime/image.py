@@ -1,0 +1,241 @@
+"""The `sandbox` image: decide how to build it, tell whether the one on the engine is stale, build it.
+
+One image (compose/Dockerfile) plays every role. It is tagged `sandbox:latest` and
+`sandbox:<content hash>`, the hash covering everything that goes into it (the Dockerfile and its
+scripts, the package source, samples/, the dependency list, the base image's id and the build
+mode), so `up` rebuilds exactly when something changed and otherwise starts at once.
+
+Two ways to build, chosen by SANDBOX_IMAGE_BUILD (auto, online, offline):
+- online (a laptop): FROM python:3.12-slim, pip reads PyPI inside the build;
+- offline (no registry reachable, as on CI machines): FROM the `sandbox-base:offline` image that
+  ../shared/docker/ensure-engine makes from Debian packages, with a wheelhouse built on the host
+  (`pip wheel`, into compose/build/wheels, kept between builds) copied into the context.
+`auto` builds offline when the offline base image exists on the engine, online otherwise.
+The context is staged under compose/build/context, never the repo root (vfs copies all of it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.runtime.base import RuntimeFailure
+from sandbox.runtime.docker_engine import Engine
+
+DEFAULT_BASE_IMAGE = "python:3.12-slim"
+DEFAULT_OFFLINE_BASE = "sandbox-base:offline"
+DEFAULT_REPOSITORY = "sandbox"
+BUILD_MODES = ("auto", "online", "offline")
+SCRIPTS = ("Dockerfile", "install.sh", "probe")
+BUILD_TIMEOUT = 1800.0
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    base_image: str = DEFAULT_BASE_IMAGE  # SANDBOX_BASE_IMAGE
+    offline_base: str = DEFAULT_OFFLINE_BASE  # SANDBOX_OFFLINE_BASE (the name ensure-engine uses too)
+    build_mode: str = "auto"  # SANDBOX_IMAGE_BUILD
+    repository: str = DEFAULT_REPOSITORY  # SANDBOX_IMAGE
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ImageSettings:
+        mode = env.get("SANDBOX_IMAGE_BUILD", "auto") or "auto"
+        if mode not in BUILD_MODES:
+            raise RuntimeFailure(f"SANDBOX_IMAGE_BUILD must be one of {', '.join(BUILD_MODES)}, not {mode!r}")
+        return cls(
+            env.get("SANDBOX_BASE_IMAGE") or DEFAULT_BASE_IMAGE,
+            env.get("SANDBOX_OFFLINE_BASE") or DEFAULT_OFFLINE_BASE,
+            mode,
+            env.get("SANDBOX_IMAGE") or DEFAULT_REPOSITORY,
+        )
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    root: Path  # the source checkout (holds compose/ and sandbox/)
+    offline: bool
+    base: str
+    content_hash: str
+    repository: str = DEFAULT_REPOSITORY
+
+    @property
+    def tag(self) -> str:
+        return f"{self.repository}:{self.content_hash[:12]}"
+
+    @property
+    def latest(self) -> str:
+        return f"{self.repository}:latest"
+
+    @property
+    def mode(self) -> str:
+        return "offline" if self.offline else "online"
+
+
+def source_root() -> Path:
+    """The checkout this package runs from; the image can only be built from one."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "compose" / "Dockerfile").is_file():
+        raise RuntimeFailure(
+            f"compose/Dockerfile not found beside the sandbox package ({root}): "
+            "the image builds from a source checkout of sandbox"
+        )
+    return root
+
+
+def requirements(root: Path) -> list[str]:
+    """The package's runtime dependencies, as pyproject.toml lists them."""
+    data = tomllib.loads((root / "pyproject.toml").read_text())
+    return [str(d) for d in data["project"]["dependencies"]]
+
+
+def _tree_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p
+        for p in directory.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+    )
+
+
+def content_hash(root: Path, offline: bool, base: str, base_id: str) -> str:
+    """sha256 over what goes into the image (names and bytes, in a fixed order)."""
+    digest = hashlib.sha256()
+
+    def add(name: str, data: bytes) -> None:
+        digest.update(len(name).to_bytes(4, "big") + name.encode())
+        digest.update(len(data).to_bytes(8, "big") + data)
+
+    add("mode", b"offline" if offline else b"online")
+    add("base", f"{base}@{base_id}".encode())
+    add("requirements", "\n".join(requirements(root)).encode())
+    for script in SCRIPTS:
+        add(f"compose/{script}", (root / "compose" / script).read_bytes())
+    for top in ("sandbox", "samples"):
+        for path in _tree_files(root / top):
+            add(path.relative_to(root).as_posix(), path.read_bytes())
+    return digest.hexdigest()
+
+
+def plan_image(engine: Engine, settings: ImageSettings | None = None, root: Path | None = None) -> ImagePlan:
+    settings = settings or ImageSettings.from_env()
+    root = root or source_root()
+    offline_id = engine.image_id(settings.offline_base)
+    if settings.build_mode == "offline" and offline_id is None:
+        raise RuntimeFailure(
+            f"SANDBOX_IMAGE_BUILD=offline but the image {settings.offline_base} is not on the engine "
+            "(make it with ../shared/docker/ensure-engine)"
+        )
+    offline = settings.build_mode == "offline" or (settings.build_mode == "auto" and offline_id is not None)
+    base = settings.offline_base if offline else settings.base_image
+    base_id = (offline_id if offline else engine.image_id(base)) or "unpulled"
+    return ImagePlan(root, offline, base, content_hash(root, offline, base, base_id), settings.repository)
+
+
+def ensure_image(engine: Engine, plan: ImagePlan, log_file: Path, say: Callable[[str], None] = lambda _: None) -> str:
+    """The image tag to run: the existing one when current, else built now (output in log_file)."""
+    if engine.image_id(plan.tag) is not None:
+        if engine.image_id(plan.latest) != engine.image_id(plan.tag):
+            engine.tag(plan.tag, plan.latest)
+        return plan.tag
+    build = plan.root / "compose" / "build"
+    context = stage_context(plan.root, build / "context")
+    if plan.offline:
+        say("building the wheelhouse on the host (pip wheel)")
+        wheels = build_wheelhouse(requirements(plan.root), build / "wheels", log_file)
+        _link_tree(wheels, context / "wheels")
+    say(f"building {plan.tag} ({plan.mode}, from {plan.base}); log: {log_file}")
+    command = [
+        *_nice(),
+        "docker",
+        "build",
+        "--build-arg",
+        f"BASE_IMAGE={plan.base}",
+        "-t",
+        plan.tag,
+        "-t",
+        plan.latest,
+        str(context),
+    ]
+    _run_logged(command, log_file, f"building the image {plan.tag}")
+    shutil.rmtree(context, ignore_errors=True)
+    prune_stale(engine, plan)
+    return plan.tag
+
+
+def prune_stale(engine: Engine, plan: ImagePlan) -> list[str]:
+    """Drop older content-hash tags of the image (each is a full copy under vfs); the engine keeps
+    any a container still uses."""
+    removed = []
+    for tag in engine.image_tags(plan.repository):
+        suffix = tag.rpartition(":")[2]
+        hashed = len(suffix) == 12 and all(c in "0123456789abcdef" for c in suffix)
+        if hashed and tag not in (plan.tag, plan.latest) and engine.remove_image(tag):
+            removed.append(tag)
+    return removed
+
+
+def stage_context(root: Path, context: Path) -> Path:
+    """A fresh build context: the scripts, requirements.txt, the package source and samples/."""
+    shutil.rmtree(context, ignore_errors=True)
+    context.mkdir(parents=True)
+    for script in SCRIPTS:
+        shutil.copy2(root / "compose" / script, context / script)
+    (context / "requirements.txt").write_text("\n".join(requirements(root)) + "\n")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+    shutil.copytree(root / "sandbox", context / "sandbox", ignore=ignore)
+    if (root / "samples").is_dir():
+        shutil.copytree(root / "samples", context / "samples", ignore=ignore)
+    else:
+        (context / "samples").mkdir()
+    return context
+
+
+def build_wheelhouse(reqs: Iterable[str], wheels: Path, log_file: Path) -> Path:
+    """`pip wheel` the dependencies on the host (containers here cannot reach PyPI); reused while the
+    requirement list is unchanged. The host's Python must match the offline base's (3.11, bookworm)."""
+    text = "\n".join(reqs) + "\n"
+    stamp = wheels / "requirements.txt"
+    if stamp.is_file() and stamp.read_text() == text and any(wheels.glob("*.whl")):
+        return wheels
+    shutil.rmtree(wheels, ignore_errors=True)
+    wheels.mkdir(parents=True)
+    (wheels.parent / "requirements.in").write_text(text)
+    command = [*_nice(), sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels), "-r"]
+    _run_logged([*command, str(wheels.parent / "requirements.in")], log_file, "building the wheelhouse")
+    stamp.write_text(text)
+    return wheels
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.glob("*.whl"):
+        try:
+            os.link(path, target / path.name)
+        except OSError:
+            shutil.copy2(path, target / path.name)
+
+
+def _nice() -> list[str]:
+    return ["nice", "-n", "10"] if shutil.which("nice") else []
+
+
+def _run_logged(command: list[str], log_file: Path, what: str) -> None:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        log.write(f"$ {' '.join(command)}\n".encode())
+        log.flush()
+        try:
+            done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeFailure(f"{what} failed: {exc}") from None
+    if done.returncode != 0:
+        tail = log_file.read_text(errors="replace").splitlines()[-15:]
+        raise RuntimeFailure(f"{what} failed (exit {done.returncode}); last lines of {log_file}:\n" + "\n".join(tail))
