@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from sandbox.runtime import forkserver
+from sandbox.runtime.forkserver import ForkedHandle
 from sandbox.runtime.supervisor import ProcessSpec
 
 
@@ -70,3 +72,21 @@ class SubprocessLauncher:
                 out.write(f"[sandbox] cannot run {spec.argv[0]!r} (in {spec.cwd}): {exc.strerror}\n".encode())
                 return NotStarted()
         return ProcessHandle(popen)
+
+
+class MeshLauncher:
+    """Forks sandbox's own processes from preloaded code (forkserver.py), runs everything else
+    as a subprocess. The first fork pays for the preload."""
+
+    def __init__(self) -> None:
+        self.subprocesses = SubprocessLauncher()
+        self.preloaded = False
+
+    def start(self, spec: ProcessSpec, note: str | None = None) -> ProcessHandle | NotStarted | ForkedHandle:
+        if not forkserver.forkable(spec):
+            return self.subprocesses.start(spec, note)
+        if not self.preloaded:
+            forkserver.preload(forkserver.FORKED_KINDS)
+            self.preloaded = True
+        Path(spec.log_file).parent.mkdir(parents=True, exist_ok=True)
+        return forkserver.fork(spec, note)
