@@ -58,6 +58,7 @@ class Page(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attr = dict(attrs)
         if tag == "section":
+            self._card = ""  # the cards come before the sections
             self._section = attr.get("id") or ""
             self.sections[self._section] = []
         elif tag == "div" and (attr.get("id") or "").startswith("card-"):

@@ -233,6 +233,12 @@ def test_with_an_external_jaeger_the_console_passes_its_query_api_through() -> N
                 4,
             )
             assert row["link"] == f"{jaeger}/trace/{TRACE}"
+            async with http.get(f"{base}/") as resp:
+                html = await resp.text()
+            page = read_page(html)
+            assert "Jaeger" in page.cards["card-tracing"] and "from Jaeger" in html
+            assert f'href="{jaeger}/trace/{TRACE}"' in html
+            assert [r[1] for r in page.sections["traces"][1:]] == ["istio-ingressgateway.istio-system +2"]
 
         async with console(tracing="http://127.0.0.1:9") as (_, base), aiohttp.ClientSession() as http:
             status, body = await get(http, f"{base}/api/services")
