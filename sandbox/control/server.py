@@ -2,8 +2,9 @@
 
 One aiohttp port serves the push WebSocket (/v1/push), Prometheus metrics (/metrics, named after
 istiod's: pilot_xds, pilot_xds_pushes, pilot_total_xds_rejects, pilot_proxy_convergence_time),
-per-proxy sync state for proxy-status (/debug/syncz, as istiod's) and per-file config status
-(/debug/configz). Convergence time runs from the first file event of a change to each proxy's ACK.
+per-proxy sync state for proxy-status (/debug/syncz, as istiod's), per-file config status
+(/debug/configz) and the read API over the live store (/api/v1/resources, /files, /sync; see
+api.py). Convergence time runs from the first file event of a change to each proxy's ACK.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sandbox.control import api
 from sandbox.control.ca import DEFAULT_WORKLOAD_TTL, MeshCA, WorkloadCertificate
 from sandbox.control.compile import EndpointResolver, UnknownProxy, compile, default_endpoints
 from sandbox.control.compile_clusters import endpoints_from_mapping
@@ -107,6 +108,7 @@ class ControlPlane:
         app.router.add_get("/debug/syncz", self._syncz)
         app.router.add_get("/debug/configz", self._configz)
         app.router.add_get("/ready", self._ready)
+        api.add_routes(app, self)
         return app
 
     async def start(self) -> int:
@@ -220,14 +222,7 @@ class ControlPlane:
         return web.json_response(self.push.sync_status())
 
     async def _configz(self, _request: web.Request) -> web.Response:
-        files = [_status_json(s) for s in self.store.statuses.values()]
-        return web.json_response(
-            {
-                "generation": self.store.generation,
-                "files": files,
-                "compose": _status_json(self.store.topology_status),
-            }
-        )
+        return web.json_response(api.files_json(self))
 
     async def _ready(self, _request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -287,29 +282,6 @@ def node_endpoints(port: int) -> EndpointResolver:
         return f"{node_name(workload.name, replica, workload.replicas)}:{port}"
 
     return resolve
-
-
-def _status_json(status: FileStatus) -> dict[str, Any]:
-    return {
-        "file": status.file,
-        "state": status.state.value,
-        "lastGood": status.last_good,
-        "changed": status.changed,
-        "resources": list(status.resources),
-        "diagnostics": [
-            {
-                "code": d.code,
-                "severity": d.severity.value,
-                "message": d.message,
-                "file": d.file,
-                "line": d.line,
-                "column": d.column,
-                "path": d.path,
-                "resource": d.resource,
-            }
-            for d in status.diagnostics
-        ],
-    }
 
 
 def _report(before: dict[str, FileStatus], after: dict[str, FileStatus]) -> None:

@@ -111,6 +111,27 @@ class ConfigScanner:
         self._single[path] = digest
         return data
 
+    def dirty(self) -> list[str]:
+        """Files whose content on disk differs from the last scan (changed, new or gone), without
+        taking them in: what `sandbox wait` asks about, since an event may still be on its way."""
+        exclude = frozenset(p for p in (self.compose_file, self.endpoints_file) if p is not None)
+        current = {
+            name: hashlib.sha256(data).hexdigest() for name, data in read_config_dir(self.istio_dir, exclude).items()
+        }
+        found = sorted(
+            name for name in current.keys() | self._hashes.keys() if current.get(name) != self._hashes.get(name)
+        )
+        for single in (self.compose_file, self.endpoints_file):
+            if single is None:
+                continue
+            try:
+                digest = hashlib.sha256(single.read_bytes()).hexdigest()
+            except OSError:
+                continue  # a missing compose/endpoints file keeps the last good one: nothing pending
+            if self._single.get(single) != digest:
+                found.append(str(single))
+        return found
+
     def scan(self, first_seen: float = 0.0) -> WatchUpdate:
         exclude = frozenset(p for p in (self.compose_file, self.endpoints_file) if p is not None)
         current = read_config_dir(self.istio_dir, exclude)
@@ -179,6 +200,12 @@ class ConfigWatcher:
         self._observer: BaseObserver | None = None
         self._istio_watch: ObservedWatch | None = None
         self._istio_id: tuple[int, int] | None = None
+
+    @property
+    def pending(self) -> list[str]:
+        """Changes not applied yet: a debounce batch waiting, or files that differ from the last scan."""
+        waiting = ["<events being debounced>"] if self._debouncer.pending else []
+        return waiting + self.scanner.dirty()
 
     def initial(self) -> WatchUpdate:
         """Everything as it is now; call before `start` so the store begins complete."""
