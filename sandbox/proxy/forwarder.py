@@ -147,6 +147,7 @@ class Exchange:
             self.down.pause_reading(True)  # no upstream yet and the buffer is full: back-pressure
 
     def request_complete(self) -> None:
+        had_body = not self.request_done  # a bodiless request was done at its head: mirrors already left
         self.request_done = True
         conn = self.conn
         if conn is not None and self.request_chunked:
@@ -157,7 +158,7 @@ class Exchange:
         if self.finished:
             self._report()
             self.down.exchange_done(self)
-        elif decision is not None and decision.mirrors and self.up_head:
+        elif decision is not None and decision.mirrors and self.up_head and had_body:
             self._start_mirrors()
 
     def downstream_lost(self) -> None:
