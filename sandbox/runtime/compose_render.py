@@ -41,6 +41,7 @@ GATEWAY_BIND_PORT = 8080  # the gateway listens for Gateway port 80 here (istio-
 ZIPKIN_PORT = 9411
 PROMETHEUS_PORT = 9090
 JAEGER_UI_PORT = 16686
+CONSOLE_PORT = 20001  # Kiali's
 NETNS_KEYS = ("ports", "expose", "networks", "hostname", "domainname", "extra_hosts", "dns", "dns_search", "dns_opt")
 DROPPED_APP_KEYS = (*NETNS_KEYS, "network_mode", "links", "mac_address", "x-sandbox", "scale")
 SANDBOX_LABEL = "io.sandbox"
@@ -68,8 +69,7 @@ class RenderOptions:
     output_dir: Path  # where docker-compose.yaml and prometheus.yml go
     images: Images = field(default_factory=Images)
     tracing: str | None = "jaeger"  # "jaeger", "console" (its in-memory collector) or None
-    console: list[str] | None = None  # the console's command line, None when there is no console
-    console_port: int = 20001
+    console: bool = False  # `sandbox console` exists in this version
     healthcheck_interval: str = "2s"
 
 
@@ -346,9 +346,27 @@ def _tracing(options: RenderOptions) -> dict[str, Any] | None:
 
 
 def _console(options: RenderOptions) -> dict[str, Any] | None:
-    if options.console is None:
+    """Kiali's place: it reads the control plane and Prometheus, and traces from Jaeger's query API,
+    or, without Jaeger, collects the sidecars' spans itself (Zipkin's port 9411)."""
+    if not options.console:
         return None
-    return {"service": "console", "command": options.console, "port": options.console_port, "zipkin": ZIPKIN_PORT}
+    command = [
+        "sandbox",
+        "console",
+        "--bind",
+        "0.0.0.0",
+        "--port",
+        str(CONSOLE_PORT),
+        "-f",
+        "/etc/sandbox/compose.yaml",
+    ]
+    command += ["--control-plane", f"http://controlplane:{CONTROL_PLANE_PORT}"]
+    command += ["--prometheus", f"http://prometheus:{PROMETHEUS_PORT}"]
+    if options.tracing == "jaeger":
+        command += ["--tracing", f"http://jaeger:{JAEGER_UI_PORT}"]
+    elif options.tracing == "console":
+        command += ["--zipkin-port", str(ZIPKIN_PORT)]
+    return {"service": "console", "command": command, "port": CONSOLE_PORT}
 
 
 def _relative_to(base: Path) -> Callable[[Path], str]:

@@ -62,7 +62,9 @@ def services(rendered: Rendered) -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", ["docker-compose.yaml", "prometheus.yml"])
 def test_golden_small_mesh(name: str) -> None:
-    rendered = render_text((GOLDEN / "compose.yaml").read_text(), images=Images(prometheus=None), tracing="jaeger")
+    rendered = render_text(
+        (GOLDEN / "compose.yaml").read_text(), images=Images(prometheus=None), tracing="jaeger", console=True
+    )
     golden = GOLDEN / f"{name}.golden"
     if os.environ.get("SANDBOX_UPDATE_GOLDEN"):
         golden.write_text(rendered.files[name])
@@ -187,8 +189,10 @@ def test_tracing_goes_where_it_is_told() -> None:
     assert "jaeger" in services(render_text(SMALL, tracing="jaeger"))
     quiet = services(render_text(SMALL, tracing=None))
     assert "jaeger" not in quiet and "--zipkin" not in quiet["web-proxy"]["command"]
-    console = services(render_text(SMALL, tracing="console", console=["sandbox", "console"]))
+    console = services(render_text(SMALL, tracing="console", console=True))
     assert "http://console:9411/api/v2/spans" in console["web-proxy"]["command"]
+    assert console["console"]["command"][-2:] == ["--zipkin-port", "9411"]
+    assert {a for a in console["console"]["command"] if a.startswith("--")} <= _options("console")
 
 
 def test_a_service_name_sandbox_needs_is_refused() -> None:

@@ -1,0 +1,597 @@
+"""The compose runtime: the mesh as containers, one Compose project per compose file.
+
+`up` builds the image when missing or stale (image.py), mints each sidecar's bootstrap token,
+renders `.sandbox/compose/` (compose_render.py), runs `docker compose up -d` (v2, or Debian's
+`docker-compose` v1) with an explicit project name and the user's directory as the project
+directory, reports each container's progress from the engine while Compose works, recreates any
+app whose sidecar (the owner of its network namespace) was recreated or restarted under it, waits
+for every healthcheck, reads the ephemeral host ports back and writes the MeshRecord.
+Status and logs come from the engine through the SDK (docker_engine.py), never by parsing
+Compose's output, which differs between v1 and v2.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sandbox.mesh.diagnostics import Diagnostic
+from sandbox.mesh.topology import Topology, load_compose
+from sandbox.runtime import probes
+from sandbox.runtime.base import (
+    PROXY_SUFFIX,
+    ComponentFailed,
+    ComponentKind,
+    ComponentStatus,
+    Phase,
+    Progress,
+    ProgressEvent,
+    RuntimeFailure,
+    StatusReport,
+    UpOptions,
+    workload_statuses,
+)
+from sandbox.runtime.compose_render import (
+    ADMIN_PORT,
+    CONSOLE_PORT,
+    CONTROL_PLANE_PORT,
+    JAEGER_UI_PORT,
+    PROMETHEUS_PORT,
+    Images,
+    Rendered,
+    RenderError,
+    RenderOptions,
+    render,
+)
+from sandbox.runtime.docker_engine import ContainerInfo, Engine, EngineUnavailable
+from sandbox.runtime.preflight import Inputs, error, taken_ports
+from sandbox.runtime.project import MeshRecord, Project, ProxyRecord, remove_record, write_atomic, write_record
+
+COMPOSE_DIR = "compose"
+COMPOSE_FILE = "docker-compose.yaml"
+COMPOSE_TIMEOUT = 1200.0  # `compose up` itself: creating a container copies the image under vfs
+STOP_TIMEOUT = 5
+POLL = 0.5
+EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+ROLE_KINDS = {
+    "controlplane": ComponentKind.CONTROL_PLANE,
+    "gateway": ComponentKind.GATEWAY,
+    "sidecar": ComponentKind.SIDECAR,
+    "app": ComponentKind.APP,
+    "plain": ComponentKind.APP,
+    "prometheus": ComponentKind.PROMETHEUS,
+    "tracing": ComponentKind.TRACING,
+    "console": ComponentKind.CONSOLE,
+}
+
+
+def compose_command() -> list[str]:
+    """`docker compose` (v2) when the plugin is there, else `docker-compose` (v1)."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0:
+        return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    if legacy:
+        return [legacy]
+    raise RuntimeFailure("neither `docker compose` (v2) nor `docker-compose` (v1) is installed")
+
+
+def upstream_images(env: dict[str, str] | None = None) -> Images:
+    """Pinned upstream images, each overridable: SANDBOX_PROMETHEUS_IMAGE, SANDBOX_JAEGER_IMAGE."""
+    env = dict(os.environ) if env is None else env
+    default = Images()
+    return Images(
+        default.sandbox,
+        env.get("SANDBOX_PROMETHEUS_IMAGE") or default.prometheus,
+        env.get("SANDBOX_JAEGER_IMAGE") or default.jaeger,
+    )
+
+
+def compose_dir(project: Project) -> Path:
+    return project.state_dir / COMPOSE_DIR
+
+
+def render_project(
+    project: Project,
+    topology: Topology,
+    output_dir: Path | None = None,
+    images: Images | None = None,
+    tracing: str | None = "jaeger",
+    console: bool = False,
+) -> Rendered:
+    """Render the project with real bootstrap tokens (minted from the mesh secret, made if missing)."""
+    from sandbox.control.tokens import ProxyIdentity, TokenAuthority
+
+    authority = TokenAuthority.load_or_create(project.ca_dir)
+    options = RenderOptions(
+        project.directory,
+        project.compose_file,
+        project.istio_dir,
+        project.ca_dir,
+        output_dir or compose_dir(project),
+        images or upstream_images(),
+        tracing,
+        console,
+    )
+    try:
+        source = project.compose_file.read_bytes()
+        return render(
+            source, topology, options, lambda w: authority.issue(ProxyIdentity(w.name, w.namespace, w.service_account))
+        )
+    except (OSError, RenderError) as exc:
+        raise RuntimeFailure(str(exc)) from None
+
+
+def write_rendered(rendered: Rendered, directory: Path) -> None:
+    """The files, owner-only (the compose file carries bootstrap tokens)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in rendered.files.items():
+        write_atomic(directory / name, text)
+        (directory / name).chmod(0o600 if name == COMPOSE_FILE else 0o644)
+
+
+def console_available() -> bool:
+    """Whether this version has `sandbox console` (the image carries the same package)."""
+    import importlib.util
+
+    return importlib.util.find_spec("sandbox.commands.console") is not None
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str  # as base.py names components: <node>, <node>.proxy, controlplane, ...
+    kind: ComponentKind
+    service: str  # the Compose service
+
+
+def components(services: dict[str, str]) -> list[Component]:
+    """Compose service -> component, for every service that runs until `down` (inits do not)."""
+    out = []
+    for service, role in services.items():
+        if role == "init":
+            continue
+        name = service.removesuffix("-proxy") + PROXY_SUFFIX if role == "sidecar" else service
+        out.append(Component(name, ROLE_KINDS[role], service))
+    return out
+
+
+class ComposeRuntime:
+    name = "compose"
+
+    def __init__(self, connect: Callable[[], Engine] = Engine.connect, command: list[str] | None = None) -> None:
+        self._connect = connect
+        self._command = command
+
+    # -- preflight ---------------------------------------------------------------------------
+    def preflight(self, project: Project, inputs: Inputs) -> list[Diagnostic]:
+        try:
+            engine = self._connect()
+        except EngineUnavailable as exc:
+            return [error("SBX506", f"{exc}: start Docker, or use --runtime local", "<engine>", path="--runtime")]
+        try:
+            self._compose()
+        except RuntimeFailure as exc:
+            return [error("SBX506", str(exc), "<engine>", path="--runtime")]
+        ours = {port for c in engine.containers(project.name) if c.running for port in c.ports.values()}
+        return taken_ports([c for c in inputs.claims if c.port not in ours], _who_holds)
+
+    # -- up ----------------------------------------------------------------------------------
+    def up(self, project: Project, topology: Topology, options: UpOptions, progress: Progress) -> MeshRecord:
+        from sandbox.control.ca import MeshCA
+        from sandbox.runtime.image import ensure_image, plan_image
+
+        started = time.monotonic()
+        engine = self._connect()
+        plan = plan_image(engine)
+        if engine.image_id(plan.tag) is None:
+            if not options.build:
+                raise RuntimeFailure(f"the image {plan.tag} is missing or stale (run without --no-build to build it)")
+            progress.warn(f"building the image {plan.tag} ({plan.mode}); this takes a few minutes the first time")
+        image = ensure_image(engine, plan, project.logs_dir / "image-build.log")
+        MeshCA.load_or_create(project.ca_dir)  # on the host, so the control plane only reads it
+        images, tracing = self._plan_services(engine, replace(upstream_images(), sandbox=image), plan.offline, progress)
+        rendered = render_project(project, topology, images=images, tracing=tracing, console=console_available())
+        write_rendered(rendered, compose_dir(project))
+        self._compose_up(project, engine, rendered, options, progress, started)
+        record = self._record(project, engine, rendered, topology, image, tracing)
+        write_record(project, record)
+        return record
+
+    def _plan_services(
+        self, engine: Engine, images: Images, offline: bool, progress: Progress
+    ) -> tuple[Images, str | None]:
+        """Offline, an upstream image that is not on the engine cannot be pulled: Prometheus then runs
+        from the sandbox image (the offline base ships it) and tracing goes to the console's
+        collector, or is off when there is no console either."""
+        if not offline:
+            return images, "jaeger"
+        if images.prometheus and engine.image_id(images.prometheus) is None:
+            images = replace(images, prometheus=None)
+        if engine.image_id(images.jaeger) is not None:
+            return images, "jaeger"
+        if console_available():
+            return images, "console"
+        progress.warn(
+            f"tracing is off: the image {images.jaeger} is not on this engine and no registry is reachable "
+            "(load it, or set SANDBOX_JAEGER_IMAGE to one that is)"
+        )
+        return images, None
+
+    def _compose(self) -> list[str]:
+        if self._command is None:
+            self._command = compose_command()
+        return self._command
+
+    def _base(self, project: Project) -> list[str]:
+        compose_file = compose_dir(project) / COMPOSE_FILE
+        return [
+            *self._compose(),
+            "-p",
+            project.name,
+            "--project-directory",
+            str(project.directory),
+            "-f",
+            str(compose_file),
+        ]
+
+    def _run(
+        self, project: Project, args: list[str], timeout: float = COMPOSE_TIMEOUT
+    ) -> subprocess.CompletedProcess[bytes]:
+        log = project.logs_dir / "compose.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            out.write(f"$ {' '.join([*self._base(project), *args])}\n".encode())
+            out.flush()
+            return subprocess.run(
+                [*self._base(project), *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+                env=_compose_env(),
+            )
+
+    def _compose_up(
+        self, project: Project, engine: Engine, rendered: Rendered, options: UpOptions, progress: Progress, t0: float
+    ) -> None:
+        log = project.logs_dir / "compose.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        watched = components(rendered.services)
+        plain = frozenset(s for s, role in rendered.services.items() if role == "plain")
+        phases: dict[str, Phase] = {}
+        with log.open("ab") as out:
+            command = [*self._base(project), "up", "-d", "--remove-orphans"]
+            out.write(f"$ {' '.join(command)}\n".encode())
+            out.flush()
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=_compose_env())
+            try:
+                deadline = None
+                while True:
+                    done = process.poll() is not None
+                    if done and process.returncode != 0:
+                        tail = log.read_text(errors="replace").splitlines()[-15:]
+                        self._fail(
+                            project,
+                            engine,
+                            RuntimeFailure(
+                                f"`compose up` failed (exit {process.returncode}); last lines of {log}:\n"
+                                + "\n".join(tail)
+                            ),
+                        )
+                    if done and deadline is None:
+                        self._rejoin(project, engine, rendered)
+                        deadline = time.monotonic() + options.timeout
+                    containers = {c.service: c for c in engine.containers(project.name)}
+                    self._check_inits(project, engine, rendered, containers)
+                    pending = self._report(watched, containers, phases, progress, t0, project, engine, plain)
+                    if done and not pending:
+                        return
+                    if deadline is not None and time.monotonic() > deadline:
+                        first = pending[0]
+                        self._fail(
+                            project,
+                            engine,
+                            self._failure(
+                                engine, first, containers.get(first.service), f"not ready after {options.timeout:.0f} s"
+                            ),
+                        )
+                    if time.monotonic() - t0 > COMPOSE_TIMEOUT:
+                        process.kill()
+                    time.sleep(POLL)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+
+    def _report(
+        self,
+        watched: list[Component],
+        containers: dict[str, ContainerInfo],
+        phases: dict[str, Phase],
+        progress: Progress,
+        t0: float,
+        project: Project,
+        engine: Engine,
+        plain: frozenset[str] = frozenset(),
+    ) -> list[Component]:
+        """Report phase changes; return what is not ready yet. A one-off plain service (not in the
+        mesh) that exited 0 counts as done."""
+        pending = []
+        for component in watched:
+            info = containers.get(component.service)
+            finished = (
+                info is not None and info.state == "exited" and info.exit_code == 0 and component.service in plain
+            )
+            if info is not None and not finished and (info.state in ("exited", "dead") or info.health == "unhealthy"):
+                reason = f"exited with status {info.exit_code}" if info.state != "running" else "its healthcheck fails"
+                self._fail(project, engine, self._failure(engine, component, info, reason))
+            phase = Phase.READY if info is not None and (info.ready or finished) else Phase.STARTING
+            if phase is not Phase.READY:
+                pending.append(component)
+            if phases.get(component.name) != phase and (info is not None or phase is Phase.READY):
+                phases[component.name] = phase
+                detail = _published(info) if info is not None else ""
+                progress.report(ProgressEvent(component.name, component.kind, phase, detail, time.monotonic() - t0))
+        return pending
+
+    def _check_inits(
+        self,
+        project: Project,
+        engine: Engine,
+        rendered: Rendered,
+        containers: dict[str, ContainerInfo],
+    ) -> None:
+        for service, role in rendered.services.items():
+            info = containers.get(service)
+            if role == "init" and info is not None and info.state == "exited" and info.exit_code != 0:
+                component = Component(service.removesuffix("-init") + ".init", ComponentKind.SIDECAR, service)
+                reason = f"the iptables rules could not be installed (exit {info.exit_code})"
+                self._fail(project, engine, self._failure(engine, component, info, reason))
+
+    def _failure(
+        self, engine: Engine, component: Component, info: ContainerInfo | None, reason: str
+    ) -> ComponentFailed:
+        tail = list(engine.logs(info.id, tail=20)) if info is not None else []
+        return ComponentFailed(component.name, reason, tail, f"sandbox logs (container {info.name if info else '-'})")
+
+    def _fail(self, project: Project, engine: Engine, failure: RuntimeFailure) -> None:
+        """Stop everything this `up` started, then raise (ComponentFailed carries the log tail)."""
+        self.down(project, None)
+        raise failure
+
+    def _rejoin(self, project: Project, engine: Engine, rendered: Rendered) -> list[str]:
+        """Compose leaves an app joined to a network namespace that is gone when its sidecar was
+        recreated (a new container) or restarted after it: recreate those apps."""
+        containers = {c.service: c for c in engine.containers(project.name)}
+        stale = []
+        for app, sidecar in sorted(rendered.apps.items()):
+            a, s = containers.get(app), containers.get(sidecar)
+            if a is None or s is None:
+                continue
+            if a.network_mode != f"container:{s.id}" or _time(s.started_at) > _time(a.started_at):
+                stale.append(app)
+        if stale:
+            self._run(project, ["up", "-d", "--no-deps", "--force-recreate", *stale])
+        return stale
+
+    def _record(
+        self, project: Project, engine: Engine, rendered: Rendered, topology: Topology, image: str, tracing: str | None
+    ) -> MeshRecord:
+        containers = {c.service: c for c in engine.containers(project.name)}
+
+        def url(service: str, port: int) -> str | None:
+            info = containers.get(service)
+            host_port = info.ports.get(f"{port}/tcp") if info is not None else None
+            return f"http://127.0.0.1:{host_port}" if host_port else None
+
+        proxies = []
+        for w in topology.workloads:
+            nodes = [w.name] if w.builtin else [n for n in rendered.sidecars if _workload_of(n, w.name, w.replicas)]
+            for index, node in enumerate(sorted(nodes, key=_replica_key)):
+                service = w.name if w.builtin else rendered.sidecars[node]
+                admin = url(service, ADMIN_PORT)
+                if admin:
+                    proxies.append(ProxyRecord(node, w.name, w.namespace, index, admin))
+        urls = {
+            "ingress": f"http://127.0.0.1:{topology.settings.ingress_port}",
+            "console": url("console", CONSOLE_PORT),
+            "prometheus": url("prometheus", PROMETHEUS_PORT),
+            "tracing": url("jaeger", JAEGER_UI_PORT) if tracing == "jaeger" else url("console", CONSOLE_PORT),
+        }
+        control_plane = url("controlplane", CONTROL_PLANE_PORT) or ""
+        extra: dict[str, Any] = {
+            "compose": self._base(project),
+            "image": image,
+            "services": rendered.services,
+            "tracing": tracing,
+        }
+        return MeshRecord(
+            self.name,
+            project.name,
+            str(project.compose_file),
+            str(project.istio_dir),
+            control_plane,
+            urls,
+            tuple(proxies),
+            time.time(),
+            extra,
+        )
+
+    # -- running / down ----------------------------------------------------------------------
+    def is_running(self, project: Project, record: MeshRecord) -> bool:
+        try:
+            engine = self._connect()
+        except EngineUnavailable:
+            return False
+        return any(c.service == "controlplane" and c.running for c in engine.containers(project.name))
+
+    def down(self, project: Project, record: MeshRecord | None, volumes: bool = False) -> list[str]:
+        try:
+            engine = self._connect()
+        except EngineUnavailable:
+            remove_record(project)
+            return []
+        before = engine.containers(project.name)
+        if (compose_dir(project) / COMPOSE_FILE).is_file():
+            args = ["down", "--remove-orphans", "--timeout", str(STOP_TIMEOUT), *(["--volumes"] if volumes else [])]
+            self._run(project, args)
+        for leftover in engine.containers(project.name):  # whatever Compose did not know about
+            engine.remove_container(leftover.id)
+        networks = engine.networks(project.name)
+        for network in networks:
+            engine.remove_network(network)
+        remove_record(project)
+        return [f"removed container {c.name}" for c in before] + [f"removed network {n}" for n in networks]
+
+    # -- status / logs -----------------------------------------------------------------------
+    def status(self, project: Project, record: MeshRecord) -> StatusReport:
+        services: dict[str, str] = dict(record.extra.get("services") or {})
+        try:
+            containers = {c.service: c for c in self._connect().containers(project.name)}
+        except EngineUnavailable:
+            containers = {}
+        rows = []
+        node_ready: dict[str, bool] = {}
+        for component in components(services):
+            info = containers.get(component.service)
+            ready = info is not None and info.ready
+            phase = (
+                Phase.READY if ready else Phase.STOPPED if info is None or info.state == "exited" else Phase.STARTING
+            )
+            detail = f"{info.name} {info.state}{' ' + _published(info) if _published(info) else ''}" if info else ""
+            rows.append(
+                ComponentStatus(component.name, component.kind, phase, ready, detail, info.restart_count if info else 0)
+            )
+            if component.kind in (ComponentKind.APP, ComponentKind.SIDECAR, ComponentKind.GATEWAY):
+                node = component.name.removesuffix(PROXY_SUFFIX)
+                node_ready[node] = node_ready.get(node, True) and ready
+        syncz = probes.get_json(record.control_plane.rstrip("/") + "/debug/syncz") if record.control_plane else None
+        sync = {str(p.get("proxy")): str(p.get("state", "UNKNOWN")) for p in syncz or [] if isinstance(p, dict)}
+        topology = load_compose(record.compose_file)
+        running = any(c.service == "controlplane" and c.running for c in containers.values())
+        return StatusReport(
+            self.name,
+            record.project,
+            running,
+            dict(record.urls),
+            tuple(rows),
+            workload_statuses(topology, node_ready, sync),
+            record.control_plane,
+        )
+
+    def logs(
+        self,
+        project: Project,
+        record: MeshRecord,
+        workload: str | None = None,
+        proxy: bool = False,
+        follow: bool = False,
+        tail: int | None = None,
+    ) -> Iterator[str]:
+        engine = self._connect()
+        containers = {c.service: c for c in engine.containers(project.name)}
+        sources = [
+            (c.name, containers[c.service].id)
+            for c in self._log_components(record, workload, proxy)
+            if c.service in containers
+        ]
+        prefix = workload is None or len(sources) > 1
+        width = max((len(name) for name, _ in sources), default=0)
+        if not follow or len(sources) == 1:
+            for name, ident in sources:
+                for line in engine.logs(ident, follow=follow, tail=tail):
+                    yield f"{name:<{width}} | {line}" if prefix else line
+            return
+        yield from _merged(engine, sources, tail, width)
+
+    def _log_components(self, record: MeshRecord, workload: str | None, proxy: bool) -> list[Component]:
+        every = components(dict(record.extra.get("services") or {}))
+        if workload is None:
+            return every
+        by_name = {c.name: c for c in every}
+        if workload in by_name and not proxy:
+            return [by_name[workload]]
+        if proxy and workload + PROXY_SUFFIX in by_name:
+            return [by_name[workload + PROXY_SUFFIX]]
+        nodes = {p.node for p in record.proxies if p.workload == workload}
+        if proxy:
+            found = [c for c in every if c.name.removesuffix(PROXY_SUFFIX) in nodes and c.kind is not ComponentKind.APP]
+        else:
+            found = [c for c in every if c.name in nodes and c.kind is ComponentKind.APP]
+        if not found:
+            known = sorted({p.workload for p in record.proxies} | {c.name for c in every})
+            raise RuntimeFailure(f"no workload or component named '{workload}' (known: {', '.join(known)})")
+        return found
+
+
+def _merged(engine: Engine, sources: list[tuple[str, str]], tail: int | None, width: int) -> Iterator[str]:
+    """Follow several containers at once, a thread per container (the SDK's streams block)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump(name: str, ident: str) -> None:
+        try:
+            for line in engine.logs(ident, follow=True, tail=tail):
+                lines.put(f"{name:<{width}} | {line}")
+        finally:
+            lines.put(None)
+
+    for name, ident in sources:
+        threading.Thread(target=pump, args=(name, ident), daemon=True).start()
+    open_streams = len(sources)
+    while open_streams:
+        item = lines.get()
+        if item is None:
+            open_streams -= 1
+        else:
+            yield item
+
+
+def _compose_env() -> dict[str, str]:
+    """Compose v1 gives up on an engine call after 60 s; creating a container under the vfs
+    storage driver (a full copy of the image) can take longer on a busy machine."""
+    env = dict(os.environ)
+    env.setdefault("COMPOSE_HTTP_TIMEOUT", "900")
+    env.setdefault("DOCKER_CLIENT_TIMEOUT", "900")
+    return env
+
+
+def _published(info: ContainerInfo) -> str:
+    return ", ".join(f"127.0.0.1:{host}->{port}" for port, host in sorted(info.ports.items()))
+
+
+def _time(text: str) -> datetime:
+    """Docker's RFC 3339 timestamps with nanoseconds (Python reads at most microseconds)."""
+    head, _, rest = text.partition(".")
+    fraction = "".join(ch for ch in rest if ch.isdigit())[:6].ljust(6, "0")
+    try:
+        return datetime.fromisoformat(f"{head.removesuffix('Z')}.{fraction}+00:00")
+    except ValueError:
+        return EPOCH
+
+
+def _workload_of(node: str, workload: str, replicas: int) -> bool:
+    return (
+        node == workload
+        if replicas <= 1
+        else node.rpartition("-")[0] == workload and node[len(workload) + 1 :].isdigit()
+    )
+
+
+def _replica_key(node: str) -> tuple[int, str]:
+    suffix = node.rpartition("-")[2]
+    return (int(suffix) if suffix.isdigit() else 0, node)
+
+
+def _who_holds(port: int) -> str | None:
+    from sandbox.runtime.hostports import who_holds
+
+    return who_holds(port)
