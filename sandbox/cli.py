@@ -181,6 +181,9 @@ def _register_groups() -> None:
     from sandbox.commands import load
 
     load.register(app)
+    from sandbox.commands import render
+
+    render.register(app)
 
 
 _register_groups()
