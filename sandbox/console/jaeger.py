@@ -10,6 +10,7 @@ Jaeger's query service runs its SpanIDDeduper adjuster on such traces: each serv
 an id with a client span gets a fresh id (1, 2, ... not used in the trace), becomes the CHILD_OF
 the client span, and the spans that named the shared id as parent now name the server span. The
 UI then draws client -> server -> next hop. We do the same, on a copy: stored spans never change.
+Its SortTagsAndLogFields adjuster is applied too (span tags sorted by key); `?raw=true` skips both.
 
 `summarize()` reads that JSON back (from our store or an external Jaeger alike) into the row the
 overview shows: root service and operation, duration, span count, HTTP status, error.
@@ -50,6 +51,10 @@ def dedupe_span_ids(spans: Sequence[Span]) -> list[tuple[str, str | None]]:
     return ids
 
 
+def _by_key(kv: KeyValue) -> str:
+    return kv[0]
+
+
 def _key_values(values: Iterable[KeyValue]) -> list[dict[str, Any]]:
     return [{"key": k, "type": t, "value": v} for k, t, v in values]
 
@@ -75,7 +80,7 @@ def trace_json(spans: Sequence[Span], adjust: bool = True) -> dict[str, Any]:
                 "references": references,
                 "startTime": span.start_time,
                 "duration": span.duration,
-                "tags": _key_values(span.tags),
+                "tags": _key_values(sorted(span.tags, key=_by_key) if adjust else span.tags),
                 "logs": [{"timestamp": log.timestamp, "fields": _key_values(log.fields)} for log in span.logs],
                 "processID": pid,
                 "warnings": None,

@@ -74,9 +74,12 @@ def test_a_trace_in_jaegers_json() -> None:
     assert [s["processID"] for s in trace["spans"]] == ["p1", "p2", "p2", "p3"]
 
 
-def test_raw_traces_keep_the_shared_ids() -> None:
-    trace = trace_json(spans(*HOPS), adjust=False)
-    assert [s["spanID"] for s in trace["spans"]] == [A, A, B, B]
+def test_raw_traces_keep_the_shared_ids_and_the_tag_order() -> None:
+    raw = [zspan(tags={"z": "1", "a": "2"}, start=T0 + 100)]
+    assert [t["key"] for t in trace_json(spans(*raw))["spans"][0]["tags"]] == ["a", "span.kind", "z"]
+    trace = trace_json(spans(*HOPS, *raw), adjust=False)
+    assert [s["spanID"] for s in trace["spans"]] == [A, A, B, B, "1" * 16]
+    assert [t["key"] for t in trace["spans"][-1]["tags"]] == ["z", "a", "span.kind"]
 
 
 def test_envelopes() -> None:
