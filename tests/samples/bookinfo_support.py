@@ -63,6 +63,9 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "date", "server"}
+
+
 @dataclass
 class Call:
     service: str
@@ -105,7 +108,8 @@ class FakeSidecar:
             session.request(request.method, base + target.path_qs, headers=headers, data=await request.read()) as up,
         ):
             body = await up.read()
-            return web.Response(status=up.status, body=body, content_type=up.content_type)
+            passed = {k: v for k, v in up.headers.items() if k.lower() not in HOP_BY_HOP}
+            return web.Response(status=up.status, body=body, headers=passed)
 
     def app(self) -> web.Application:
         app = web.Application()

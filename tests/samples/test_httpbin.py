@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from bookinfo_support import async_test, load_app, serving
+from bookinfo_support import FakeSidecar, async_test, load_app, serving
 
 APPS = Path(__file__).resolve().parents[2] / "samples" / "httpbin" / "apps"
 
@@ -63,3 +63,29 @@ async def test_each_request_is_logged_with_its_version(capsys: pytest.CaptureFix
     ):
         pass
     assert 'httpbin v1 "GET /headers" 200' in capsys.readouterr().out
+
+
+@async_test
+async def test_fortio_runs_loads_and_fetches_through_its_sidecar(monkeypatch: pytest.MonkeyPatch) -> None:
+    fortio = load_app("fortio", APPS)
+    sidecar = FakeSidecar()
+    async with serving(sidecar.app()) as proxy, serving(httpbin_app("v1")) as httpbin:
+        sidecar.upstreams["httpbin"] = httpbin
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with serving(fortio.make_app()) as url, aiohttp.ClientSession() as client:
+            query = "url=http://httpbin:8000/get&c=2&n=6&qps=0&H=end-user:%20jason"
+            async with client.get(f"{url}/fortio/rest/run?{query}") as r:
+                assert r.status == 200
+                result = await r.json()
+            assert result["RetCodes"] == {"200": 6} and result["NumThreads"] == 2
+            assert result["Proxy"] == proxy
+            async with client.get(f"{url}/fortio/fetch/httpbin:8000/headers?x=1") as r:
+                assert r.status == 200 and r.headers["x-httpbin-version"] == "v1"
+            async with client.get(f"{url}/fortio/rest/run?url=https://x/&n=1") as r:
+                assert r.status == 400 and "http://" in (await r.json())["error"]
+    calls = sidecar.to("httpbin")
+    assert len(calls) == 7
+    assert calls[0].path == "/get" and calls[0].headers["end-user"] == "jason"
+    assert calls[-1].path == "/headers?x=1"
