@@ -5,8 +5,10 @@ Parts (pure logic apart from I/O):
 - jaeger.py: spans -> Jaeger query-API JSON (trace assembly, the span-id deduper, processes).
 - query.py: Jaeger's /api/traces parameters parsed and matched as its memory store does.
 - store.py: the bounded in-memory trace collector used when no Jaeger runs.
+- collector.py: its HTTP face (Zipkin's POST /api/v2/spans, Jaeger's GET /api/services, /api/traces, ...).
 - tracesource.py: where traces come from (the local store, or an external Jaeger's query API).
 - mesh.py: what the control plane reports (/debug/syncz, /ready), read over HTTP.
-- views.py: the overview's view data (the /api/status JSON and the page both render it).
+- views.py: the overview's view data (the /api/status JSON and the page both render it), the trace page's rows.
+- templates/: jinja2 pages (overview, trace) with inline CSS; nothing is fetched from elsewhere.
 - app.py: the aiohttp application and `run()` behind `sandbox console`.
 """
