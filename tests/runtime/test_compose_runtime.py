@@ -1,0 +1,136 @@
+"""The compose runtime's logic that needs no engine: component names, the owner-recreated rule,
+image staleness, and what preflight says without an engine."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.mesh.topology import parse_compose
+from sandbox.runtime import compose as compose_module
+from sandbox.runtime.base import ComponentKind, RuntimeFailure
+from sandbox.runtime.compose import ComposeRuntime, components, upstream_images
+from sandbox.runtime.compose_render import Rendered
+from sandbox.runtime.docker_engine import ContainerInfo, EngineUnavailable
+from sandbox.runtime.image import ImageSettings, content_hash, requirements, stage_context
+from sandbox.runtime.preflight import Inputs
+from sandbox.runtime.project import find_project
+
+
+def container(service: str, ident: str, started: str, network_mode: str = "") -> ContainerInfo:
+    return ContainerInfo(ident, f"p_{service}_1", service, "running", None, 0, 0, started, network_mode)
+
+
+@dataclass
+class FakeEngine:
+    """The part of Engine the runtime reads for rejoining: the project's containers."""
+
+    found: list[ContainerInfo] = field(default_factory=list)
+
+    def containers(self, project: str) -> list[ContainerInfo]:
+        return list(self.found)
+
+
+def test_components_are_named_as_both_runtimes_name_them() -> None:
+    services = {"controlplane": "controlplane", "web-proxy": "sidecar", "web-init": "init", "web": "app"}
+    found = {c.name: (c.kind, c.service) for c in components(services)}
+    assert found == {
+        "controlplane": (ComponentKind.CONTROL_PLANE, "controlplane"),
+        "web.proxy": (ComponentKind.SIDECAR, "web-proxy"),
+        "web": (ComponentKind.APP, "web"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("app_mode", "app_started", "recreated"),
+    [
+        ("container:side2", "2026-01-01T10:00:02.5Z", False),  # joined to the current sidecar, started after it
+        ("container:side1", "2026-01-01T10:00:02.5Z", True),  # joined to a sidecar container that is gone
+        ("container:side2", "2026-01-01T10:00:00.123456789Z", True),  # the sidecar restarted under it
+    ],
+)
+def test_an_app_whose_sidecar_changed_under_it_is_recreated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, app_mode: str, app_started: str, recreated: bool
+) -> None:
+    (tmp_path / "compose.yaml").write_text("services: {}\n")
+    project = find_project(tmp_path / "compose.yaml")
+    engine = FakeEngine(
+        [container("web-proxy", "side2", "2026-01-01T10:00:01.25Z"), container("web", "app1", app_started, app_mode)]
+    )
+    runtime = ComposeRuntime(command=["docker-compose"])
+    ran: list[list[str]] = []
+    monkeypatch.setattr(runtime, "_run", lambda _project, args, timeout=0: ran.append(args))
+    rendered = Rendered({}, {"web-proxy": "sidecar", "web": "app"}, {"web": "web-proxy"}, {"web": "web-proxy"})
+    stale = runtime._rejoin(project, engine, rendered)  # type: ignore[arg-type]
+    assert stale == (["web"] if recreated else [])
+    assert ran == ([["up", "-d", "--no-deps", "--force-recreate", "web"]] if recreated else [])
+
+
+def test_preflight_without_an_engine_names_the_way_out(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text("services: {}\n")
+    project = find_project(tmp_path / "compose.yaml")
+
+    def no_engine() -> Any:
+        raise EngineUnavailable("no Docker engine answers (connection refused)")
+
+    topology = parse_compose("services: {}\n", "compose.yaml")
+    inputs = Inputs(topology, None, None, ())  # type: ignore[arg-type]
+    found = ComposeRuntime(connect=no_engine).preflight(project, inputs)
+    assert [d.code for d in found] == ["SBX506"]
+    assert "--runtime local" in found[0].message
+
+
+def test_compose_v1_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compose_module.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(
+        compose_module.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, b"", b"unknown command")
+    )
+    assert compose_module.compose_command() == ["/usr/bin/docker-compose"]
+    monkeypatch.setattr(compose_module.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, b"", b""))
+    assert compose_module.compose_command() == ["/usr/bin/docker", "compose"]
+
+
+def test_upstream_images_are_pinned_and_overridable() -> None:
+    default = upstream_images({})
+    assert default.prometheus and ":" in default.prometheus and not default.prometheus.endswith(":latest")
+    assert upstream_images({"SANDBOX_JAEGER_IMAGE": "jaeger:mine"}).jaeger == "jaeger:mine"
+
+
+def checkout(root: Path) -> Path:
+    (root / "compose").mkdir(parents=True)
+    for script in ("Dockerfile", "install.sh", "probe"):
+        (root / "compose" / script).write_text(f"# {script}\n")
+    (root / "sandbox" / "__pycache__").mkdir(parents=True)
+    (root / "sandbox" / "cli.py").write_text("print('hi')\n")
+    (root / "sandbox" / "__pycache__" / "cli.cpython-311.pyc").write_bytes(b"\0")
+    (root / "pyproject.toml").write_text('[project]\nname = "sandbox"\ndependencies = ["aiohttp>=3.9", "typer"]\n')
+    return root
+
+
+def test_the_image_is_stale_exactly_when_what_goes_into_it_changes(tmp_path: Path) -> None:
+    root = checkout(tmp_path)
+    first = content_hash(root, True, "sandbox-base:offline", "sha256:1")
+    (root / "sandbox" / "__pycache__" / "cli.cpython-311.pyc").write_bytes(b"\1")
+    assert content_hash(root, True, "sandbox-base:offline", "sha256:1") == first  # bytecode is not source
+    assert content_hash(root, True, "sandbox-base:offline", "sha256:2") != first  # a rebuilt base image
+    assert content_hash(root, False, "sandbox-base:offline", "sha256:1") != first
+    (root / "sandbox" / "cli.py").write_text("print('bye')\n")
+    assert content_hash(root, True, "sandbox-base:offline", "sha256:1") != first
+
+
+def test_the_build_context_holds_only_what_the_dockerfile_copies(tmp_path: Path) -> None:
+    root = checkout(tmp_path / "repo")
+    context = stage_context(root, tmp_path / "context")
+    names = sorted(p.relative_to(context).as_posix() for p in context.rglob("*"))
+    assert names == ["Dockerfile", "install.sh", "probe", "requirements.txt", "samples", "sandbox", "sandbox/cli.py"]
+    assert (context / "requirements.txt").read_text().splitlines() == requirements(root) == ["aiohttp>=3.9", "typer"]
+
+
+def test_an_unknown_build_mode_is_refused() -> None:
+    with pytest.raises(RuntimeFailure, match="SANDBOX_IMAGE_BUILD"):
+        ImageSettings.from_env({"SANDBOX_IMAGE_BUILD": "sometimes"})
+    assert ImageSettings.from_env({"SANDBOX_IMAGE_BUILD": "offline"}).build_mode == "offline"
