@@ -1,0 +1,241 @@
+"""A whole mesh for end-to-end tests: a sample copied to a temporary directory and brought up with
+`sandbox up --runtime local --detach` on a free ingress port, driven as a user drives it (HTTP
+through the ingress, rule files applied and waited for, `sandbox logs`), and `sandbox down`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.cookiejar
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sandbox.mesh.loader import load_text
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "samples"
+UP_TIMEOUT = 120.0  # seconds for `sandbox up` on a busy two-core machine
+SYNC_TIMEOUT = 20.0
+T = TypeVar("T")
+
+REVIEWS_ERROR = "Sorry, product reviews are currently unavailable for this book."
+RATINGS_ERROR = "Ratings service is currently unavailable"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def poll(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
+    """check() until it returns something other than None (or False), or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@dataclass
+class Mesh:
+    directory: Path
+    record: dict[str, Any] = field(default_factory=dict)
+    applied: set[Path] = field(default_factory=set)
+
+    @property
+    def compose(self) -> Path:
+        return self.directory / "compose.yaml"
+
+    @property
+    def istio(self) -> Path:
+        return self.directory / "istio"
+
+    @property
+    def ingress(self) -> str:
+        return str(self.record["urls"]["ingress"])
+
+    @property
+    def control_plane(self) -> str:
+        return str(self.record["control_plane"])
+
+    def sandbox(self, *args: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "sandbox", *args],
+            cwd=self.directory,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"sandbox {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def admin(self, workload: str) -> str:
+        return str(next(p["admin"] for p in self.record["proxies"] if p["workload"] == workload))
+
+    # -- rules -----------------------------------------------------------------------------------
+    def apply(self, *files: str) -> None:
+        """`kubectl apply -f` for each file (networking/ names): every resource goes to its own file
+        under istio/applied/ (so a later file replaces a resource of the same kind and name, as
+        in Kubernetes), then wait until the control plane took it and every proxy ACKed."""
+        target = self.istio / "applied"
+        target.mkdir(exist_ok=True)
+        written: list[Path] = []
+        for name in files:
+            text = (self.directory / "networking" / name).read_text()
+            for chunk in re.split(r"(?m)^---\s*$", text):
+                loaded = load_text(chunk, name)
+                if not loaded.resources:
+                    continue
+                [resource] = loaded.resources
+                path = target / f"{resource.kind.lower()}-{resource.namespace}-{resource.name}.yaml"
+                if not path.exists() or path.read_text() != chunk:
+                    written.append(path)
+                    self._write(path, chunk)
+        if written:
+            self._wait_synced(written)
+
+    def reset(self) -> None:
+        """Delete everything applied (back to what `up` applied)."""
+        target = self.istio / "applied"
+        removed = list(target.glob("*.yaml")) if target.exists() else []
+        for path in removed:
+            path.unlink()
+        if removed:
+            self._wait_synced([])
+
+    def _write(self, path: Path, text: str) -> None:
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(text)
+        temporary.replace(path)  # atomic, as an editor's save-by-rename
+
+    def _configz(self) -> dict[str, Any]:
+        status, body = http_get(self.control_plane + "/debug/configz")
+        assert status == 200, body
+        data: dict[str, Any] = json.loads(body)
+        return data
+
+    def _wait_synced(self, written: list[Path]) -> None:
+        before = self._generation
+        expected = {str(p.resolve()) for p in written}
+
+        def taken() -> dict[str, Any] | None:
+            config = self._configz()
+            if config["generation"] <= before:
+                return None
+            files = {f["file"]: f for f in config["files"]}
+            if not expected <= files.keys():
+                return None
+            rejected = [f for name, f in files.items() if name in expected and f["state"] != "ok"]
+            assert not rejected, f"the control plane rejected: {rejected}"
+            return config
+
+        config = poll(taken, SYNC_TIMEOUT, f"the control plane to load {sorted(expected) or 'the deletion'}")
+        self._generation = int(config["generation"])
+
+        def synced() -> bool:
+            _, body = http_get(self.control_plane + "/debug/syncz")
+            proxies = json.loads(body)
+            return all(p["versionAcked"] == p["versionCurrent"] for p in proxies if p["connected"])
+
+        poll(synced, SYNC_TIMEOUT, "every proxy to ACK the new config")
+
+    _generation: int = 0
+
+    # -- observing ---------------------------------------------------------------------------------
+    def logs(self, workload: str, *, proxy: bool = False) -> str:
+        args = ["logs", workload, "-f", str(self.compose)] + (["--proxy"] if proxy else [])
+        return self.sandbox(*args).stdout
+
+
+@contextlib.contextmanager
+def running_mesh(sample: str, workdir: Path) -> Iterator[Mesh]:
+    """samples/<sample> copied to `workdir`, up on the local runtime with a free ingress port."""
+    directory = workdir / sample
+    shutil.copytree(SAMPLES / sample, directory, ignore=shutil.ignore_patterns(".sandbox", "__pycache__"))
+    compose = directory / "compose.yaml"
+    compose.write_text(f"x-sandbox: {{ingress: {{port: {free_port()}}}}}\n" + compose.read_text())
+    mesh = Mesh(directory)
+    started = time.monotonic()
+    up = mesh.sandbox("up", "-f", str(compose), "--runtime", "local", "--detach", timeout=UP_TIMEOUT, check=False)
+    try:
+        assert up.returncode == 0, f"sandbox up failed:\n{up.stdout}\n{up.stderr}"
+        mesh.record = json.loads((directory / ".sandbox" / "mesh.json").read_text())
+        mesh.record["up_seconds"] = time.monotonic() - started
+        mesh._generation = int(mesh._configz()["generation"])
+        yield mesh
+    finally:
+        mesh.sandbox("down", "-f", str(compose), check=False, timeout=60)
+
+
+# --------------------------------------------------------------------------- a browser for Bookinfo
+
+
+class Browser:
+    """A user with a cookie jar (productpage's session), going through the ingress, no HTTP proxy."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        cookies = urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), cookies)
+        self.no_redirects = urllib.request.build_opener(urllib.request.ProxyHandler({}), cookies, _NoRedirect())
+
+    def get(self, path: str = "/productpage", timeout: float = 20.0) -> tuple[int, str, float]:
+        started = time.monotonic()
+        try:
+            with self.opener.open(self.base + path, timeout=timeout) as response:
+                status, text = response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            status, text = exc.code, exc.read().decode()
+        return status, text, time.monotonic() - started
+
+    def login(self, user: str) -> None:
+        form = urllib.parse.urlencode({"username": user, "passwd": "password"}).encode()
+        request = urllib.request.Request(self.base + "/login", data=form, method="POST")
+        try:
+            self.no_redirects.open(request, timeout=20)
+        except urllib.error.HTTPError as exc:  # the 302 back to the page, with the session cookie
+            assert exc.code == 302, exc.code
+        else:
+            raise AssertionError("POST /login did not redirect")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def reviews_shown(html: str) -> str:
+    """What the reviews part of a product page shows: none, black, red, ratings-error or reviews-error."""
+    if REVIEWS_ERROR in html:
+        return "reviews-error"
+    if RATINGS_ERROR in html:
+        return "ratings-error"
+    colors = set(re.findall(r'<font color="(\w+)">', html))
+    assert len(colors) <= 1, colors
+    return colors.pop() if colors else "none"
