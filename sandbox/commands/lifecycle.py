@@ -123,9 +123,12 @@ def up(
     if timeout <= 0:
         raise usage_error("--timeout must be positive")
     project = _project(file, istio)
-    inputs = read_inputs(project.compose_file, project.istio_dir)
     chosen = runtime if runtime != "auto" else ("compose" if engine_answers() else "local")
     engine = runtime_named(chosen)
+    warm_up = getattr(engine, "warm_up", None)
+    if warm_up is not None:  # the local runtime's supervisor preloads while the preflight runs
+        warm_up(project)
+    inputs = read_inputs(project.compose_file, project.istio_dir)
     problems = check(inputs, chosen)
     if not problems:
         problems = engine.preflight(project, inputs)

@@ -43,14 +43,13 @@ PRELOAD[ComponentKind.GATEWAY] = PRELOAD[ComponentKind.SIDECAR]
 DISABLE_ENV = "SANDBOX_LOCAL_FORK"  # "0": exec every process instead (slower; for debugging)
 
 
+def enabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "1") != "0" and hasattr(os, "fork")
+
+
 def forkable(spec: ProcessSpec) -> bool:
     """A `python -m sandbox ...` process of a kind worth forking, with the same Python as ours."""
-    return (
-        os.environ.get(DISABLE_ENV, "1") != "0"
-        and hasattr(os, "fork")
-        and spec.kind in FORKED_KINDS
-        and tuple(spec.argv[:3]) == (sys.executable, "-m", "sandbox")
-    )
+    return enabled() and spec.kind in FORKED_KINDS and tuple(spec.argv[:3]) == (sys.executable, "-m", "sandbox")
 
 
 def preload(kinds: Iterable[ComponentKind]) -> None:

@@ -85,8 +85,11 @@ class MeshLauncher:
     def start(self, spec: ProcessSpec, note: str | None = None) -> ProcessHandle | NotStarted | ForkedHandle:
         if not forkserver.forkable(spec):
             return self.subprocesses.start(spec, note)
-        if not self.preloaded:
-            forkserver.preload(forkserver.FORKED_KINDS)
-            self.preloaded = True
+        self.preload()
         Path(spec.log_file).parent.mkdir(parents=True, exist_ok=True)
         return forkserver.fork(spec, note)
+
+    def preload(self) -> None:
+        if not self.preloaded and forkserver.enabled():
+            forkserver.preload(forkserver.FORKED_KINDS)
+            self.preloaded = True

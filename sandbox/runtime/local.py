@@ -61,6 +61,32 @@ class LocalRuntime:
     def __init__(self, python: str = sys.executable) -> None:
         self.python = python
         self._daemon: subprocess.Popen[bytes] | None = None
+        self._warm: subprocess.Popen[bytes] | None = None
+
+    def warm_up(self, project: Project) -> None:
+        """Start the supervisor now, so it imports what it forks while `up` runs its preflight;
+        it waits for the plan on stdin and ends on its own if `up` goes away first."""
+        record = read_record(project)
+        if self._warm is not None or (record is not None and self.is_running(project, record)):
+            return
+        self._clean_logs(project)
+        self._warm = self._spawn(project, ["--warm"])
+
+    def _clean_logs(self, project: Project) -> None:
+        project.logs_dir.mkdir(parents=True, exist_ok=True)
+        for old in project.logs_dir.glob("*.log"):
+            old.unlink()
+
+    def _spawn(self, project: Project, args: list[str]) -> subprocess.Popen[bytes]:
+        with (project.logs_dir / "supervisor.log").open("ab") as log:
+            return subprocess.Popen(
+                [self.python, "-m", "sandbox.runtime.localdaemon", *args],
+                stdin=subprocess.PIPE if args == ["--warm"] else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
+            )
 
     # -- up --------------------------------------------------------------------------------
     def preflight(self, project: Project, inputs: Inputs) -> list[Diagnostic]:
@@ -108,9 +134,8 @@ class LocalRuntime:
             progress.warn(warning)
         directory = run_dir(project)
         directory.mkdir(parents=True, exist_ok=True)
-        project.logs_dir.mkdir(parents=True, exist_ok=True)
-        for old in project.logs_dir.glob("*.log"):
-            old.unlink()
+        if self._warm is None:
+            self._clean_logs(project)
         for path, text in plan.files.items():
             write_atomic(Path(path), text)
         record = MeshRecord(
@@ -132,18 +157,14 @@ class LocalRuntime:
         return self._start(project, directory, progress, options.timeout)
 
     def _start(self, project: Project, directory: Path, progress: Progress, timeout: float) -> MeshRecord:
-        log = (project.logs_dir / "supervisor.log").open("ab")
-        try:
-            self._daemon = daemon = subprocess.Popen(
-                [self.python, "-m", "sandbox.runtime.localdaemon", str(directory)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                start_new_session=True,
-                close_fds=True,
-            )
-        finally:
-            log.close()
+        if self._warm is not None and self._warm.poll() is None and self._warm.stdin is not None:
+            daemon, self._warm = self._warm, None
+            assert daemon.stdin is not None
+            daemon.stdin.write(f"{directory}\n".encode())
+            daemon.stdin.close()
+        else:
+            daemon = self._spawn(project, [str(directory)])
+        self._daemon = daemon
         assert daemon.stdout is not None
         failure = self._relay(daemon.stdout, progress)
         daemon.stdout.close()

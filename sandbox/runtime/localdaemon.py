@@ -1,8 +1,8 @@
 """The local runtime's supervisor process: `python -m sandbox.runtime.localdaemon RUN_DIR`.
 
-`sandbox up` writes RUN_DIR/plan.json and starts this detached (its own session, so it outlives
-the shell and `sandbox down` from anywhere can stop it by the pid in the record). It starts the
-control plane, waits for it, starts everything else, and reports each component's progress as
+`sandbox up` starts this detached (its own session, so it outlives
+the shell and `sandbox down` from anywhere can stop it by the pid in the record), with the plan
+in RUN_DIR/plan.json. It starts every component, and reports each one's progress as
 JSON lines on stdout until the mesh is ready (or a component fails, when it stops everything
 and says which, with the tail of its log). Then it writes the MeshRecord, closes stdout and
 supervises: restarts with backoff, readiness of restarted processes, processes.json for `status`
@@ -37,7 +37,7 @@ SUPERVISE_POLL = 0.25
 
 
 class Daemon:
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, launcher: MeshLauncher | None = None) -> None:
         self.run_dir = run_dir
         plan = json.loads((run_dir / PLAN_FILE).read_text())
         self.specs = [ProcessSpec.from_data(s) for s in plan["specs"]]
@@ -47,7 +47,7 @@ class Daemon:
         self.began = time.monotonic()
         self.stop_requested = False
         self.dirty = True
-        self.supervisor = Supervisor(self.specs, MeshLauncher(), on_change=self._changed)
+        self.supervisor = Supervisor(self.specs, launcher or MeshLauncher(), on_change=self._changed)
         self.out: Any = sys.stdout
 
     # -- reporting -------------------------------------------------------------------------
@@ -199,8 +199,17 @@ class Daemon:
 
 
 def main(argv: list[str]) -> int:
+    """`RUN_DIR`: start the plan in it. `--warm`: preload first, then read RUN_DIR from stdin
+    (`up` starts it this way before its preflight, so the two overlap); end quietly on EOF."""
+    if argv == ["--warm"]:
+        launcher = MeshLauncher()
+        launcher.preload()
+        line = sys.stdin.readline().strip()
+        if not line:
+            return 0
+        return Daemon(Path(line), launcher).run()
     if len(argv) != 1:
-        sys.stderr.write("usage: python -m sandbox.runtime.localdaemon RUN_DIR\n")
+        sys.stderr.write("usage: python -m sandbox.runtime.localdaemon RUN_DIR | --warm\n")
         return 2
     return Daemon(Path(argv[0])).run()
 
