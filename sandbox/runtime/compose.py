@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ from sandbox.runtime.compose_render import (
     RenderOptions,
     render,
 )
-from sandbox.runtime.docker_engine import ContainerInfo, Engine, EngineUnavailable
+from sandbox.runtime.docker_engine import ContainerInfo, Engine, EngineUnavailable, parse_time
 from sandbox.runtime.preflight import Inputs, error, taken_ports
 from sandbox.runtime.project import MeshRecord, Project, ProxyRecord, remove_record, write_atomic, write_record
 
@@ -61,7 +60,6 @@ COMPOSE_FILE = "docker-compose.yaml"
 COMPOSE_TIMEOUT = 1200.0  # `compose up` itself: creating a container copies the image under vfs
 STOP_TIMEOUT = 5
 POLL = 0.5
-EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 ROLE_KINDS = {
     "controlplane": ComponentKind.CONTROL_PLANE,
     "gateway": ComponentKind.GATEWAY,
@@ -377,7 +375,7 @@ class ComposeRuntime:
             a, s = containers.get(app), containers.get(sidecar)
             if a is None or s is None:
                 continue
-            if a.network_mode != f"container:{s.id}" or _time(s.started_at) > _time(a.started_at):
+            if a.network_mode != f"container:{s.id}" or parse_time(s.started_at) > parse_time(a.started_at):
                 stale.append(app)
         if stale:
             self._run(project, ["up", "-d", "--no-deps", "--force-recreate", *stale])
@@ -566,16 +564,6 @@ def _compose_env() -> dict[str, str]:
 
 def _published(info: ContainerInfo) -> str:
     return ", ".join(f"127.0.0.1:{host}->{port}" for port, host in sorted(info.ports.items()))
-
-
-def _time(text: str) -> datetime:
-    """Docker's RFC 3339 timestamps with nanoseconds (Python reads at most microseconds)."""
-    head, _, rest = text.partition(".")
-    fraction = "".join(ch for ch in rest if ch.isdigit())[:6].ljust(6, "0")
-    try:
-        return datetime.fromisoformat(f"{head.removesuffix('Z')}.{fraction}+00:00")
-    except ValueError:
-        return EPOCH
 
 
 def _workload_of(node: str, workload: str, replicas: int) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import suppress as _suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sandbox.runtime.base import RuntimeFailure
@@ -18,6 +19,7 @@ from sandbox.runtime.base import RuntimeFailure
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 OPERATION_TIMEOUT = 900
+EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 
 
 class EngineUnavailable(RuntimeFailure):
@@ -100,6 +102,14 @@ class Engine:
             return dict(self._client.images.get(reference).labels or {})
         except docker.errors.ImageNotFound:
             return {}
+
+    def image_created(self, reference: str) -> datetime | None:
+        import docker.errors
+
+        try:
+            return parse_time(str(self._client.images.get(reference).attrs.get("Created", "")))
+        except docker.errors.ImageNotFound:
+            return None
 
     def image_tags(self, repository: str) -> list[str]:
         return sorted(t for image in self._client.images.list(name=repository) for t in image.tags)
@@ -187,6 +197,16 @@ def _info(attrs: dict[str, Any]) -> ContainerInfo:
         ports=ports,
         labels={str(k): str(v) for k, v in labels.items()},
     )
+
+
+def parse_time(text: str) -> datetime:
+    """Docker's RFC 3339 timestamps with nanoseconds (Python reads microseconds); epoch if unreadable."""
+    head, _, rest = text.partition(".")
+    fraction = "".join(ch for ch in rest if ch.isdigit())[:6].ljust(6, "0")
+    try:
+        return datetime.fromisoformat(f"{head.removesuffix('Z')}.{fraction}+00:00")
+    except ValueError:
+        return EPOCH
 
 
 def _short(exc: BaseException) -> str:

@@ -16,13 +16,16 @@ The context is staged under compose/build/context, never the repo root (vfs copi
 
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,7 @@ DEFAULT_REPOSITORY = "sandbox"
 BUILD_MODES = ("auto", "online", "offline")
 SCRIPTS = ("Dockerfile", "install.sh", "probe")
 BUILD_TIMEOUT = 1800.0
+PRUNE_AFTER = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -140,13 +144,31 @@ def plan_image(engine: Engine, settings: ImageSettings | None = None, root: Path
 
 
 def ensure_image(engine: Engine, plan: ImagePlan, log_file: Path, say: Callable[[str], None] = lambda _: None) -> str:
-    """The image tag to run: the existing one when current, else built now (output in log_file)."""
-    if engine.image_id(plan.tag) is not None:
-        if engine.image_id(plan.latest) != engine.image_id(plan.tag):
-            engine.tag(plan.tag, plan.latest)
-        return plan.tag
+    """The image tag to run: the existing one when current, else built now (output in log_file).
+    One build at a time per checkout (a file lock): meshes started at once share the build."""
     build = plan.root / "compose" / "build"
-    context = stage_context(plan.root, build / "context")
+    if engine.image_id(plan.tag) is None:
+        with _locked(build / ".lock"):
+            if engine.image_id(plan.tag) is None:  # not built meanwhile by another `up`
+                _build(engine, plan, build, log_file, say)
+    if engine.image_id(plan.latest) != engine.image_id(plan.tag):
+        engine.tag(plan.tag, plan.latest)
+    return plan.tag
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(engine: Engine, plan: ImagePlan, build: Path, log_file: Path, say: Callable[[str], None]) -> None:
+    context = stage_context(plan.root, build / f"context-{plan.content_hash[:12]}")
     if plan.offline:
         say("building the wheelhouse on the host (pip wheel)")
         wheels = build_wheelhouse(requirements(plan.root), build / "wheels", log_file)
@@ -164,20 +186,25 @@ def ensure_image(engine: Engine, plan: ImagePlan, log_file: Path, say: Callable[
         plan.latest,
         str(context),
     ]
-    _run_logged(command, log_file, f"building the image {plan.tag}")
-    shutil.rmtree(context, ignore_errors=True)
+    try:
+        _run_logged(command, log_file, f"building the image {plan.tag}")
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
     prune_stale(engine, plan)
-    return plan.tag
 
 
-def prune_stale(engine: Engine, plan: ImagePlan) -> list[str]:
-    """Drop older content-hash tags of the image (each is a full copy under vfs); the engine keeps
-    any a container still uses."""
+def prune_stale(engine: Engine, plan: ImagePlan, keep: dt.timedelta = PRUNE_AFTER) -> list[str]:
+    """Drop content-hash tags of the image older than `keep` (each is a full copy under vfs). The
+    engine keeps any a container uses; the age spares one another `up` has just built."""
     removed = []
+    now = dt.datetime.now(dt.UTC)
     for tag in engine.image_tags(plan.repository):
         suffix = tag.rpartition(":")[2]
         hashed = len(suffix) == 12 and all(c in "0123456789abcdef" for c in suffix)
-        if hashed and tag not in (plan.tag, plan.latest) and engine.remove_image(tag):
+        if not hashed or tag in (plan.tag, plan.latest):
+            continue
+        created = engine.image_created(tag)
+        if created is not None and now - created > keep and engine.remove_image(tag):
             removed.append(tag)
     return removed
 
