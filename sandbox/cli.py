@@ -127,46 +127,6 @@ def convert(
     raise typer.Exit(EXIT_FINDINGS if result.errors else EXIT_OK)
 
 
-@app.command("proxy-config")
-def proxy_config(
-    first: Annotated[str, typer.Argument(help="WORKLOAD, or a section followed by WORKLOAD (istioctl order).")],
-    second: Annotated[str | None, typer.Argument(help="all, routes, clusters, endpoints or listeners.")] = None,
-    compose: Annotated[Path | None, typer.Option("--compose", "-c", help="Compose file with the workloads.")] = None,
-    istio: Annotated[Path | None, typer.Option("--istio", help="Directory (or file) of Istio YAML.")] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table, json or yaml.")] = "table",
-) -> None:
-    """Show the config one sidecar gets (compiled offline from --compose and --istio; nothing runs)."""
-    from sandbox.control.compile import UnknownProxy
-    from sandbox.control.compile import compile as compile_snapshot
-    from sandbox.control.proxyconfig import FORMATS, SECTIONS, render
-    from sandbox.mesh.loader import load_paths
-    from sandbox.mesh.state import MeshState
-    from sandbox.mesh.topology import load_compose
-
-    workload, section = (second, first) if first in SECTIONS and second is not None else (first, second or "all")
-    if section not in SECTIONS:
-        raise _usage_error(f"the section must be one of {', '.join(SECTIONS)}, not {section!r}")
-    if output not in FORMATS:
-        raise _usage_error(f"--output must be one of {', '.join(FORMATS)}, not {output!r}")
-    if compose is None or istio is None:
-        raise _usage_error("pass --compose FILE and --istio DIR (reading a live sidecar is not available yet)")
-    if not compose.is_file():
-        raise _usage_error(f"no such compose file: {compose}")
-    if not istio.exists():
-        raise _usage_error(f"no such file or directory: {istio}")
-    loaded = load_paths([istio])
-    topology = load_compose(compose)
-    problems = [d for d in (*loaded.errors, *topology.diagnostics) if d.severity == "error"]
-    for diagnostic in problems:
-        typer.echo(diagnostic.format(), err=True)
-    try:
-        snapshot = compile_snapshot(MeshState(loaded.resources, topology), workload)
-    except UnknownProxy as exc:
-        raise _usage_error(str(exc)) from None
-    typer.echo(render(snapshot, section, output))
-    raise typer.Exit(EXIT_FINDINGS if problems else EXIT_OK)
-
-
 def _register_groups() -> None:
     """Commands that live in sandbox/commands/ (one line per module)."""
     from sandbox.commands import components
@@ -184,6 +144,9 @@ def _register_groups() -> None:
     from sandbox.commands import render
 
     render.register(app)
+    from sandbox.commands import operator
+
+    operator.register(app)
 
 
 _register_groups()
