@@ -117,12 +117,21 @@ def up(
     """
     from sandbox.runtime.base import ComponentFailed, RuntimeFailure, UpOptions
     from sandbox.runtime.preflight import check, check_runtime, read_inputs, warnings
+    from sandbox.runtime.project import read_record
 
     for problem in check_runtime(runtime):
         raise usage_error(f"--runtime: {problem.message}")
     if timeout <= 0:
         raise usage_error("--timeout must be positive")
     project = _project(file, istio)
+    running = read_record(project)
+    if running is not None and runtime_named(running.runtime).is_running(project, running):
+        typer.echo(
+            f"error: the mesh of {project.compose_file} is already running ({running.runtime} runtime): "
+            "see `sandbox status`, or stop it with `sandbox down`",
+            err=True,
+        )
+        raise typer.Exit(EXIT_FINDINGS)
     chosen = runtime if runtime != "auto" else ("compose" if engine_answers() else "local")
     engine = runtime_named(chosen)
     warm_up = getattr(engine, "warm_up", None)

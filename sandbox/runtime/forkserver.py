@@ -18,6 +18,7 @@ import contextlib
 import gc
 import importlib
 import io
+import logging
 import os
 import signal
 import sys
@@ -130,6 +131,7 @@ def _become(spec: ProcessSpec, log: int) -> None:
     os.environ.clear()
     os.environ.update(spec.env)
     sys.argv = ["sandbox", *spec.argv[3:]]
+    logging.root.handlers.clear()  # whatever the parent configured: the command sets up its own
     _name(spec.name)
 
 

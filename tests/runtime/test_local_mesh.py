@@ -211,6 +211,11 @@ def test_up_reports_each_component_and_ends_with_the_urls(mesh: Mesh) -> None:
     assert "Stop it with: sandbox down" in mesh.up_output
 
 
+def test_a_second_up_says_the_mesh_is_already_running(mesh: Mesh) -> None:
+    again = sandbox("up", "--detach", "--runtime", "local", "-f", mesh.compose)
+    assert again.returncode == 1 and "is already running (local runtime)" in again.stderr
+
+
 def test_traffic_through_the_ingress_reaches_every_version(mesh: Mesh) -> None:
     seen = {get(mesh.ingress + "/") for _ in range(20)}
     assert seen == {"web v1 -> api v1", "web v1 -> api v2"}
