@@ -201,7 +201,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         assert result.returncode == 0, result.stdout + result.stderr
         yield Mesh(directory, f"http://127.0.0.1:{port}", result.stdout)
     finally:
-        sandbox("down", "-f", str(directory / "compose.yaml"))
+        if (directory / ".sandbox" / "local" / "supervisor.pid").exists():  # a test failed before `down`
+            sandbox("down", "-f", str(directory / "compose.yaml"))
 
 
 def test_up_reports_each_component_and_ends_with_the_urls(mesh: Mesh) -> None:
