@@ -60,7 +60,8 @@ def test_endpoints_and_gateway_views(istio_dir: Path) -> None:
     ("args", "message"),
     [
         (("nope",), "no workload with a sidecar named 'nope'"),
-        (("productpage-v1", "secrets"), "the section must be one of"),
+        (("productpage-v1", "secret"), "the section must be one of"),
+        (("productpage-v1", "secrets"), "secrets exist only in a running sidecar"),
         (("productpage-v1", "-o", "xml"), "--output must be one of"),
     ],
 )
