@@ -24,35 +24,49 @@ import sys
 import time
 from collections.abc import Callable
 
-from sandbox.proxy.record import RequestRecord
-
-_second_cache: list[tuple[int, str]] = [(-1, "")]
+from sandbox.proxy.record import LogRecord
 
 
-def _start_time(epoch: float) -> str:
-    seconds, millis = divmod(round(epoch * 1000), 1000)
-    cached_second, prefix = _second_cache[0]
-    if cached_second != seconds:  # lines come in bursts from the same second: format it once
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _second_cache[0] = (seconds, prefix)
-    return f"{prefix}.{millis:03d}Z"
+class _StartTimes:
+    """START_TIME text, formatted once per millisecond (lines come in bursts) and once per second."""
+
+    __slots__ = ("ms", "prefix", "second", "text")
+
+    def __init__(self) -> None:
+        self.ms = self.second = -1
+        self.text = self.prefix = ""
+
+    def format(self, epoch: float) -> str:
+        ms = round(epoch * 1000)
+        if ms == self.ms:
+            return self.text
+        seconds, millis = divmod(ms, 1000)
+        if seconds != self.second:
+            self.second = seconds
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        self.ms = ms
+        self.text = text = f"{self.prefix}.{millis:03d}Z"
+        return text
 
 
-def format_line(r: RequestRecord) -> str:
-    d = _dash
-    service_time = "-" if r.upstream_service_time is None else str(int(r.upstream_service_time * 1000))
+_start_time = _StartTimes().format
+
+
+def format_line(r: LogRecord) -> str:
+    # One f-string, `or "-"` inline: this runs once per request (at flush time), so it is kept flat.
+    st = r.upstream_service_time
     return (
-        f'[{_start_time(r.start_time)}] "{d(r.method)} {d(r.path)} {d(r.protocol)}" {r.response_code} '
-        f"{d(r.response_flags)} {d(r.response_code_details)} {d(r.connection_termination_details)} "
-        f'"{d(r.upstream_transport_failure_reason)}" {r.bytes_received} {r.bytes_sent} {int(r.duration * 1000)} '
-        f'{service_time} "{d(r.x_forwarded_for)}" "{d(r.user_agent)}" "{d(r.request_id)}" "{d(r.authority)}" '
-        f'"{d(r.upstream_host)}" {d(r.upstream_cluster)} {d(r.upstream_local_address)} '
-        f"{d(r.downstream_local_address)} {d(r.downstream_remote_address)} {d(r.requested_server_name)} "
-        f"{d(r.route_name)}\n"
+        f'[{_start_time(r.start_time)}] "{r.method or "-"} {r.path or "-"} {r.protocol or "-"}" {r.response_code} '
+        f"{r.response_flags or '-'} {r.response_code_details or '-'} {r.connection_termination_details or '-'} "
+        f'"{r.upstream_transport_failure_reason or "-"}" {r.bytes_received} {r.bytes_sent} {int(r.duration * 1000)} '
+        f'{"-" if st is None else int(st * 1000)} "{r.x_forwarded_for or "-"}" "{r.user_agent or "-"}" '
+        f'"{r.request_id or "-"}" "{r.authority or "-"}" "{r.upstream_host or "-"}" {r.upstream_cluster or "-"} '
+        f"{r.upstream_local_address or '-'} {r.downstream_local_address or '-'} {r.downstream_remote_address or '-'} "
+        f"{r.requested_server_name or '-'} {r.route_name or '-'}\n"
     )
 
 
-def format_json(r: RequestRecord) -> str:
+def format_json(r: LogRecord) -> str:
     """Istio's JSON encoding (accessLogEncoding: JSON): the same fields, snake_case keys, null for
     what is missing."""
 
@@ -88,10 +102,6 @@ def format_json(r: RequestRecord) -> str:
     return json.dumps(line, separators=(",", ":")) + "\n"
 
 
-def _dash(value: str | None) -> str:
-    return value if value else "-"
-
-
 class AccessLog:
     """Buffers records and writes their lines through `write` (stdout by default)."""
 
@@ -106,10 +116,10 @@ class AccessLog:
         self._format = format_json if encoding.upper() == "JSON" else format_line
         self.max_buffered = max_buffered
         self.flush_interval = flush_interval
-        self._buffer: list[RequestRecord] = []
+        self._buffer: list[LogRecord] = []
         self.lines_written = 0
 
-    def log(self, rec: RequestRecord) -> None:
+    def log(self, rec: LogRecord) -> None:
         buffer = self._buffer
         buffer.append(rec)
         if len(buffer) >= self.max_buffered:

@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 
-from sandbox.control.snapshot import Cluster, ProxySnapshot
+from sandbox.control.snapshot import PASSTHROUGH_CLUSTER, Cluster, ProxySnapshot
 from sandbox.proxy.balancing import AnyBalancer, Host, HostSet, Passthrough, Pick, RingHash, make_balancer
 from sandbox.proxy.circuitbreaker import CircuitBreaker, Thresholds
 from sandbox.proxy.decision import RequestHead
@@ -34,6 +34,7 @@ class ClusterState:
         "makes_cookies",
         "name",
         "outlier",
+        "plain_pick",
         "upstream_rq_total",
     )
     hosts: HostSet
@@ -63,6 +64,10 @@ class ClusterState:
         self.balancer: AnyBalancer = make_balancer(policy.load_balancer, self.hosts, rng)
         # consistentHash on a cookie with a ttl: a request without the cookie gets one (pick_with_cookie)
         self.makes_cookies = isinstance(self.balancer, RingHash) and self.balancer.makes_cookies
+        # the data path calls pick() unless the cluster is an original-destination one or makes cookies
+        self.plain_pick = not (
+            self.makes_cookies or isinstance(self.balancer, Passthrough) or config.name == PASSTHROUGH_CLUSTER
+        )
         limits = Thresholds.from_pool(policy.connection_pool)
         if previous is not None:
             self.breaker = previous.breaker

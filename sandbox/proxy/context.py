@@ -67,6 +67,7 @@ class ForwardContext:
         # Headers we never copy upstream: hop-by-hop ones, and those this hop writes itself.
         self.skip_request = http1.HOP_BY_HOP | (_OWN_REQUEST_HEADERS if telemetry is not None else _OWN_BASIC)
         self.skip_response = _HOP | {_SERVER} if self.overwrite_server else _HOP
+        self.server_line = b"server: envoy\r\n" if self.overwrite_server else b""
         # x-request-id: a UUID v4 per process (random) plus a counter: unique, and ~10x cheaper than uuid4().
         self._rid_prefix = str(uuid.UUID(bytes=os.urandom(16), version=4))[:28]
         self._rid_counter = 0

@@ -1,4 +1,8 @@
-"""What telemetry keeps of one exchange: a RequestRecord for metrics, the span and the access log."""
+"""A detached RequestRecord copy of one exchange.
+
+The data path hands the Exchange itself to telemetry (it is a record.LogRecord); `exchange_record`
+is for callers that want a plain, self-contained record of it (e.g. an `on_complete` hook that
+keeps records past the exchange's life)."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ RECORD_FIELDS = (
 
 
 def exchange_record(exchange: Exchange, telemetry: Telemetry) -> RequestRecord:
-    """What telemetry keeps of this exchange: metrics labels, span, access log line."""
+    """A RequestRecord with this exchange's values (its edge computed as the data path does)."""
     head = exchange.head
     headers = head.headers
     decision = exchange.decision
@@ -38,14 +42,14 @@ def exchange_record(exchange: Exchange, telemetry: Telemetry) -> RequestRecord:
         exchange.start_time,
         head.method,
         head.path,
-        "HTTP/1.0" if exchange.down.http10 else "HTTP/1.1",
+        exchange.protocol,
         head.authority,
         exchange.request_id,
         headers.get("user-agent"),
         headers.get("x-forwarded-for"),
         head.scheme,
-        exchange.ctx.loop.time() - exchange.started,
-        exchange.status,
+        exchange.duration or exchange.ctx.loop.time() - exchange.started,
+        exchange.response_code,
         exchange.flags or "-",
         None,
         None,

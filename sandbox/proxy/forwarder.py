@@ -26,9 +26,8 @@ from sandbox.proxy.balancing import Host, Passthrough
 from sandbox.proxy.cluster import ClusterState
 from sandbox.proxy.context import ForwardContext
 from sandbox.proxy.decision import DecisionKind, RequestHead, RouteDecision
-from sandbox.proxy.exchangelog import exchange_record
 from sandbox.proxy.flags import join_flags
-from sandbox.proxy.metrics import PEER_METADATA_HEADER
+from sandbox.proxy.metrics import PEER_METADATA_HEADER, Edge
 from sandbox.proxy.mirror import Mirror
 from sandbox.proxy.retry import Backoff, Failure, Outcome, should_retry
 from sandbox.proxy.tracecontext import TraceContext
@@ -50,10 +49,17 @@ RETRY_BUFFER_LIMIT = 1 << 20  # Envoy's per-connection buffer limit: bigger bodi
 _NO_BODY_STATUS = frozenset({204, 304})
 _FORWARDED_PROTO = "x-forwarded-proto: http\r\n"
 _ATTEMPT_1 = b"x-envoy-attempt-count: 1\r\n\r\n"
+_CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
+_CLOSE_LINE = b"connection: close\r\n"
+_NO_BODY: list[bytes] = []
 
 
 class Exchange:
-    """One downstream request and its response, from headers to the last byte."""
+    """One downstream request and its response, from headers to the last byte.
+
+    It is also the request's telemetry record (record.LogRecord): the access log and spans read
+    its attributes and properties when they are formatted, in batches, so a request builds no
+    record of its own."""
 
     # Class-level defaults: a request sets only what differs, which matters at tens of thousands a second.
     decision: RouteDecision | None = None
@@ -62,6 +68,7 @@ class Exchange:
     upstream_host = ""
     endpoint: Endpoint | None = None
     trace: TraceContext | None = None
+    edge: Edge | None = None
     peer_header: str | None = None
     set_cookie: str | None = None  # a generated consistent-hash cookie for the response
     pool: EndpointPool | None = None  # the pool we wait in for a connection
@@ -70,12 +77,21 @@ class Exchange:
     attempt = 0
     backoff: Backoff | None = None
     retries_held = 0
-    status = 0
+    response_code = 0  # the status sent downstream; 0 while none was
     flags = ""
     resp_started = False
     resp_chunked = False
     finished = False
     reported = False
+    has_body = False
+    request_done = True
+    request_chunked = False
+    http10 = False  # the client spoke HTTP/1.0
+    original_dst: tuple[str, int] | None = None
+    # The request body kept for retries and mirrors (None: too big to keep). Bodiless requests share this
+    # empty list: llhttp calls on_body only for requests whose framing has_body saw, which get their own.
+    body: list[bytes] | None = _NO_BODY
+    wbuf: list[bytes] | None = None  # response bytes of the current upstream read, written in one go
     timer: asyncio.TimerHandle | None = None  # per-try timeout, delay or backoff
     route_timer: asyncio.TimerHandle | None = None
     up_start = 0.0
@@ -83,6 +99,14 @@ class Exchange:
     body_size = 0
     bytes_received = 0
     bytes_sent = 0
+    duration = 0.0
+    # LogRecord fields this data path never sets (no TLS, no gRPC yet)
+    response_code_details: str | None = None
+    connection_termination_details: str | None = None
+    upstream_transport_failure_reason: str | None = None
+    upstream_local_address: str | None = None
+    requested_server_name: str | None = None
+    grpc_status = ""
 
     def __init__(
         self,
@@ -96,20 +120,78 @@ class Exchange:
         self.down = down
         self.ctx = ctx
         self.head = head
-        self.has_body = has_body
-        self.request_chunked = request_chunked
-        self.original_dst = original_dst
-        self.request_done = not has_body
-        self.body: list[bytes] | None = []  # kept for retries and mirrors while under the limit
-        self.path = head.path
+        if has_body:
+            self.has_body = True
+            self.request_done = False
+            self.request_chunked = request_chunked
+            self.body = []
+        if original_dst is not None:
+            self.original_dst = original_dst
         self.resp_close = not down.keep_alive
         self.start_time = time.time()
         self.started = ctx.loop.time()
-        self.wbuf: list[bytes] = []
         request_id = head.headers.get("x-request-id")
         if request_id is None:
             request_id = head.headers["x-request-id"] = ctx.request_id()
         self.request_id = request_id
+
+    # ------------------------------------------------------------------ LogRecord (read at flush time)
+
+    @property
+    def method(self) -> str:
+        return self.head.method
+
+    @property
+    def path(self) -> str:
+        return self.head.path  # as the client sent it, before any rewrite
+
+    @property
+    def protocol(self) -> str:
+        return "HTTP/1.0" if self.http10 else "HTTP/1.1"
+
+    @property
+    def authority(self) -> str:
+        return self.head.authority
+
+    @property
+    def scheme(self) -> str:
+        return self.head.scheme
+
+    @property
+    def user_agent(self) -> str | None:
+        return self.head.headers.get("user-agent")
+
+    @property
+    def x_forwarded_for(self) -> str | None:
+        return self.head.headers.get("x-forwarded-for")
+
+    @property
+    def response_flags(self) -> str:
+        return self.flags or "-"
+
+    @property
+    def upstream_service_time(self) -> float | None:
+        return self.service_time / 1000 if self.service_time >= 0 else None
+
+    @property
+    def upstream_cluster(self) -> str | None:
+        return self.cluster.name if self.cluster is not None else None
+
+    @property
+    def downstream_local_address(self) -> str | None:
+        return self.down.local_address
+
+    @property
+    def downstream_remote_address(self) -> str | None:
+        return self.down.remote_address
+
+    @property
+    def route_name(self) -> str | None:
+        return self.decision.route_name if self.decision is not None else None
+
+    @property
+    def operation(self) -> str:
+        return self.decision.operation if self.decision is not None else ""
 
     # ------------------------------------------------------------------ downstream events
 
@@ -121,7 +203,7 @@ class Exchange:
                 self.flags = decision.response_flags
             self.local_reply(decision.status, decision.body, headers)
             return
-        if self.route_timer is None and decision.timeout and self.request_done:
+        if decision.timeout and self.request_done and self.route_timer is None:
             self.route_timer = self.ctx.loop.call_later(decision.timeout, self._route_timeout)
         if decision.delay:
             self.flags = join_flags(self.flags, "DI")
@@ -211,26 +293,28 @@ class Exchange:
         if decision.request_headers:
             headers = dict(headers)
             http1.apply_request_mutations(headers, decision.request_headers)
-        self.path = path = decision.path or head.path
-        parts = [f"{head.method} {path} HTTP/1.1\r\nhost: {decision.authority or head.authority}\r\n"]
         skip = ctx.skip_request
-        parts += [f"{name}: {value}\r\n" for name, value in headers.items() if name not in skip]
-        if "x-forwarded-proto" not in headers:
-            parts.append(_FORWARDED_PROTO)
-        if decision.timeout:
-            parts.append(f"x-envoy-expected-rq-timeout-ms: {int(decision.timeout * 1000)}\r\n")
-        if self.request_chunked:
-            parts.append("transfer-encoding: chunked\r\n")
+        lines = "".join([f"{name}: {value}\r\n" for name, value in headers.items() if name not in skip])
         telemetry = ctx.telemetry
-        if telemetry is not None:
-            if ctx.outbound:
-                self.trace = trace = telemetry.trace_ids.outbound(head.headers)
-                parts.append(ctx.peer_line)
-            else:
-                self.trace = trace = telemetry.trace_ids.inbound(head.headers)
-                self.peer_header = head.headers.get(PEER_METADATA_HEADER)
-            parts += [f"{name}: {value}\r\n" for name, value in trace.headers()]
-        return "".join(parts).encode("latin-1", "replace")
+        if telemetry is None:
+            own = ""
+        elif ctx.outbound:
+            self.trace = trace = telemetry.trace_ids.outbound(head.headers)
+            own = ctx.peer_line + trace.header_lines()
+        else:
+            self.trace = trace = telemetry.trace_ids.inbound(head.headers)
+            self.peer_header = head.headers.get(PEER_METADATA_HEADER)
+            own = trace.header_lines()
+        if "x-forwarded-proto" not in headers:
+            own = _FORWARDED_PROTO + own
+        if decision.timeout:
+            own = f"x-envoy-expected-rq-timeout-ms: {int(decision.timeout * 1000)}\r\n{own}"
+        if self.request_chunked:
+            own = "transfer-encoding: chunked\r\n" + own
+        return (
+            f"{head.method} {decision.path or head.path} HTTP/1.1\r\nhost: {decision.authority or head.authority}\r\n"
+            f"{lines}{own}"
+        ).encode("latin-1", "replace")
 
     def _attempt(self) -> None:
         self.timer = None
@@ -238,19 +322,18 @@ class Exchange:
         assert cluster is not None
         if self.finished:
             return
-        balancer = cluster.balancer
-        if isinstance(balancer, Passthrough):
-            host = balancer.pick_original(*self._original())
+        if cluster.plain_pick:
+            host = cluster.pick(self.head, self.down.peer_ip)
+        elif isinstance(cluster.balancer, Passthrough):
+            host = cluster.balancer.pick_original(*self._original())
         elif cluster.name == PASSTHROUGH_CLUSTER:
             host = self.ctx.passthrough.pick_original(*self._original())
-        elif cluster.makes_cookies:
+        else:  # consistentHash on a cookie with a ttl (cluster.makes_cookies)
             down = self.down
             pick = cluster.pick_with_cookie(self.head, down.peer_ip, down.remote_address + down.local_address)
             host = pick.host if pick is not None else None
             if pick is not None and pick.set_cookie and self.set_cookie is None:
                 self.set_cookie = pick.set_cookie  # once, even if a retry picks again
-        else:
-            host = cluster.pick(self.head, self.down.peer_ip)
         if host is None:
             self._fail_locally(503, "UH", http1.BODY_NO_HEALTHY)
             return
@@ -283,13 +366,15 @@ class Exchange:
     # ------------------------------------------------------------------ upstream events
 
     def upstream_connected(self, conn: UpstreamConnection) -> None:
-        self.pool = None
+        if self.pool is not None:
+            self.pool = None
         if self.finished:  # gave up while waiting
             conn.pool.release(conn, True)
             return
         self.conn = conn
-        conn.start(self, self.head.method == "HEAD")
-        self.up_start = self.ctx.loop.time()
+        ctx = self.ctx
+        conn.start(self, self.head.method == "HEAD", ctx.skip_response)
+        self.up_start = ctx.loop.time()
         attempt = self.attempt
         head = self.up_head + (_ATTEMPT_1 if attempt == 1 else b"x-envoy-attempt-count: %d\r\n\r\n" % attempt)
         body = self.body
@@ -303,16 +388,19 @@ class Exchange:
                 self.down.pause_reading(False)
         else:
             conn.write(head)
-        if self.request_done and self.request_chunked:
+        if self.request_chunked and self.request_done:
             conn.write(http1.LAST_CHUNK)
         decision = self.decision
         assert decision is not None
         per_try = decision.retry.per_try_timeout
         if per_try:
-            self.timer = self.ctx.loop.call_later(per_try, self._per_try_timeout)
+            self.timer = ctx.loop.call_later(per_try, self._per_try_timeout)
 
-    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
-        loop_time = self.ctx.loop.time()
+    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        """The response head; `headers` come lowercased, without hop-by-hop ones (and without
+        `server` where we write our own), and are ours to change."""
+        ctx = self.ctx
+        loop_time = ctx.loop.time()
         decision = self.decision
         assert decision is not None
         retry = decision.retry
@@ -325,33 +413,30 @@ class Exchange:
             return
         if self.timer is not None:
             self._cancel_timer()
-        self.status = status
+        self.response_code = status
         self.service_time = service_time = int((loop_time - self.up_start) * 1000)
-        skip = self.ctx.skip_response
-        out = [pair for pair in headers if pair[0] not in skip]
-        extra = b"x-envoy-upstream-service-time: %d\r\n" % service_time
-        if self.ctx.overwrite_server:
-            extra += b"server: envoy\r\n"
+        extra = b"x-envoy-upstream-service-time: %d\r\n%s" % (service_time, ctx.server_line)
         conn = self.conn
-        has_length = conn is not None and conn.has_length
-        if not has_length and status not in _NO_BODY_STATUS and self.head.method != "HEAD":
-            if self.down.http10:
+        if (conn is None or not conn.has_length) and status not in _NO_BODY_STATUS and self.head.method != "HEAD":
+            if self.http10:
                 self.resp_close = True
             else:
                 self.resp_chunked = True
-                extra += b"transfer-encoding: chunked\r\n"
+                extra += _CHUNKED_LINE
         if self.resp_close:
-            extra += b"connection: close\r\n"
+            extra += _CLOSE_LINE
         if self.set_cookie is not None:  # Envoy's router adds it before the route's header mutations
-            out.append((b"set-cookie", self.set_cookie.encode("latin-1", "replace")))
+            headers.append((b"set-cookie", self.set_cookie.encode("latin-1", "replace")))
         if decision.response_headers:
-            http1.apply_response_mutations(out, decision.response_headers)
+            http1.apply_response_mutations(headers, decision.response_headers)
         self.resp_started = True
         # Held until the upstream's read is parsed (upstream_flush): head and body leave in one write.
-        self.wbuf.append(http1.response_head_bytes(status, out, extra))
+        self.wbuf = [http1.response_head_bytes(status, headers, extra)]
 
     def upstream_body(self, data: bytes) -> None:
-        self.wbuf.append(http1.chunk(data) if self.resp_chunked else data)
+        wbuf = self.wbuf
+        assert wbuf is not None
+        wbuf.append(http1.chunk(data) if self.resp_chunked else data)
         self.bytes_sent += len(data)
 
     def upstream_flush(self) -> None:
@@ -362,6 +447,7 @@ class Exchange:
 
     def upstream_done(self) -> None:
         if self.resp_chunked:
+            assert self.wbuf is not None
             self.wbuf.append(http1.LAST_CHUNK)
         self.upstream_flush()
         conn = self.conn
@@ -369,7 +455,7 @@ class Exchange:
         if conn is not None:
             # Reusable only if the whole request went out: an early answer leaves the request half-sent.
             conn.pool.release(conn, self.request_done and conn.parser.should_keep_alive())
-        self._settle_attempt(self.status)
+        self._settle_attempt(self.response_code)
         self._finish()
 
     def upstream_failed(self, reason: str) -> None:
@@ -382,7 +468,7 @@ class Exchange:
             # Reset after the response started: nothing to say to the client but closing.
             self.upstream_flush()
             self.flags = join_flags(self.flags, "UPE" if reason == PROTOCOL_ERROR else "UC")
-            self._settle_attempt(self.status)
+            self._settle_attempt(self.response_code)
             self.resp_close = True
             self.down.abort()
             self._finish()
@@ -509,7 +595,7 @@ class Exchange:
         """Answer the client ourselves (Envoy's local reply) and end the exchange."""
         if self.finished or self.resp_started:
             return
-        self.status = status
+        self.response_code = status
         self.resp_started = True
         data = http1.local_reply(status, body, headers, close=self.resp_close, head_only=self.head.method == "HEAD")
         self.bytes_sent = len(body)
@@ -544,11 +630,24 @@ class Exchange:
         if self.reported:
             return
         self.reported = True
-        telemetry = self.ctx.telemetry
+        ctx = self.ctx
+        self.duration = ctx.loop.time() - self.started
+        self.wbuf = None
+        if self.body:
+            self.body = None  # the access log and spans may hold this exchange a while: not its body
+        telemetry = ctx.telemetry
         if telemetry is not None:
-            telemetry.finish(exchange_record(self, telemetry))
-        if self.ctx.on_complete is not None:
-            self.ctx.on_complete(self)
+            decision = self.decision
+            service = decision.service if decision is not None else ""
+            if not service and self.cluster is not None:
+                service = self.cluster.config.service
+            if ctx.outbound:
+                self.edge = telemetry.outbound_edge(self.endpoint, service, False)
+            else:
+                self.edge = telemetry.inbound_edge(self.peer_header, None, service, False)
+            telemetry.finish(self)
+        if ctx.on_complete is not None:
+            ctx.on_complete(self)
 
     # ------------------------------------------------------------------ mirrors
 

@@ -76,7 +76,7 @@ class Mirror:
         conn.start(self, False)
         conn.write(self.head)
 
-    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
+    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         pass
 
     def upstream_body(self, data: bytes) -> None:

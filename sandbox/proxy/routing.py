@@ -4,6 +4,10 @@
 each call then costs a domain lookup, the first matching route's checks and one decision. Random
 draws (weighted clusters, fault and mirror percentages) come from the injected `rng`, so tests
 seed it. Semantics: ../shared/reference/istio-semantics.md §1.1 and §1.5.
+
+`forward_route` is the data path's variant: where the route rewrites neither path nor authority
+and adds nothing per request, it returns one decision built ahead of time, whose empty `path`
+and `authority` mean "as the request has them" (the forwarder reads them that way).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from sandbox.proxy.decision import (
 )
 from sandbox.proxy.matching import CompiledMatch, regex_substitution, string_test
 
-__all__ = ["DecisionKind", "RandomSource", "RequestHead", "RouteDecision", "RouteTable", "route"]
+__all__ = ["DecisionKind", "RandomSource", "RequestHead", "RouteDecision", "RouteTable", "forward_route", "route"]
 
 MILLION = 1_000_000
 TIMEOUT_HEADER = "x-envoy-upstream-rq-timeout-ms"  # per-request override of the route timeout (§1.1)
@@ -59,7 +63,7 @@ def _mutations(*levels: HeaderMutation) -> tuple[HeaderMutation, ...]:
 class _Target:
     """One weighted cluster with everything about it computed ahead of time."""
 
-    __slots__ = ("authority", "cluster", "request_headers", "response_headers", "tail", "weight")
+    __slots__ = ("authority", "cluster", "prototype", "request_headers", "response_headers", "tail", "weight")
 
     def __init__(self, wc: WeightedCluster, route: Route, vh: VirtualHost) -> None:
         self.cluster = wc.cluster
@@ -88,6 +92,8 @@ class _Target:
             route.operation,
             "-",
         )
+        # forward_route's decision for a plain route without a path rewrite: "" = the request's own
+        self.prototype = RouteDecision(DecisionKind.FORWARD, self.cluster, "", self.authority or "", *self.tail)
 
 
 class _CompiledRoute:
@@ -248,18 +254,26 @@ class RouteTable:
             vh = table.lookup(host.rsplit(":", 1)[0])
         return vh
 
-    def route(self, head: RequestHead, rng: RandomSource) -> RouteDecision:
+    def route(self, head: RequestHead, rng: RandomSource, prototypes: bool = False) -> RouteDecision:
+        """The decision for `head`; with `prototypes`, forward_route's shared decisions where they apply."""
         vh = self.virtual_host(head)
         if vh is None:
             return no_route()
         path, sep, query = head.path.partition("?")
         for compiled in vh.routes:
             if compiled.match.matches(path, head, query):
-                return self._decide(compiled, vh, head, path, sep + query, rng)
+                return self._decide(compiled, vh, head, path, sep + query, rng, prototypes)
         return no_route(vh.name)
 
     def _decide(
-        self, cr: _CompiledRoute, vh: _VirtualHost, head: RequestHead, path: str, query: str, rng: RandomSource
+        self,
+        cr: _CompiledRoute,
+        vh: _VirtualHost,
+        head: RequestHead,
+        path: str,
+        query: str,
+        rng: RandomSource,
+        prototypes: bool = False,
     ) -> RouteDecision:
         route = cr.route
         if cr.cors is not None:
@@ -298,11 +312,18 @@ class RouteTable:
                 service=vh.service,
                 response_flags=FLAG_NO_CLUSTER,
             )
-        new_path = head.path if cr.path_rewrite is None else cr.path_rewrite(path) + query
         if cr.plain and TIMEOUT_HEADER not in head.headers:
+            if cr.path_rewrite is None:
+                if prototypes:
+                    return target.prototype
+                return RouteDecision(
+                    DecisionKind.FORWARD, target.cluster, head.path, target.authority or head.authority, *target.tail
+                )
+            new_path = cr.path_rewrite(path) + query
             return RouteDecision(
                 DecisionKind.FORWARD, target.cluster, new_path, target.authority or head.authority, *target.tail
             )
+        new_path = head.path if cr.path_rewrite is None else cr.path_rewrite(path) + query
         delay = abort = None
         flags = "-"
         fault = route.fault
@@ -350,6 +371,21 @@ class RouteTable:
 def route(head: RequestHead, snapshot: ProxySnapshot, rng: RandomSource) -> RouteDecision:
     """Where this request goes under `snapshot` (first matching route of the matching virtual host)."""
     return RouteTable.for_snapshot(snapshot).route(head, rng)
+
+
+_last: list[tuple[ProxySnapshot, RouteTable]] = []  # the data path asks about one snapshot in a row
+
+
+def forward_route(head: RequestHead, snapshot: ProxySnapshot, rng: RandomSource) -> RouteDecision:
+    """route() for the data path: a plain route's decision is shared, its empty `path` and
+    `authority` standing for the request's own (see the module docstring)."""
+    last = _last
+    if last and last[0][0] is snapshot:
+        table = last[0][1]
+    else:
+        table = RouteTable.for_snapshot(snapshot)
+        last[:] = [(snapshot, table)]
+    return table.route(head, rng, True)
 
 
 # --------------------------------------------------------------------------- redirect and CORS

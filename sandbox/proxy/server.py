@@ -35,6 +35,17 @@ _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PAT
 
 Router = Callable[[RequestHead], RouteDecision]
 
+# Raw header name -> its lowercase text: clients send the same few names over and over. Names are client
+# input, so the cache stops growing at a bound.
+_HEADER_NAMES: dict[bytes, str] = {}
+
+
+def _header_name(raw: bytes) -> str:
+    name = raw.decode("latin-1").lower()
+    if len(_HEADER_NAMES) < 4096:
+        _HEADER_NAMES[raw] = name
+    return name
+
 
 @dataclass(frozen=True, slots=True)
 class ListenerSettings:
@@ -209,7 +220,8 @@ class DownstreamConnection(asyncio.Protocol):
         if self.raw_size + self.chunk_len > limit and sum(len(n) + len(v) for n, v in raw) > limit:
             self.too_large = True
             raise _HeadersTooLarge
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+        names = _HEADER_NAMES
+        headers = {(names.get(name) or _header_name(name)): value.decode("latin-1") for name, value in raw}
         if len(headers) != len(raw):
             headers = _merged(raw)
         self.keep_alive = keep_alive = parser.should_keep_alive() and not self.no_more
@@ -257,8 +269,8 @@ class DownstreamConnection(asyncio.Protocol):
             self.write(http1.CONTINUE)  # Envoy answers 100-continue itself and drops the expectation
         head = RequestHead(method, path, authority, headers, port)
         exchange = Exchange(self, listener.ctx, head, has_body, chunked, self.original_dst)
-        if not keep_alive:
-            exchange.resp_close = True
+        if self.http10:
+            exchange.http10 = True
         self.reading = exchange
         self.exchanges.append(exchange)
         if len(self.exchanges) == 1:

@@ -1,12 +1,12 @@
-"""One sidecar's telemetry: Istio metrics, spans and access log fed from one RequestRecord.
+"""One sidecar's telemetry: Istio metrics, spans and access log fed from one LogRecord.
 
-The data path, per request:
-    rec = RequestRecord(time.time(), method=..., path=..., ...)
-    rec.trace = tel.trace_ids.outbound(head.headers)      # or .inbound(); add rec.trace.headers()
-    rec.edge = tel.outbound_edge(host.endpoint, service, mtls)   # cached; or inbound_edge(...)
+The data path, per request (the Exchange is its own LogRecord, see record.py):
+    trace = tel.trace_ids.outbound(head.headers)          # or .inbound(); send trace.header_lines()
+    edge = tel.outbound_edge(host.endpoint, service, mtls)   # cached; or inbound_edge(...)
     ... forward ...
     tel.finish(rec)                                        # O(1): counters + two list appends
-Background tasks (`await tel.run()`) flush the access log and send spans.
+Background tasks (`await tel.run()`) flush the access log and send spans; the records' text and
+JSON are made there, in batches.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sandbox.control.snapshot import Endpoint, ProxyIdentity
 from sandbox.proxy.accesslog import AccessLog
 from sandbox.proxy.metrics import UNKNOWN, Edge, IstioMetrics, Peer
-from sandbox.proxy.record import RequestRecord
+from sandbox.proxy.record import LogRecord, RequestRecord
 from sandbox.proxy.tracecontext import TraceIds
 from sandbox.proxy.tracing import SpanBuilder, SpanReporter
 
@@ -90,7 +90,7 @@ class Telemetry:
         """This proxy's metadata header value, for the requests it sends."""
         return self._self_peer[False].to_header()
 
-    def finish(self, rec: RequestRecord) -> None:
+    def finish(self, rec: LogRecord) -> None:
         edge = rec.edge
         if edge is not None:
             self.metrics.record_http(

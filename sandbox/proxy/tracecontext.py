@@ -42,6 +42,16 @@ class TraceContext:
         out.append(("traceparent", f"00-{self.trace_id.rjust(32, '0')}-{self.span_id}-0{sampled}"))
         return out
 
+    def header_lines(self) -> str:
+        """`headers()` as HTTP/1.1 header lines, in one string (the data path's form)."""
+        trace_id, span_id = self.trace_id, self.span_id
+        sampled = "1" if self.sampled else "0"
+        parent = f"x-b3-parentspanid: {self.parent_id}\r\n" if self.parent_id else ""
+        return (
+            f"x-b3-traceid: {trace_id}\r\nx-b3-spanid: {span_id}\r\n{parent}x-b3-sampled: {sampled}\r\n"
+            f"traceparent: 00-{trace_id.rjust(32, '0')}-{span_id}-0{sampled}\r\n"
+        )
+
 
 def _hex(value: str | None, *lengths: int) -> str | None:
     if value is None:
@@ -63,8 +73,8 @@ def _sampled(value: str | None) -> bool | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Incoming:
+@dataclass(slots=True)
+class Incoming:  # treat as immutable (not frozen: built per request, and frozen __init__ is ~3 us)
     trace_id: str
     span_id: str | None
     parent_id: str | None
@@ -131,11 +141,20 @@ class TraceIds:
         return s >= 100.0 or (s > 0.0 and self._rand() * 100.0 < s)
 
     def outbound(self, headers: dict[str, str]) -> TraceContext:
-        incoming = extract(headers)
-        if incoming is None:
-            return TraceContext(self.trace_id(), self.span_id(), None, self.sample(), "CLIENT")
-        sampled = incoming.sampled if incoming.sampled is not None else self.sample()
-        return TraceContext(incoming.trace_id, self.span_id(), incoming.span_id, sampled, "CLIENT")
+        if "x-b3-traceid" in headers or "b3" in headers or "traceparent" in headers:
+            incoming = extract(headers)
+            if incoming is not None:
+                sampled = incoming.sampled if incoming.sampled is not None else self.sample()
+                return TraceContext(incoming.trace_id, self.span_id(), incoming.span_id, sampled, "CLIENT")
+        # No context (the usual case for an app's request): a new trace, ids inline.
+        bits = self._bits
+        return TraceContext(
+            (bits(128) or 1).to_bytes(16, "big").hex(),
+            (bits(64) or 1).to_bytes(8, "big").hex(),
+            None,
+            self.sampling >= 100.0 or self.sample(),
+            "CLIENT",
+        )
 
     def inbound(self, headers: dict[str, str]) -> TraceContext:
         incoming = extract(headers)

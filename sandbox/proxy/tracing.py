@@ -24,7 +24,7 @@ from typing import Any
 
 from sandbox.control.snapshot import ProxyIdentity
 from sandbox.proxy.metrics import Peer
-from sandbox.proxy.record import RequestRecord
+from sandbox.proxy.record import LogRecord
 
 log = logging.getLogger(__name__)
 DEFAULT_ZIPKIN_URL = "http://127.0.0.1:9411/api/v2/spans"
@@ -63,7 +63,7 @@ class SpanBuilder:
             "istio.cluster_id": peer.cluster,
         }
 
-    def span(self, rec: RequestRecord) -> dict[str, Any]:
+    def span(self, rec: LogRecord) -> dict[str, Any]:
         ctx = rec.trace
         assert ctx is not None
         tags = {
@@ -127,14 +127,14 @@ class SpanReporter:
         self.max_queue = max_queue
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self._queue: list[RequestRecord] = []
+        self._queue: list[LogRecord] = []
         self._wake: asyncio.Event | None = None
         self.spans_sent = 0
         self.spans_dropped = 0
         self.send_failures = 0
         self._session: Any = None
 
-    def submit(self, rec: RequestRecord) -> None:
+    def submit(self, rec: LogRecord) -> None:
         """Never blocks: queue the record, or drop and count it when the queue is full."""
         queue = self._queue
         if len(queue) >= self.max_queue:
@@ -144,7 +144,7 @@ class SpanReporter:
         if len(queue) >= self.batch_size and self._wake is not None:
             self._wake.set()
 
-    def encode(self, records: list[RequestRecord]) -> bytes:
+    def encode(self, records: list[LogRecord]) -> bytes:
         span = self.builder.span
         return json.dumps([span(r) for r in records], separators=(",", ":")).encode()
 

@@ -29,12 +29,17 @@ PROTOCOL_ERROR = "protocol error"
 OVERFLOW = "overflow"
 
 
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"expect"}
+)
+
+
 class UpstreamSink(Protocol):
     """The user of an upstream connection: the exchange being forwarded, or a mirror."""
 
     def upstream_connected(self, conn: UpstreamConnection) -> None: ...
     def upstream_failed(self, reason: str) -> None: ...
-    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool) -> None: ...
+    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
     def upstream_body(self, data: bytes) -> None: ...
     def upstream_flush(self) -> None: ...
     def upstream_done(self) -> None: ...
@@ -42,10 +47,15 @@ class UpstreamSink(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    """One HTTP/1.1 client connection; parses responses with httptools and feeds its sink."""
+    """One HTTP/1.1 client connection; parses responses with httptools and feeds its sink.
+
+    The response headers reach the sink lowercased and already without those in `drop` (hop-by-hop
+    ones, and whatever else the sink replaces), filtered as llhttp hands them over."""
 
     __slots__ = (
+        "chunked",
         "closed",
+        "drop",
         "got_data",
         "has_length",
         "head_request",
@@ -72,6 +82,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.until_close = False  # ... or neither length nor chunks: it ends when the connection does
         self.head_request = False  # a HEAD response ends at its head
         self.informational = False
+        self.chunked = False  # the current response said transfer-encoding
+        self.drop: frozenset[bytes] = HOP_BY_HOP
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -117,9 +129,13 @@ class UpstreamConnection(asyncio.Protocol):
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name == b"content-length":
-            self.has_length = True
-        self.headers.append((name, value))
+        if name in self.drop:
+            if name == b"transfer-encoding":
+                self.chunked = True
+        else:
+            if name == b"content-length":
+                self.has_length = True
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -127,12 +143,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers = []
         if status < 200:  # 100 Continue and friends: wait for the real response
             self.informational = True
+            self.has_length = self.chunked = False
             return
-        if not self.has_length and status not in (204, 304) and not self.head_request:
-            self.until_close = not any(name == b"transfer-encoding" for name, _ in headers)
+        if not self.has_length and not self.chunked and status != 204 and status != 304 and not self.head_request:
+            self.until_close = True
         sink = self.sink
         if sink is not None:
-            sink.upstream_head(status, headers, self.parser.should_keep_alive())
+            sink.upstream_head(status, headers)
         if self.head_request and self.sink is not None:
             # llhttp cannot be told a response answers HEAD; end the message here and start afresh.
             self.parser = httptools.HttpResponseParser(self)
@@ -153,11 +170,12 @@ class UpstreamConnection(asyncio.Protocol):
             sink.upstream_done()
 
     # -- used by the exchange
-    def start(self, sink: UpstreamSink, head_request: bool) -> None:
+    def start(self, sink: UpstreamSink, head_request: bool, drop: frozenset[bytes] = HOP_BY_HOP) -> None:
         self.sink = sink
         self.got_data = False
-        self.has_length = self.until_close = False
+        self.has_length = self.until_close = self.chunked = False
         self.head_request = head_request
+        self.drop = drop
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None

@@ -8,6 +8,7 @@ against binomial bounds, never exact counts.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import textwrap
@@ -23,7 +24,7 @@ from sandbox.mesh.loader import load_texts
 from sandbox.mesh.state import MeshState
 from sandbox.mesh.topology import load_compose, parse_compose
 from sandbox.proxy.decision import shadow_authority
-from sandbox.proxy.routing import DecisionKind, RequestHead, RouteDecision, RouteTable, route
+from sandbox.proxy.routing import DecisionKind, RequestHead, RouteDecision, RouteTable, forward_route, route
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bookinfo"
 BOOKINFO = load_compose(FIXTURES / "compose.yaml")
@@ -35,7 +36,9 @@ def cluster(host: str, subset: str = "", port: int = 9080) -> str:
     return f"outbound|{port}|{subset}|{host}"
 
 
-def snapshot(*inline: str, files: tuple[str, ...] = (), proxy: str = "productpage-v1", compose: str | None = None):
+def snapshot(
+    *inline: str, files: tuple[str, ...] = (), proxy: str = "productpage-v1", compose: str | None = None
+) -> ProxySnapshot:
     texts: list[tuple[str, str | bytes]] = [(name, (FIXTURES / name).read_text()) for name in files]
     texts += [(f"inline-{i}.yaml", textwrap.dedent(doc)) for i, doc in enumerate(inline)]
     loaded = load_texts(texts)
@@ -336,6 +339,26 @@ def test_uri_rewrite(match: str, rewrite: str, path: str, expected: str) -> None
     vs = reviews_vs(f"- match: {match}\n  rewrite: {rewrite}\n  route: [{{destination: {{host: reviews}}}}]\n")
     decision = decide(snapshot(vs), request(path=path, headers={"a": "1"}))
     assert decision.path == expected
+
+
+@pytest.mark.parametrize(
+    "http",
+    [
+        "- route: [{destination: {host: reviews}}]\n",
+        "- route: [{destination: {host: reviews, subset: v1}, weight: 50},"
+        " {destination: {host: reviews, subset: v2}, weight: 50}]\n",
+        "- rewrite: {uri: /api}\n  route: [{destination: {host: reviews}}]\n",
+        "- rewrite: {authority: reviews.internal}\n  route: [{destination: {host: reviews}}]\n",
+        "- timeout: 2s\n  retries: {attempts: 1}\n  route: [{destination: {host: reviews}}]\n",
+        "- fault: {abort: {httpStatus: 500, percentage: {value: 100}}}\n  route: [{destination: {host: reviews}}]\n",
+    ],
+)
+def test_forward_route_is_route_with_the_requests_own_path_and_authority_left_empty(http: str) -> None:
+    snap = snapshot(reviews_vs(http), files=DR_ALL)
+    for head in (request(), request(path="/reviews/7?x=1"), request(headers={"x-envoy-upstream-rq-timeout-ms": "50"})):
+        full, fast = decide(snap, head, seed=3), forward_route(head, snap, random.Random(3))
+        assert (fast.path or head.path, fast.authority or head.authority) == (full.path, full.authority)
+        assert dataclasses.replace(fast, path=full.path, authority=full.authority) == full  # and the rest is equal
 
 
 def test_authority_rewrite_and_host_header_set() -> None:

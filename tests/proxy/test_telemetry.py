@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 
+from dataplane_support import Upstream, compose_for, fetch, mesh_snapshot, running_sidecar, socket_test
 from prometheus_client.parser import text_string_to_metric_families
 
 from sandbox.control.snapshot import Endpoint, ProxyIdentity
@@ -108,3 +110,54 @@ def test_zipkin_url_makes_a_reporter() -> None:
     assert tel.spans is not None and tel.spans.url.endswith("/api/v2/spans")
     assert tel.spans.builder.service_name == "reviews.default"
     assert Telemetry(REVIEWS).spans is None
+
+
+# --------------------------------------------------------------------------- through sidecars
+
+
+def _labels(text: str, reporter: str) -> dict[str, str]:
+    (labels,) = [
+        s.labels
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "istio_requests_total" and s.labels["reporter"] == reporter
+    ]
+    return labels
+
+
+@socket_test
+async def test_a_mesh_hop_reports_connection_security_policy_as_istio_does() -> None:
+    # istio-semantics.md §3.1: `unknown` on reporter=source; `none` on reporter=destination in plaintext.
+    compose = compose_for(("productpage-v1", "productpage", "v1"), ("reviews-v1", "reviews", "v1"))
+    async with Upstream() as app:
+        server = mesh_snapshot(compose, "", "reviews-v1", {}, app_address=app.address)
+        async with running_sidecar(server) as inbound:
+            client = mesh_snapshot(compose, "", "productpage-v1", {"reviews-v1": f"127.0.0.1:{inbound.inbound}"})
+            async with running_sidecar(client) as outbound:
+                assert (await fetch(outbound.outbound, "/r", host="reviews:9080")).status == 200
+                source = _labels(outbound.sidecar.telemetry.prometheus_text(), "source")
+                destination = _labels(inbound.sidecar.telemetry.prometheus_text(), "destination")
+    assert source["connection_security_policy"] == "unknown"
+    assert destination["connection_security_policy"] == "none"
+    for labels in (source, destination):
+        assert (labels["source_workload"], labels["destination_workload"]) == ("productpage-v1", "reviews-v1")
+        assert labels["destination_service"] == "reviews.default.svc.cluster.local"
+        assert (labels["response_code"], labels["response_flags"]) == ("200", "-")
+
+
+@socket_test
+async def test_a_proxied_request_logs_every_field_of_istios_format() -> None:
+    compose = compose_for(("productpage-v1", "productpage", "v1"), ("reviews-v1", "reviews", "v1"))
+    async with Upstream() as up:
+        snapshot = mesh_snapshot(compose, "", "productpage-v1", {"reviews-v1": up.address})
+        async with running_sidecar(snapshot) as sc:
+            headers = {"user-agent": "ua/1", "x-forwarded-for": "10.1.2.3", "x-request-id": "rid-1"}
+            response = await fetch(sc.outbound, "/reviews/0?x=1", host="reviews:9080", headers=headers)
+            (line,) = sc.lines()
+    assert response.status == 200
+    pattern = (
+        r'\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] "GET /reviews/0\?x=1 HTTP/1\.1" 200 - - - "-" 0 19 \d+ \d+ '
+        r'"10\.1\.2\.3" "ua/1" "rid-1" "reviews:9080" "' + re.escape(up.address) + r'" '
+        r"outbound\|9080\|\|reviews\.default\.svc\.cluster\.local - 127\.0\.0\.1:\d+ 127\.0\.0\.1:\d+ - default"
+    )
+    assert re.fullmatch(pattern, line), line

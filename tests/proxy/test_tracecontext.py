@@ -109,3 +109,12 @@ def test_any_header_values_give_a_valid_context_or_none(headers: dict[str, str])
         assert sent["traceparent"].count("-") == 3 and len(sent["traceparent"]) == 55
     if incoming is not None:
         assert len(incoming.trace_id) in (16, 32)
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"x-b3-traceid": T16, "x-b3-spanid": S1, "x-b3-sampled": "0"}, {"traceparent": f"00-{T32}-{S0}-01"}]
+)
+def test_header_lines_are_the_headers_as_sent(headers: dict[str, str]) -> None:
+    ids = TraceIds(random.Random(2))
+    for ctx in (ids.outbound(headers), ids.inbound(headers)):
+        assert ctx.header_lines() == "".join(f"{name}: {value}\r\n" for name, value in ctx.headers())
