@@ -151,9 +151,19 @@ def up(
 
     typer.echo(f"Starting the mesh of {project.compose_file} ({chosen} runtime)")
     began = time.monotonic()
-    restore = _signals_as_interrupts()
+    record: MeshRecord | None = None
+    restore = _signals_as_interrupts()  # one handler from here on: no moment where Ctrl-C skips the stop
     try:
         record = engine.up(project, inputs.topology, UpOptions(detach=detach, timeout=timeout), ProgressPrinter())
+        typer.echo(f"\nMesh '{record.project}' is ready ({chosen} runtime, {time.monotonic() - began:.1f} s):")
+        typer.echo(_url_table(record))
+        if detach:
+            typer.echo("\nStop it with: sandbox down" + (f" -f {file}" if file else ""))
+            raise typer.Exit(EXIT_OK)
+        typer.echo("\nPress Ctrl-C to stop the mesh (or run `sandbox up --detach` to keep it running).")
+        while engine.is_running(project, record):
+            time.sleep(0.5)
+        typer.echo("The mesh was stopped from elsewhere.")
     except ComponentFailed as failure:
         _print_failure(failure)
         raise typer.Exit(EXIT_FINDINGS) from None
@@ -161,17 +171,17 @@ def up(
         typer.echo(f"error: {failure}", err=True)
         raise typer.Exit(EXIT_FINDINGS) from None
     except KeyboardInterrupt:
-        typer.echo("\nInterrupted; stopping what was started...", err=True)
-        engine.down(project, None)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
+        if record is None:
+            typer.echo("\nInterrupted; stopping what was started...", err=True)
+            engine.down(project, None)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        typer.echo("\nStopping the mesh...")
+        for line in engine.down(project, record):
+            typer.echo(f"  {line}")
+        typer.echo("Stopped.")
     finally:
         restore()
-    typer.echo(f"\nMesh '{record.project}' is ready ({chosen} runtime, {time.monotonic() - began:.1f} s):")
-    typer.echo(_url_table(record))
-    if detach:
-        typer.echo("\nStop it with: sandbox down" + (f" -f {file}" if file else ""))
-        raise typer.Exit(EXIT_OK)
-    _foreground(engine, project, record)
 
 
 def _signals_as_interrupts() -> Callable[[], None]:
@@ -180,32 +190,13 @@ def _signals_as_interrupts() -> Callable[[], None]:
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def restore() -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
     return restore
-
-
-def _foreground(engine: Runtime, project: Project, record: MeshRecord) -> None:
-    typer.echo("\nPress Ctrl-C to stop the mesh (or run `sandbox up --detach` to keep it running).")
-    restore = _signals_as_interrupts()
-    try:
-        while engine.is_running(project, record):
-            time.sleep(0.5)
-        typer.echo("The mesh was stopped from elsewhere.")
-        raise typer.Exit(EXIT_OK)
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
-        typer.echo("\nStopping the mesh...")
-        for line in engine.down(project, record):
-            typer.echo(f"  {line}")
-        typer.echo("Stopped.")
-        raise typer.Exit(EXIT_OK) from None
-    finally:
-        restore()
 
 
 def down(

@@ -259,6 +259,8 @@ def test_a_routing_edit_applies_within_the_convergence_target(mesh: Mesh) -> Non
             break
         time.sleep(0.01)
     assert web_synced is not None and web_synced < CONVERGENCE_LIMIT, web_synced
+    waited = sandbox("wait", "--synced", "-f", mesh.compose, "--timeout", "10s")  # what a script would do
+    assert waited.returncode == 0, waited.stdout + waited.stderr
     assert {get(mesh.ingress + "/") for _ in range(10)} == {"web v1 -> api v2"}
 
 
