@@ -212,9 +212,14 @@ def down(
 
     project = _project(file)
     record = read_record(project)
-    engine = runtime_named(record.runtime if record else "local")
+    if record is not None:
+        names = [record.runtime]
+    else:  # no record: a failed or interrupted up may have left either runtime's parts behind
+        names = ["local", *(["compose"] if (project.state_dir / "compose").is_dir() and engine_answers() else [])]
+    lines = []
     try:
-        lines = engine.down(project, record, volumes=volumes)
+        for name in names:
+            lines += runtime_named(name).down(project, record, volumes=volumes)
     except RuntimeFailure as failure:
         typer.echo(f"error: {failure}", err=True)
         raise typer.Exit(EXIT_FINDINGS) from None

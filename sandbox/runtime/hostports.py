@@ -67,7 +67,12 @@ def _command(entry: Path) -> str:
         return "?"
     words = raw.rstrip(b"\0").split(b"\0")
     text = " ".join(w.decode("utf-8", "replace") for w in words if w)
-    return (text[:80] + "...") if len(text) > 80 else text or "?"
+    text = (text[:80] + "...") if len(text) > 80 else text or "?"
+    try:  # a component the local runtime forked shows its supervisor's command line; its name says more
+        name = (entry / "comm").read_text().strip()
+    except OSError:
+        return text
+    return f"sandbox component {name[4:]}: {text}" if name.startswith("sbx:") else text
 
 
 def holders(port: int, proc: Path = Path("/proc")) -> list[tuple[int, str]]:
