@@ -32,7 +32,7 @@ from sandbox.proxy.admin import AdminServers, start_admin
 from sandbox.proxy.cluster import ClusterManager
 from sandbox.proxy.decision import DecisionKind, RequestHead, RouteDecision, no_route
 from sandbox.proxy.forwarder import Exchange, ForwardContext
-from sandbox.proxy.routing import route
+from sandbox.proxy.routing import forward_route
 from sandbox.proxy.server import Listener, ListenerSettings
 from sandbox.proxy.telemetry import Telemetry
 from sandbox.proxy.upstream import Upstreams
@@ -171,7 +171,7 @@ class Sidecar:
     # ------------------------------------------------------------------ routers
 
     def route_outbound(self, head: RequestHead) -> RouteDecision:
-        return route(head, self.snapshot, self.rng)
+        return forward_route(head, self.snapshot, self.rng)
 
     def route_inbound(self, head: RequestHead) -> RouteDecision:
         key = (head.port, head.authority)
@@ -204,7 +204,7 @@ class Sidecar:
         def route_at(head: RequestHead) -> RouteDecision:
             if head.port != port:
                 head = dataclasses.replace(head, port=port)
-            return route(head, self.snapshot, self.rng)
+            return forward_route(head, self.snapshot, self.rng)
 
         return route_at
 
