@@ -58,13 +58,19 @@ def _control_plane(compose: Path | None) -> str:
         raise _fail(str(exc)) from None
 
 
-def _change(files: list[str], compose: Path | None, istio: Path | None, deleting: bool) -> None:
+def _change(
+    files: list[str],
+    compose: Path | None,
+    istio: Path | None,
+    deleting: bool,
+    keys: list[tuple[str, str, str]] | None = None,
+) -> None:
     from sandbox.control.watcher import read_config_dir
     from sandbox.mesh.topology import load_compose
-    from sandbox.operator.apply import plan_apply, plan_delete, read_inputs, write
+    from sandbox.operator.apply import plan_apply, plan_delete, plan_delete_keys, read_inputs, write
 
-    if not files:
-        raise usage_error("pass -f FILE, -f DIR or -f - (stdin)")
+    if not files and not keys:
+        raise usage_error("pass -f FILE, -f DIR or -f - (stdin)" + (", or KIND NAME..." if deleting else ""))
     located = _locate(compose, istio)
     inputs, problems = read_inputs(files, sys.stdin.read)
     for problem in problems:
@@ -74,7 +80,12 @@ def _change(files: list[str], compose: Path | None, istio: Path | None, deleting
     istio_dir = located.istio_dir
     current = {name: data.decode("utf-8", "replace") for name, data in read_config_dir(istio_dir).items()}
     topology = load_compose(located.project.compose_file)
-    plan = plan_delete(current, inputs, topology) if deleting else plan_apply(istio_dir, current, inputs, topology)
+    if keys:
+        plan = plan_delete_keys(current, keys, topology)
+    elif deleting:
+        plan = plan_delete(current, inputs, topology)
+    else:
+        plan = plan_apply(istio_dir, current, inputs, topology)
     for d in plan.warnings:
         typer.echo(f"Warning: {d.format()}", err=True)
     if not plan.ok:
@@ -97,19 +108,18 @@ def _change(files: list[str], compose: Path | None, istio: Path | None, deleting
 
 
 def apply(
-    file: Annotated[
-        list[str] | None, typer.Option("--filename", "-f", help="FILE, DIR of YAML, or - for stdin.")
-    ] = None,
+    file: FilenameOption = None,
     compose: Annotated[Path | None, typer.Option("--compose", "-c", help="The mesh's compose file.")] = None,
     istio: Annotated[Path | None, typer.Option("--istio", help="The Istio directory (default: the mesh's).")] = None,
 ) -> None:
     """Create or update Istio resources in the mesh's Istio directory, like kubectl apply.
 
-    The change is validated first (schema and analyzer, against the whole directory and the Compose
-    workloads); one that brings an error is refused and nothing is written. A resource that exists is
-    replaced in the file that has it; a new one goes to a file named after the applied one. Files are
-    written atomically, so the control plane applies the change at once; with no mesh running the
-    files change and `sandbox up` uses them.
+    Validated first (schema and analyzer, with the whole directory and the Compose workloads): a change
+    that brings an error is refused and nothing is written. An existing resource is replaced in the file
+    that has it; a new one goes to a file named after the applied one (stdin: <kind>-<namespace>-<name>.yaml).
+
+    Files are written atomically, so a running mesh applies the change at once; with no mesh running
+    the files change all the same and the next sandbox up uses them.
 
     Exit status: 0 applied, 1 refused (or unreadable input), 2 unusable arguments.
     """
@@ -117,21 +127,33 @@ def apply(
 
 
 def delete(
-    file: Annotated[
-        list[str] | None, typer.Option("--filename", "-f", help="FILE, DIR of YAML, or - for stdin.")
-    ] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="KIND NAME... (instead of -f), e.g. vs reviews.")] = None,
+    file: FilenameOption = None,
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="The namespace of KIND NAME...")] = "default",
     compose: Annotated[Path | None, typer.Option("--compose", "-c", help="The mesh's compose file.")] = None,
     istio: Annotated[Path | None, typer.Option("--istio", help="The Istio directory (default: the mesh's).")] = None,
 ) -> None:
-    """Delete the Istio resources the files name (kind, namespace, name) from the mesh's Istio directory.
+    """Delete Istio resources from the mesh's Istio directory, like kubectl delete.
 
-    Only the named resources go; a file left empty is removed. Refused, changing nothing, when what
-    remains would have a new error (e.g. a route to a subset whose DestinationRule is deleted). Works
-    with no mesh running too.
+    Exactly the named resources go: those the -f files define (by kind, namespace and name), or KIND NAME...
+    A file left with no resource is removed. Refused, changing nothing, when what remains would have a new
+    error (e.g. a route to a subset whose DestinationRule is deleted). Works with no mesh running too.
 
     Exit status: 0 deleted, 1 refused or a resource not found, 2 unusable arguments.
     """
-    _change(file or [], compose, istio, deleting=True)
+    from sandbox.mesh.resources import lookup_kind
+
+    keys = None
+    if names:
+        if file:
+            raise usage_error("pass -f FILE or KIND NAME..., not both")
+        if len(names) < 2:
+            raise usage_error("name the resources: KIND NAME... (e.g. sandbox delete vs reviews)")
+        info = lookup_kind(names[0])
+        if info is None:
+            raise usage_error(f'the server doesn\'t have a resource type "{names[0]}"')
+        keys = [(info.kind, namespace, name) for name in names[1:]]
+    _change(file or [], compose, istio, deleting=True, keys=keys)
 
 
 def get(

@@ -207,19 +207,31 @@ def plan_delete(
     topology: Topology,
     analyzer: Analyzer | None = _default_analyzer,
 ) -> Plan:
+    """Delete the resources the inputs define (only their kind, namespace and name matter)."""
     loaded = load_texts([(i.source if i.source != "-" else "<stdin>", i.text) for i in inputs])
     errors = tuple(d for d in loaded.diagnostics if d.severity is Severity.ERROR)
     if errors:
         return Plan(refused=errors)
+    return plan_delete_keys(files, [r.key for r in loaded.resources], topology, analyzer)
+
+
+def plan_delete_keys(
+    files: Mapping[str, str],
+    keys: Sequence[Key],
+    topology: Topology,
+    analyzer: Analyzer | None = _default_analyzer,
+) -> Plan:
+    """Delete resources named by (kind, namespace, name), as `sandbox delete vs reviews` does."""
     directory = _Directory(files)
     changes: list[Change] = []
-    for r in loaded.resources:
-        path = directory.where.pop(r.key, None)
+    for key in keys:
+        kind, namespace, name = key
+        path = directory.where.pop(key, None)
         if path is None:
-            changes.append(Change(r.kind, r.name, r.namespace, "not found"))
+            changes.append(Change(kind, name, namespace, "not found"))
             continue
-        directory.file(path).replace(r.key, None, None)
-        changes.append(Change(r.kind, r.name, r.namespace, "deleted", path))
+        directory.file(path).replace(key, None, None)
+        changes.append(Change(kind, name, namespace, "deleted", path))
     refused, warnings = _validate(directory, topology, analyzer)
     if refused:
         return Plan(tuple(changes), refused=refused, warnings=warnings)

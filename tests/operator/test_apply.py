@@ -111,3 +111,15 @@ def test_deleting_what_a_route_needs_is_refused(topology: Topology) -> None:
     files = {f"{ISTIO}/dr.yaml": DR, f"{ISTIO}/vs.yaml": VS.format(subset="v2")}
     plan = plan_delete(files, [Input("-", reviews_dr)], topology)
     assert not plan.ok and plan.writes == {} and plan.refused[0].code == "KIA1107"
+
+
+def test_delete_by_kind_and_name(topology: Topology) -> None:
+    from sandbox.operator.apply import plan_delete_keys
+
+    files = {f"{ISTIO}/app.yaml": f"{DR}---\n{VS.format(subset='v1')}"}
+    plan = plan_delete_keys(files, [("VirtualService", "default", "reviews"), ("Gateway", "default", "x")], topology)
+    assert lines(plan) == [
+        "virtualservice.networking.istio.io/reviews deleted",
+        "gateway.networking.istio.io/x not found",
+    ]
+    assert plan.writes == {f"{ISTIO}/app.yaml": DR}

@@ -195,3 +195,7 @@ def test_without_a_running_mesh_the_verbs_say_so_and_apply_still_writes(tmp_path
     assert applied.returncode == 0 and applied.stdout == "destinationrule.networking.istio.io/reviews created\n"
     assert (tmp_path / "istio" / "destinationrule-default-reviews.yaml").read_text() == DR
     assert "no mesh is running" in applied.stderr
+    assert sandbox("delete", "dr", cwd=tmp_path).returncode == 2
+    deleted = sandbox("delete", "dr", "reviews", "-c", str(tmp_path / "compose.yaml"), cwd=tmp_path.parent)
+    assert deleted.stdout == "destinationrule.networking.istio.io/reviews deleted\n", deleted.stderr
+    assert list((tmp_path / "istio").iterdir()) == []
