@@ -74,7 +74,7 @@ class LocalRuntime:
 
     def _clean_logs(self, project: Project) -> None:
         project.logs_dir.mkdir(parents=True, exist_ok=True)
-        for old in project.logs_dir.glob("*.log"):
+        for old in [*project.logs_dir.glob("*.log"), *project.logs_dir.glob("*.log.1")]:
             old.unlink()
 
     def _spawn(self, project: Project, args: list[str]) -> subprocess.Popen[bytes]:

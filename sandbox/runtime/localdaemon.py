@@ -34,6 +34,7 @@ PID_FILE = "supervisor.pid"
 LOG_TAIL = 20
 POLL = 0.05  # while starting: probes on loopback answer (or refuse) at once
 SUPERVISE_POLL = 0.25
+ROTATE_EVERY = 40  # supervise rounds (10 s) between log size checks
 
 
 class Daemon:
@@ -146,7 +147,12 @@ class Daemon:
         return False
 
     def supervise(self) -> None:
+        rounds = 0
         while not self.stop_requested:
+            rounds += 1
+            if rounds % ROTATE_EVERY == 0:
+                for spec in self.specs:
+                    logfiles.rotate(spec.log_file)
             for managed in self.supervisor.tick():
                 sys.stderr.write(f"{managed.spec.name} exited with status {managed.exit_code}\n")
             starting = {

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 TAIL_BYTES = 256 * 1024
+MAX_LOG_BYTES = 32 * 1024 * 1024  # per process; beyond it the log is rotated (one old copy kept)
 
 
 def tail(path: str | Path, lines: int) -> list[str]:
@@ -71,3 +73,19 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def rotate(path: str | Path, max_bytes: int = MAX_LOG_BYTES) -> bool:
+    """Copy a log that grew past `max_bytes` to `<name>.1` and truncate it in place (logrotate's
+    copytruncate: the process keeps writing to the same file with O_APPEND). True if rotated."""
+    path = Path(path)
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+        with open(path, "rb") as source, open(path.with_name(path.name + ".1"), "wb") as copy:
+            while chunk := source.read(1 << 20):
+                copy.write(chunk)
+        os.truncate(path, 0)
+    except OSError:
+        return False
+    return True

@@ -46,3 +46,15 @@ def test_follow_yields_appended_lines_from_every_file_until_told_to_stop(tmp_pat
         if len(found) > 10:
             break
     assert found == [("a", "one"), ("a", "two"), ("b", "b1"), ("a", "new")]
+
+
+def test_a_log_past_its_limit_is_copied_aside_and_truncated_in_place(tmp_path: Path) -> None:
+    log = tmp_path / "web.log"
+    log.write_text("x" * 100)
+    with log.open("a") as writer:  # the process keeps its descriptor (O_APPEND) across the rotation
+        assert logfiles.rotate(log, max_bytes=200) is False
+        assert logfiles.rotate(log, max_bytes=50) is True
+        writer.write("after\n")
+    assert (tmp_path / "web.log.1").read_text() == "x" * 100
+    assert log.read_text() == "after\n"
+    assert logfiles.rotate(tmp_path / "missing.log", max_bytes=0) is False
