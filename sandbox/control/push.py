@@ -151,7 +151,11 @@ class PushServer:
         self.proxies: dict[str, ProxyStatus] = {}
         self.stats = PushStats()
         self.ack_listeners: list[Callable[[ProxyStatus], None]] = []  # e.g. `sandbox wait --synced`
+        # called when a change turns out not to concern a proxy: it is current without a push
+        self.current_listeners: list[Callable[[ProxyStatus], None]] = []
         self._messages: dict[str, tuple[bytes, str]] = {}  # version -> (push frame, nonce), this change
+        self._refreshing: asyncio.Task[None] | None = None
+        self._refresh_since = 0.0
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get(PATH, self.handle)
@@ -164,13 +168,32 @@ class PushServer:
     def push_all(self, changed_at: float | None = None) -> None:
         """The config changed (first seen at `changed_at`, monotonic): re-check every proxy's version.
 
-        Each proxy's current version is computed here, synchronously, so proxy-status never calls a
-        proxy SYNCED on a version that is already outdated; the sends happen in each connection's task.
+        Every connected proxy turns STALE here, synchronously, so proxy-status never calls a proxy
+        SYNCED on a version that is already outdated. The new versions are then computed one
+        workload at a time, yielding to the event loop in between, so the first workload's
+        sidecars get their push (and decode it, in their own processes) while the next workloads
+        compile; the sends happen in each connection's task.
         """
         changed_at = self._clock() if changed_at is None else changed_at
+        if self._refreshing is not None and not self._refreshing.done():
+            self._refreshing.cancel()  # superseded: this round re-checks every proxy anyway
+            changed_at = min(changed_at, self._refresh_since)
+        self._refresh_since = changed_at
         self._messages.clear()  # a new change: fresh nonces
-        for conn in self._connections.values():
-            self._refresh(conn, changed_at)
+        connections = sorted(self._connections.values(), key=lambda c: (c.status.identity.workload, c.status.node))
+        for conn in connections:
+            conn.status.version_current = ""
+        self._refreshing = asyncio.get_running_loop().create_task(self._refresh_all(connections, changed_at))
+
+    async def _refresh_all(self, connections: list[_Connection], changed_at: float) -> None:
+        workload = None
+        for conn in connections:
+            if conn.status.identity.workload != workload:
+                if workload is not None:
+                    await asyncio.sleep(0)  # let the sends for the workload just compiled go out
+                workload = conn.status.identity.workload
+            if self._connections.get(conn.status.node) is conn:
+                self._refresh(conn, changed_at)
 
     def _refresh(self, conn: _Connection, changed_at: float) -> None:
         try:
@@ -181,8 +204,12 @@ class PushServer:
         if found is not None and found[0] != conn.status.version_sent and conn.changed_at is None:
             conn.changed_at = changed_at  # the earliest change this proxy has not been sent yet
         conn.latest = found
-        conn.status.version_current = found[0] if found else ""
+        status = conn.status
+        status.version_current = found[0] if found else ""
         conn.wake.set()
+        if status.state is SyncState.SYNCED:  # nothing new for this proxy: it is current already
+            for listener in self.current_listeners:
+                listener(status)
 
     def sync_status(self) -> list[dict[str, Any]]:
         now = self._wall()
@@ -364,5 +391,7 @@ class PushServer:
                 log.warning("%s rejected version %s: %s", status.node, status.version_sent, status.nack_reason)
 
     async def _shutdown(self, _app: web.Application) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
         for conn in list(self._connections.values()):
             await conn.ws.close(code=1001, message=b"control plane shutting down")

@@ -85,6 +85,7 @@ class ControlPlane:
             self._snapshot_for, self._authenticate, self._certificate_for, on_converged=self.convergence.observe
         )
         self.push.ack_listeners.append(self._on_ack)
+        self.push.current_listeners.append(self._on_ack)
         self._waiting: set[str] = set()  # proxies the latest change has not reached yet
         self._waiting_since: float | None = None  # monotonic: the earliest change they have not all ACKed
         self.registry.register(_PushCollector(self))

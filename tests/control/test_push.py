@@ -298,3 +298,28 @@ def test_only_the_most_recent_disconnected_proxies_are_remembered(monkeypatch: p
         await runner.cleanup()
 
     run(scenario)
+
+
+def test_a_change_makes_every_proxy_stale_at_once_and_unconcerned_ones_current_again_without_a_push() -> None:
+    async def scenario() -> None:
+        config = Config()
+        push = PushServer(config, AUTHORITY.verify)
+        current: list[str] = []
+        push.current_listeners.append(lambda status: current.append(status.node))
+        runner, port = await serve(push)
+        clients = [sidecar(port, w) for w in ("productpage-v1", "reviews-v1")]
+        for sub, _ in clients:
+            sub.start()
+        await until(lambda: [p["state"] for p in push.sync_status()] == ["SYNCED", "SYNCED"])
+        current.clear()
+        config.per_node["reviews-v1"] = {"routes": "v2"}
+        push.push_all()
+        # before any version is recomputed, nobody may look SYNCED on what is now outdated
+        assert [p["state"] for p in push.sync_status()] == ["STALE", "STALE"]
+        await until(lambda: [p["state"] for p in push.sync_status()] == ["SYNCED", "SYNCED"])
+        assert current == ["productpage-v1"] and push.stats.pushes == 3
+        for sub, _ in clients:
+            await sub.stop()
+        await runner.cleanup()
+
+    run(scenario)
