@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Literal
 
 import pytest
@@ -215,7 +214,12 @@ SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
 TEXT = st.characters(max_codepoint=0xFFFF, blacklist_characters="\x85\u2028\u2029", blacklist_categories=SURROGATES)
 LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
                    st.text(TEXT, max_size=12))  # fmt: skip
-NAMES = st.from_regex(r"[a-z][a-zA-Z0-9]{0,7}", fullmatch=True)
+LOWER = "abcdefghijklmnopqrstuvwxyz"
+# [a-z][a-zA-Z0-9]{0,7}, built from characters: from_regex took half of the test's time generating
+NAMES = st.builds(str.__add__, st.sampled_from(LOWER), st.text(LOWER + LOWER.upper() + "0123456789", max_size=7))
+# The same examples on every run, no example database and no wall-clock deadline: what was left to
+# chance here was timing on a loaded machine (a 2 s deadline), not the code under test.
+PROPERTY = settings(derandomize=True, database=None, deadline=None)
 
 
 def trees(keys: st.SearchStrategy[str]) -> st.SearchStrategy[object]:
@@ -226,7 +230,7 @@ def trees(keys: st.SearchStrategy[str]) -> st.SearchStrategy[object]:
     )
 
 
-@settings(max_examples=150, deadline=timedelta(seconds=2), derandomize=True)
+@settings(PROPERTY, max_examples=150)
 @given(st.dictionaries(NAMES, trees(NAMES), min_size=1, max_size=5), st.booleans())
 def test_any_dumped_tree_parses_back_with_a_position_at_every_key(data: dict[str, object], flow: bool) -> None:
     text = json.dumps(data) if flow else dump_yaml(data)  # JSON is YAML in flow style
@@ -240,7 +244,7 @@ def test_any_dumped_tree_parses_back_with_a_position_at_every_key(data: dict[str
             assert written.startswith((str(key), f'"{key}"', f"'{key}'")), (path, written)
 
 
-@settings(max_examples=100, deadline=timedelta(seconds=2), derandomize=True)
+@settings(PROPERTY, max_examples=100)
 @given(trees(st.text(TEXT, max_size=8)))
 def test_any_tree_with_any_keys_round_trips(data: object) -> None:
     (doc,), diagnostics = parse_documents(dump_yaml(data), "t.yaml")
