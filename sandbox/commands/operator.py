@@ -199,17 +199,22 @@ def proxy_status(compose: ComposeOption = None) -> None:
     config (the reason says why) and keeps serving the previous one; DISCONNECTED: gone.
     """
     from sandbox.operator.client import Unreachable, get_json
+    from sandbox.operator.mesh import NoMesh
     from sandbox.operator.views import proxy_status_table
 
-    base = _control_plane(compose)
     try:
-        proxies = get_json(base, "/debug/syncz")
+        record = _locate(compose).running()
+    except NoMesh as exc:
+        raise _fail(str(exc)) from None
+    try:
+        proxies = get_json(record.control_plane, "/debug/syncz")
     except Unreachable as exc:
         raise _fail(str(exc)) from None
-    if not proxies:
+    expected = [(p.node, p.workload, p.namespace) for p in record.proxies]
+    if not proxies and not expected:
         typer.echo("no sidecar has connected to the control plane", err=True)
         raise typer.Exit(EXIT_OK)
-    typer.echo(proxy_status_table(proxies))
+    typer.echo(proxy_status_table(proxies, expected))
 
 
 def proxy_config(

@@ -73,9 +73,14 @@ def resources_output(resources: Sequence[dict[str, Any]], fmt: str, now: float, 
     raise ValueError(f"unknown output {fmt!r} (one of {', '.join(OUTPUTS)})")
 
 
-def proxy_status_table(proxies: Sequence[dict[str, Any]]) -> str:
-    """Like `istioctl proxy-status`: one line per sidecar, its sync state and the version it runs."""
+def proxy_status_table(proxies: Sequence[dict[str, Any]], expected: Sequence[tuple[str, str, str]] = ()) -> str:
+    """Like `istioctl proxy-status`: one line per sidecar, its sync state and the version it runs.
+    `expected` (node, workload, namespace) are the mesh's sidecars: one that never connected shows too."""
     rows = []
+    seen = {p["proxy"] for p in proxies}
+    for node, workload, namespace in expected:
+        if node not in seen:
+            rows.append([f"{node}.{namespace}", workload, "DISCONNECTED", "-", "never", "never connected"])
     for p in proxies:
         state = p["state"]
         reason = ""
