@@ -59,6 +59,7 @@ COMPOSE_DIR = "compose"
 COMPOSE_FILE = "docker-compose.yaml"
 COMPOSE_TIMEOUT = 1200.0  # `compose up` itself: creating a container copies the image under vfs
 STOP_TIMEOUT = 5
+IMAGE_REF_ENV = "SANDBOX_IMAGE_REF"  # run this image as is: no staleness check, no build
 POLL = 0.5
 ROLE_KINDS = {
     "controlplane": ComponentKind.CONTROL_PLANE,
@@ -190,11 +191,17 @@ class ComposeRuntime:
         started = time.monotonic()
         engine = self._connect()
         plan = plan_image(engine)
-        if engine.image_id(plan.tag) is None:
-            if not options.build:
-                raise RuntimeFailure(f"the image {plan.tag} is missing or stale (run without --no-build to build it)")
-            progress.warn(f"building the image {plan.tag} ({plan.mode}); this takes a few minutes the first time")
-        image = ensure_image(engine, plan, project.logs_dir / "image-build.log")
+        pinned = os.environ.get(IMAGE_REF_ENV)
+        if pinned:  # a prebuilt image, taken as it is (CI caches, measurements)
+            if engine.image_id(pinned) is None:
+                raise RuntimeFailure(f"{IMAGE_REF_ENV}={pinned}: no such image on the engine")
+            image = pinned
+        else:
+            if engine.image_id(plan.tag) is None:
+                if not options.build:
+                    raise RuntimeFailure(f"the image {plan.tag} is missing or stale (build it: drop --no-build)")
+                progress.warn(f"building the image {plan.tag} ({plan.mode}); this takes a few minutes the first time")
+            image = ensure_image(engine, plan, project.logs_dir / "image-build.log")
         MeshCA.load_or_create(project.ca_dir)  # on the host, so the control plane only reads it
         images, tracing = self._plan_services(engine, replace(upstream_images(), sandbox=image), plan.offline, progress)
         rendered = render_project(project, topology, images=images, tracing=tracing, console=console_available())
