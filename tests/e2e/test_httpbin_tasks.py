@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from typing import Any
 
 import pytest
 from mesh_support import Mesh, http_get, poll, running_mesh
+
+from tests.conftest import require
 
 pytestmark = pytest.mark.slow
 STATS_FILTER = "httpbin.default.svc.cluster.local.upstream_rq_pending_overflow"
@@ -68,6 +71,24 @@ def test_circuit_breaking_with_sandbox_load(mesh: Mesh) -> None:
 
     poll(lambda: uo_lines() == rejected, 10, f"{rejected} 503 UO lines in the gateway's access log")
     assert overflow_count(mesh, "istio-ingressgateway") == rejected
+
+
+def prometheus_uo(mesh: Mesh) -> int:
+    query = 'sum(istio_requests_total{source_workload="istio-ingressgateway",response_code="503",response_flags="UO"})'
+    url = f"{mesh.record['urls']['prometheus']}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+    status, body = http_get(url)
+    assert status == 200, body
+    result = json.loads(body)["data"]["result"]
+    return int(float(result[0]["value"][1])) if result else 0
+
+
+def test_circuit_breaking_shows_in_istio_requests_total(mesh: Mesh) -> None:
+    require(mesh.record["urls"].get("prometheus") is not None, "Prometheus is not installed (metrics are off)")
+    mesh.apply("destination-rule-circuit-breaker.yaml")
+    before = prometheus_uo(mesh)
+    result = load_json(mesh, f"{mesh.ingress}/get", "-c", "3", "--qps", "0", "-n", "30")
+    rejected = result["RetCodes"]["503"]
+    poll(lambda: prometheus_uo(mesh) - before == rejected, 30, f"{rejected} more UO 503s in Prometheus", interval=1)
 
 
 def test_circuit_breaking_from_the_fortio_workload(mesh: Mesh) -> None:
