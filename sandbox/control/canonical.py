@@ -264,6 +264,8 @@ def _dataclass_decoder(tp: type) -> _Decoder:
     defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
     factories = {f.name: f.default_factory for f in fields if f.default_factory is not dataclasses.MISSING}
     required = [f.name for f in fields if f.name not in defaults and f.name not in factories]
+    # Most fields are a str, int or bool (or one of those or None): checked inline, without a call.
+    plain = {name: t for name, t in ((f.name, _plain_type(hints[f.name])) for f in fields) if t is not None}
     new = object.__new__
 
     def decode_dataclass(data: Any) -> Any:
@@ -271,6 +273,10 @@ def _dataclass_decoder(tp: type) -> _Decoder:
             raise _Invalid("expected an object")
         values = {}
         for name, v in data.items():
+            kinds = plain.get(name)
+            if kinds is not None and type(v) in kinds:
+                values[name] = v
+                continue
             fn = decoders.get(name)
             if fn is None:
                 unknown = sorted(set(data) - decoders.keys())
@@ -294,6 +300,15 @@ def _dataclass_decoder(tp: type) -> _Decoder:
         return obj
 
     return decode_dataclass
+
+
+def _plain_type(tp: Any) -> tuple[type, ...] | None:
+    """The exact JSON types a field of type `tp` accepts as they are (str, int, bool, each maybe
+    None), or None when its value needs decoding (floats take ints, objects become dataclasses)."""
+    args = typing.get_args(tp) if typing.get_origin(tp) in (types.UnionType, typing.Union) else (tp,)
+    if all(a in (str, int, bool, type(None)) for a in args):
+        return tuple(args)
+    return None
 
 
 def _init_decoder(tp: type, decoders: dict[str, _Decoder]) -> _Decoder:
