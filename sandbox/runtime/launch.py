@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -81,6 +82,15 @@ class MeshLauncher:
     def __init__(self) -> None:
         self.subprocesses = SubprocessLauncher()
         self.preloaded = False
+        self._preloading: threading.Thread | None = None
+
+    def preload_in_background(self) -> None:
+        """Import in a thread while the caller waits for its plan and starts the subprocesses;
+        the first fork joins it (so no other thread runs when the process forks)."""
+        if forkserver.enabled() and self._preloading is None:
+            self._preloading = threading.Thread(target=forkserver.preload, args=(forkserver.FORKED_KINDS,))
+            self._preloading.daemon = True
+            self._preloading.start()
 
     def start(self, spec: ProcessSpec, note: str | None = None) -> ProcessHandle | NotStarted | ForkedHandle:
         if not forkserver.forkable(spec):
@@ -90,6 +100,10 @@ class MeshLauncher:
         return forkserver.fork(spec, note)
 
     def preload(self) -> None:
-        if not self.preloaded and forkserver.enabled():
+        if self.preloaded or not forkserver.enabled():
+            return
+        if self._preloading is not None:
+            self._preloading.join()
+        else:
             forkserver.preload(forkserver.FORKED_KINDS)
-            self.preloaded = True
+        self.preloaded = True

@@ -205,11 +205,12 @@ class Daemon:
 
 
 def main(argv: list[str]) -> int:
-    """`RUN_DIR`: start the plan in it. `--warm`: preload first, then read RUN_DIR from stdin
-    (`up` starts it this way before its preflight, so the two overlap); end quietly on EOF."""
+    """`RUN_DIR`: start the plan in it. `--warm`: start preloading at once and read RUN_DIR from
+    stdin (`up` starts it this way before its preflight, so the two overlap, and the apps start
+    while the preload finishes); end quietly on EOF."""
     if argv == ["--warm"]:
         launcher = MeshLauncher()
-        launcher.preload()
+        launcher.preload_in_background()
         line = sys.stdin.readline().strip()
         if not line:
             return 0
