@@ -53,7 +53,7 @@ SYNCZ = [
     status("web", "web", acked="v2"),
     status("api-v1-1", "api-v1", acked="v2"),
     status("api-v1-2", "api-v1", acked="v1"),  # sent v2, not acknowledged yet
-    status("api-v2", "api-v2", acked="v1", nack="route api: invalid regex '(['"),
+    status("api-v2", "api-v2", acked="v1", nack="route api: invalid regex '<b>(['"),
     status("istio-ingressgateway", "istio-ingressgateway", acked="v2"),
 ]
 
@@ -147,7 +147,7 @@ def test_the_overview_shows_each_workloads_proxies_and_their_sync_state(tmp_path
         assert rows[0] == ["Workload", "Namespace", "App", "Version", "Sync", "Proxies"]
         assert rows[1:] == [
             ["api-v1", "default", "api", "v1", "STALE", "api-v1-1 SYNCED api-v1-2 STALE"],
-            ["api-v2", "default", "api", "v2", "NACK", "api-v2 NACK route api: invalid regex '(['"],
+            ["api-v2", "default", "api", "v2", "NACK", "api-v2 NACK route api: invalid regex '<b>(['"],
             ["web", "default", "web", "v1", "SYNCED", "web SYNCED"],
             [
                 "istio-ingressgateway",
@@ -158,6 +158,7 @@ def test_the_overview_shows_each_workloads_proxies_and_their_sync_state(tmp_path
                 "istio-ingressgateway SYNCED",
             ],
         ]
+        assert "<b>" not in html and "&lt;b&gt;" in html  # what the control plane says is text, never markup
         assert 'href="http://127.0.0.1:15100"' in html  # the record's admin URL links the proxy
         assert "Ready" in page.cards["card-control-plane"]
         assert "3 / 5 synced" in page.cards["card-proxies"] and "1 NACK" in page.cards["card-proxies"]
