@@ -8,7 +8,9 @@ the line and column of every value, keyed by Kiali's slash path (`spec/http[0]/r
 
 from __future__ import annotations
 
+import math
 import re
+import struct
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +112,56 @@ def _typed(tag: str, event: Any) -> Any:
         raise _Abort("SBX001", f"'{text}' is not a valid {name}", event.start_mark) from None
 
 
+def _key_text(key: Any, mark: Any) -> str:
+    """A map key as Kubernetes reads it: sigs.k8s.io/yaml turns every key into a JSON string, so
+    `1:` is "1" (the same key as `"1":`), `true:` and `yes:` are "true" (not Python's "True", and
+    not the same key as `1:`, which Python's 1 == True would make them), and a null key is an error."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, int):
+        return str(key)
+    if isinstance(key, float):
+        return _go_float32(key)
+    if key is None:
+        raise _Abort("SBX001", "a map key cannot be null (Kubernetes rejects it)", mark)
+    return str(key)  # pragma: no cover - the resolver makes no other scalar types
+
+
+def _single(value: float) -> float:
+    try:
+        return float(struct.unpack("<f", struct.pack("<f", value))[0])
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def _go_float32(value: float) -> str:
+    """Go's strconv.FormatFloat(value, 'g', -1, 32), which sigs.k8s.io/yaml uses for a float key:
+    the shortest digits that identify the float32, exponent form below 1e-4 and from 1e+06."""
+    if math.isnan(value):
+        return ".nan"
+    single = _single(value)
+    if math.isinf(single):
+        return ".inf" if single > 0 else "-.inf"
+    sign = "-" if math.copysign(1.0, single) < 0 else ""
+    if single == 0:
+        return sign + "0"
+    text = next(t for p in range(9) if _single(float(t := f"{abs(single):.{p}e}")) == abs(single))
+    mantissa, _, exponent = text.partition("e")
+    digits = mantissa.replace(".", "").rstrip("0") or "0"
+    exp = int(exponent)
+    if exp < -4 or exp >= 6:
+        head = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{head}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    point = exp + 1  # digits before the decimal point
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return sign + digits + "0" * (point - len(digits))
+    return f"{sign}{digits[:point]}.{digits[point:]}"
+
+
 def _pos(mark: Any) -> Position:
     return (mark.line + 1, mark.column + 1)
 
@@ -148,7 +200,7 @@ class _Builder:
             if frame[2] is _NO_KEY:
                 if isinstance(value, (dict, list)) or value is _NO_KEY:
                     raise _Abort("SBX001", "mapping keys must be scalars", mark)
-                frame[2], frame[3] = value, mark
+                frame[2], frame[3] = _key_text(value, mark), mark
                 return None
             key, key_mark = frame[2], frame[3]
             frame[2] = _NO_KEY

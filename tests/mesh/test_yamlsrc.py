@@ -162,6 +162,40 @@ def test_a_duplicate_key_is_a_warning_and_the_last_one_wins() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "data", "duplicates"),
+    [
+        ("1: a\ntrue: b\n", {"1": "a", "true": "b"}, []),  # Python's 1 == True must not merge them
+        ("1: a\n'1': b\n", {"1": "b"}, ["1"]),  # Kubernetes: both are the key "1"
+        ("true: a\nTrue: b\n", {"true": "b"}, ["true"]),
+        ("yes: a\nno: b\n", {"true": "a", "false": "b"}, []),  # YAML 1.1 booleans, as go-yaml v2 reads them
+        ("0x1F: a\n1_000: b\n", {"31": "a", "1000": "b"}, []),
+        ("1.0: a\n1: b\n", {"1": "b"}, ["1"]),  # Go's FormatFloat(1.0, 'g', -1, 32) is "1"
+        ("1.5: a\n1e3: b\n1e6: c\n.inf: d\n", {"1.5": "a", "1000": "b", "1e+06": "c", ".inf": "d"}, []),
+        ("2001-12-14: a\n", {"2001-12-14": "a"}, []),
+    ],
+)
+def test_map_keys_are_strings_as_kubernetes_reads_them(text: str, data: dict[str, str], duplicates: list[str]) -> None:
+    (doc,), diagnostics = parse_documents(text, "k.yaml")
+    assert doc.data == data
+    assert [(d.code, d.path) for d in diagnostics] == [("SBX010", key) for key in duplicates]
+    assert set(doc.positions) == {"", *data}
+
+
+def test_a_label_selector_with_non_string_keys_reads_them_as_kubernetes_does() -> None:
+    data, positions = parse_one("matchLabels:\n  true: x\n  8080: y\n")
+    assert data == {"matchLabels": {"true": "x", "8080": "y"}}
+    assert positions["matchLabels/true"] == (2, 3)
+
+
+@pytest.mark.parametrize("text", ["~: a\n", "null: a\n", "? \n: a\n", "m: {~: 1}\n"])
+def test_a_null_key_is_an_error_as_in_kubernetes(text: str) -> None:
+    documents, (diag,) = parse_documents(text, "k.yaml")
+    assert documents == []
+    assert (diag.code, diag.severity, diag.line) == ("SBX001", Severity.ERROR, 1)
+    assert diag.message == "a map key cannot be null (Kubernetes rejects it)"
+
+
+@pytest.mark.parametrize(
     ("text", "code", "line", "message"),
     [
         ("a: [1, 2\n", "SBX001", 2, "invalid YAML"),
