@@ -84,3 +84,46 @@ def test_find_by_query_or_by_trace_ids() -> None:
 def test_caps_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         TraceStore(max_traces=0)
+
+
+def test_memory_stays_bounded_at_about_a_kilobyte_per_sidecar_span() -> None:
+    """Spans as sidecars build them (proxy/tracing.py: ~20 tags, mostly repeated); the cap, not the
+    traffic, bounds what the collector holds."""
+    import json
+    import time
+    import tracemalloc
+
+    from test_collector_api import INGRESS, PRODUCTPAGE, REVIEWS, hop
+
+    from sandbox.console.spans import decode_zipkin
+    from sandbox.proxy.tracecontext import TraceContext
+    from sandbox.proxy.tracing import SpanBuilder
+
+    builders = [SpanBuilder(i) for i in (INGRESS, PRODUCTPAGE, PRODUCTPAGE, REVIEWS)]
+
+    def batch(first: int, count: int) -> bytes:
+        out = []
+        for n in range(first, first + count):
+            trace, a, b = f"{n + 1:032x}", f"{2 * n + 1:016x}", f"{2 * n + 2:016x}"
+            contexts = [
+                TraceContext(trace, a, None, True, "CLIENT"),
+                TraceContext(trace, a, None, True, "SERVER", shared=True),
+                TraceContext(trace, b, a, True, "CLIENT"),
+                TraceContext(trace, b, a, True, "SERVER", shared=True),
+            ]
+            for builder, ctx in zip(builders, contexts, strict=True):
+                out.append(builder.span(hop(ctx, time.time(), 0.01, "reviews:9080", 200)))
+        return json.dumps(out).encode()
+
+    bodies = [batch(i * 64, 64) for i in range(8)]  # 512 traces, 2048 spans
+    store = TraceStore(max_traces=10_000, max_spans=1_600)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for body in bodies:
+            store.add(decode_zipkin(json.loads(body)))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert store.span_count == 1_600 and store.stats.traces_evicted == 112
+    assert held / store.span_count < 1_600, f"{held / store.span_count:.0f} bytes per stored span"
