@@ -144,6 +144,9 @@ def up(
     for diagnostic in warnings(inputs):
         typer.echo(diagnostic.format(), err=True)
     if problems:
+        cancel = getattr(engine, "cancel_warm_up", None)
+        if cancel is not None:
+            cancel()
         for diagnostic in problems:
             typer.echo(diagnostic.format(), err=True)
         typer.echo(f"error: {len(problems)} problem(s) found; nothing was started", err=True)
@@ -182,6 +185,9 @@ def up(
         typer.echo("Stopped.")
     finally:
         restore()
+        cancel = getattr(engine, "cancel_warm_up", None)
+        if cancel is not None:  # unused if up failed before handing it the plan
+            cancel()
 
 
 def _signals_as_interrupts() -> Callable[[], None]:

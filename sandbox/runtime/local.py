@@ -72,6 +72,18 @@ class LocalRuntime:
         self._clean_logs(project)
         self._warm = self._spawn(project, ["--warm"])
 
+    def cancel_warm_up(self) -> None:
+        """The warm supervisor is not needed after all (preflight failed): end it."""
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            if warm.stdin is not None:
+                warm.stdin.close()  # EOF: it exits
+            try:
+                warm.wait(5)
+            except subprocess.TimeoutExpired:
+                warm.kill()
+                warm.wait()
+
     def _clean_logs(self, project: Project) -> None:
         project.logs_dir.mkdir(parents=True, exist_ok=True)
         for old in [*project.logs_dir.glob("*.log"), *project.logs_dir.glob("*.log.1")]:

@@ -212,8 +212,8 @@ def main(argv: list[str]) -> int:
         launcher = MeshLauncher()
         launcher.preload_in_background()
         line = sys.stdin.readline().strip()
-        if not line:
-            return 0
+        if not line:  # `up` stopped before starting anything; the preload thread may still run
+            os._exit(0)
         return Daemon(Path(line), launcher).run()
     if len(argv) != 1:
         sys.stderr.write("usage: python -m sandbox.runtime.localdaemon RUN_DIR | --warm\n")
