@@ -174,4 +174,4 @@ def controlplane(
         endpoints_file=endpoints,
         endpoint_port=endpoint_port,
     )
-    run(settings)
+    raise typer.Exit(run(settings))

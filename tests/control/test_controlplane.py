@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from sandbox.control.server import ControlPlane, ControlPlaneSettings
 from sandbox.control.snapshot import ProxySnapshot
@@ -247,3 +249,56 @@ def test_a_restarted_control_plane_keeps_its_ca_and_tokens_and_resyncs_every_sid
         await again.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
+
+
+def test_the_command_says_why_it_cannot_start_without_a_traceback(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    (tmp_path / "istio").mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = [sys.executable, "-m", "sandbox", "controlplane", "--istio", str(tmp_path / "istio")]
+        argv += ["--port", str(port), "--state-dir", str(tmp_path / "state")]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and f"error: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+    both = [*argv[:6], "--endpoints", "e.json", "--endpoint-port", "15006"]
+    result = subprocess.run(both, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--endpoints or --endpoint-port, not both" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("[1]", "expected an object"),
+        ('{"a": 3}', "a: expected a list of host:port"),
+        ('{"a": ["h:1", "nope"]}', "a[1]: expected host:port, got 'nope'"),
+        ('{"a": ["h:99999"]}', "a[0]: expected host:port"),
+        ("{", "not JSON"),
+    ],
+)
+def test_a_bad_endpoints_file_says_what_is_wrong(text: str, error: str) -> None:
+    from sandbox.control.server import parse_endpoints
+
+    with pytest.raises(ValueError, match=re.escape(error)):
+        parse_endpoints(text)
+
+
+def test_endpoints_from_a_file_or_every_replica_at_its_node_name() -> None:
+    from sandbox.control.server import node_endpoints, parse_endpoints
+    from sandbox.mesh.topology import parse_compose
+
+    assert parse_endpoints('{"a": ["h:1", "h:2"], "b": "g:3"}') == {("a", 0): "h:1", ("a", 1): "h:2", ("b", 0): "g:3"}
+    topology = parse_compose(
+        "services:\n  web:\n    image: x\n    labels: {app: web, version: v1}\n    expose: ['9080']\n"
+        "    x-sandbox: {replicas: 2}\n",
+        "compose.yaml",
+    )
+    web = topology.workload("web")
+    assert web is not None and web.replicas == 2
+    resolve = node_endpoints(15006)
+    assert [resolve(web, replica, 9080) for replica in (0, 1)] == ["web-1:15006", "web-2:15006"]
