@@ -7,6 +7,9 @@ from html.parser import HTMLParser
 from typing import Any
 
 from sandbox.console.spans import Span, decode_zipkin
+from sandbox.control.snapshot import ProxyIdentity
+from sandbox.proxy.record import RequestRecord
+from sandbox.proxy.tracecontext import TraceContext
 
 T0 = 1_700_000_000_000_000  # microseconds
 
@@ -93,3 +96,50 @@ def read_page(html: str) -> Page:
     page = Page()
     page.feed(html)
     return page
+
+
+# Three proxies of a request path, as the sidecars know themselves.
+INGRESS = ProxyIdentity(
+    workload="istio-ingressgateway",
+    namespace="istio-system",
+    service_account="istio-ingressgateway-service-account",
+    spiffe_id="spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
+    labels={"app": "istio-ingressgateway", "istio": "ingressgateway"},
+    app="istio-ingressgateway",
+    kind="router",
+)
+PRODUCTPAGE = ProxyIdentity(
+    workload="productpage-v1",
+    namespace="default",
+    service_account="bookinfo-productpage",
+    spiffe_id="spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
+    labels={"app": "productpage", "version": "v1"},
+    app="productpage",
+    version="v1",
+)
+REVIEWS = ProxyIdentity(
+    workload="reviews-v2",
+    namespace="default",
+    service_account="bookinfo-reviews",
+    spiffe_id="spiffe://cluster.local/ns/default/sa/bookinfo-reviews",
+    labels={"app": "reviews", "version": "v2"},
+    app="reviews",
+    version="v2",
+)
+
+
+def hop(ctx: TraceContext, start: float, seconds: float, authority: str, status: int) -> RequestRecord:
+    rec = RequestRecord(
+        start,
+        method="GET",
+        path="/",
+        authority=authority,
+        request_id="req-1",
+        response_code=status,
+        duration=seconds,
+        upstream_host="127.0.0.1:15006",
+        downstream_remote_address="127.0.0.1:40000",
+        operation=f"{authority.split(':')[0]}.default.svc.cluster.local:9080/*",
+    )
+    rec.trace = ctx
+    return rec

@@ -12,60 +12,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from console_helpers import read_page
+from console_helpers import INGRESS, PRODUCTPAGE, REVIEWS, hop, read_page
 
 from sandbox.console.app import Console, ConsoleSettings
-from sandbox.control.snapshot import ProxyIdentity
-from sandbox.proxy.record import RequestRecord
 from sandbox.proxy.tracecontext import TraceContext
 from sandbox.proxy.tracing import SpanBuilder, SpanReporter
 
-INGRESS = ProxyIdentity(
-    workload="istio-ingressgateway",
-    namespace="istio-system",
-    service_account="istio-ingressgateway-service-account",
-    spiffe_id="spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
-    labels={"app": "istio-ingressgateway", "istio": "ingressgateway"},
-    app="istio-ingressgateway",
-    kind="router",
-)
-PRODUCTPAGE = ProxyIdentity(
-    workload="productpage-v1",
-    namespace="default",
-    service_account="bookinfo-productpage",
-    spiffe_id="spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
-    labels={"app": "productpage", "version": "v1"},
-    app="productpage",
-    version="v1",
-)
-REVIEWS = ProxyIdentity(
-    workload="reviews-v2",
-    namespace="default",
-    service_account="bookinfo-reviews",
-    spiffe_id="spiffe://cluster.local/ns/default/sa/bookinfo-reviews",
-    labels={"app": "reviews", "version": "v2"},
-    app="reviews",
-    version="v2",
-)
 TRACE = "5" * 32
 EDGE, CALL = "e" * 16, "f" * 16  # ingress -> productpage, productpage -> reviews
-
-
-def hop(ctx: TraceContext, start: float, seconds: float, authority: str, status: int) -> RequestRecord:
-    rec = RequestRecord(
-        start,
-        method="GET",
-        path="/",
-        authority=authority,
-        request_id="req-1",
-        response_code=status,
-        duration=seconds,
-        upstream_host="127.0.0.1:15006",
-        downstream_remote_address="127.0.0.1:40000",
-        operation=f"{authority.split(':')[0]}.default.svc.cluster.local:9080/*",
-    )
-    rec.trace = ctx
-    return rec
 
 
 async def send_one_request_through_three_proxies(ingest: str, start: float) -> list[SpanReporter]:

@@ -93,7 +93,7 @@ def test_memory_stays_bounded_at_about_a_kilobyte_per_sidecar_span() -> None:
     import time
     import tracemalloc
 
-    from test_collector_api import INGRESS, PRODUCTPAGE, REVIEWS, hop
+    from console_helpers import INGRESS, PRODUCTPAGE, REVIEWS, hop
 
     from sandbox.console.spans import decode_zipkin
     from sandbox.proxy.tracecontext import TraceContext
