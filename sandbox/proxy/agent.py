@@ -90,7 +90,12 @@ class ProxyAgent:
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         """Admin ports first (readiness says 503 meanwhile), then the file's snapshot, then subscribe."""
-        self._admin = await start_admin(self, self.options)
+        opts = self.options
+        try:
+            self._admin = await start_admin(self, opts)
+        except OSError as exc:
+            ports = f"admin {opts.admin_port}, stats {opts.stats_port}, ready {opts.ready_port}"
+            raise OSError(exc.errno, f"cannot listen on {opts.bind} ({ports}): {exc.strerror or exc}") from None
         if self._initial is not None:
             await self._apply(self._initial)
         if self.subscription is not None:

@@ -247,10 +247,16 @@ class Sidecar:
         if self.router:
             await self._open_gateway_listeners(self.snapshot)
         else:
-            if opts.outbound_port is not None:
-                self.ports["outbound"] = await self.outbound.start(opts.bind, opts.outbound_port)
-            if opts.inbound_port is not None:
-                self.ports["inbound"] = await self.inbound.start(opts.bind, opts.inbound_port)
+            for name, listener, port in (
+                ("outbound", self.outbound, opts.outbound_port),
+                ("inbound", self.inbound, opts.inbound_port),
+            ):
+                if port is None:
+                    continue
+                try:
+                    self.ports[name] = await listener.start(opts.bind, port)
+                except OSError as exc:
+                    raise OSError(exc.errno, f"cannot listen on {opts.bind}:{port} ({name}): {exc.strerror}") from None
         self._started = True
         self._tasks.append(self.loop.create_task(self.telemetry.run()))
         if admin:

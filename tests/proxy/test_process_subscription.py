@@ -233,3 +233,23 @@ def test_unusable_proxy_options_are_usage_errors(argv: list[str], env: dict[str,
     result = CliRunner().invoke(app, argv, env={"SANDBOX_TOKEN": "", **env})
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_a_port_already_taken_is_exit_2_naming_it(tmp_path: Path) -> None:
+    import socket
+
+    from dataplane_support import compose_for, mesh_snapshot
+
+    snapshot = tmp_path / "s.json"
+    compose = compose_for(("web-v1", "web", "v1"))
+    snapshot.write_text(mesh_snapshot(compose, "", "web-v1", {}).to_json())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = [sys.executable, "-m", "sandbox", "proxy", "--snapshot", str(snapshot), "--outbound-port", str(port)]
+        for name in ("inbound", "admin", "stats", "ready"):
+            argv += [f"--{name}-port", "0"]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"error: cannot listen on 127.0.0.1:{port} (outbound)" in result.stderr and "Traceback" not in result.stderr
