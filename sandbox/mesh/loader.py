@@ -182,7 +182,7 @@ def _drop_duplicates(resources: list[Resource[Any]], diagnostics: list[Diagnosti
                 "SBX009",
                 Severity.ERROR,
                 f"{resource.kind} {resource.namespace}/{resource.name} is already defined at "
-                f"{first.origin.file}:{first.origin.line}; this definition is ignored",
+                f"{first.origin.file}:{first.origin.first_line}; this definition is ignored",
                 resource.origin.file,
                 line,
                 col,

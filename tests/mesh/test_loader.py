@@ -201,6 +201,16 @@ def test_a_duplicate_resource_is_an_error_at_the_second_definition() -> None:
     assert diag.message == "DestinationRule shop/reviews is already defined at a.yaml:1; this definition is ignored"
 
 
+def test_a_duplicate_names_the_first_definitions_first_line_not_its_separator() -> None:
+    first = "# shared rules\n---\n# reviews\n" + DR  # apiVersion on line 4
+    result = load_texts([("a.yaml", first), ("b.yaml", "---\n" + DR)])
+    (dr,) = result.resources
+    assert (dr.origin.line, dr.origin.first_line) == (2, 4)  # the document opens at its ---, the resource at 4
+    (diag,) = result.diagnostics
+    assert (diag.code, diag.file, diag.line, diag.path) == ("SBX009", "b.yaml", 4, "metadata/name")
+    assert "already defined at a.yaml:4;" in diag.message
+
+
 def test_the_same_name_in_another_namespace_or_kind_is_not_a_duplicate() -> None:
     other_ns = DR.replace("namespace: shop", "namespace: other")
     vs = VS.replace("perTryTimeout: 5", "perTryTimeout: 5s").replace(

@@ -41,6 +41,12 @@ class Origin:
         """The position of `path`, or of its nearest ancestor that has one."""
         return nearest_position(self.positions, path, (self.line, 1))
 
+    @property
+    def first_line(self) -> int:
+        """The resource's own first line (its first key): `line` is where its document starts,
+        which is the `---` separator when there is one."""
+        return self.position("")[0]
+
 
 @dataclass(frozen=True)
 class Resource(Generic[S]):
