@@ -208,6 +208,9 @@ def main() -> None:
     parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--state", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    import uvloop  # as `sandbox controlplane` and `sandbox proxy` run
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     if args.client:
         asyncio.run(clients(args.client, args.sidecars, args.state, args.decode, args.light))
     else:
