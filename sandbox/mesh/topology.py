@@ -8,7 +8,7 @@ typo there gets the same "did you mean" diagnostic with file and line.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from sandbox.mesh.yamlsrc import Document, parse_documents
 INGRESS_NAMESPACE = "istio-system"
 INGRESS_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
 DEFAULT_INGRESS_PORT = 8080
+MAX_PORT = 65535
 
 
 class Interception(StrEnum):
@@ -182,6 +183,7 @@ def parse_compose(source: str | bytes, file: str) -> Topology:
     document = documents[0]
     decoder = Decoder(file, document.position)
     settings = decoder.decode_object(MeshSettings, document.data.get("x-sandbox"), "x-sandbox") or MeshSettings()
+    settings = _checked_ingress(settings, decoder)
     services = document.data.get("services")
     if not isinstance(services, dict):
         decoder.error("SBX300", "the compose file has no 'services' map", "services")
@@ -207,6 +209,22 @@ def _labels(raw: Any) -> dict[str, str]:
         pairs = (str(item).partition("=") for item in raw)
         return {k: v for k, _, v in pairs}
     return {}
+
+
+def _valid_port(port: int | None, decoder: Decoder, path: str, name: str) -> int | None:
+    """`port` when it is a TCP port (1-65535), else None after an SBX306 error at `path`."""
+    if port is None or 1 <= port <= MAX_PORT:
+        return port
+    decoder.error("SBX306", f"{name} must be between 1 and {MAX_PORT}, got {port}", path)
+    return None
+
+
+def _checked_ingress(settings: MeshSettings, decoder: Decoder) -> MeshSettings:
+    """An ingress port out of range is reported, and the default port used instead."""
+    ingress = settings.ingress
+    if ingress is None or _valid_port(ingress.port, decoder, "x-sandbox/ingress/port", "x-sandbox.ingress.port"):
+        return settings
+    return replace(settings, ingress=replace(ingress, port=None))
 
 
 def _port_from_compose(spec: dict[str, Any]) -> int | None:
@@ -254,8 +272,10 @@ def _workload(
         decoder.error("SBX301", f"service '{name}' has {has}: a mesh workload needs both", join_path(path, "labels"))
         return None
     settings = settings or WorkloadSettings()
-    port = settings.port or _port_from_compose(spec)
-    if port is None:
+    port = _valid_port(settings.port, decoder, join_path(path, "x-sandbox/port"), "x-sandbox.port")
+    if settings.port is None:
+        port = _port_from_compose(spec)
+    if port is None and settings.port is None:  # a bad x-sandbox.port already has its error
         decoder.report(
             "SBX302",
             Severity.WARNING,

@@ -136,6 +136,16 @@ def test_the_mesh_wide_x_sandbox_settings() -> None:
     assert gateway.labels == {"istio": "ingressgateway", "app": "istio-ingressgateway"}
 
 
+@pytest.mark.parametrize(("port", "valid"), [(1, True), (65535, True), (0, False), (65536, False)])
+def test_ports_at_the_edges_of_the_range(port: int, valid: bool) -> None:
+    text = f"x-sandbox: {{ingress: {{port: {port}}}}}\nservices:\n  a:\n    labels: {{app: a, version: v1}}\n"
+    topology = parse_compose(text + f"    ports: ['9080']\n    x-sandbox: {{port: {port}}}\n", "compose.yaml")
+    workload = topology.workload("a")
+    assert workload is not None
+    assert (workload.port, topology.settings.ingress_port) == ((port, port) if valid else (None, DEFAULT_INGRESS_PORT))
+    assert [d.code for d in topology.diagnostics] == ([] if valid else ["SBX306", "SBX306"])
+
+
 def test_defaults_without_settings() -> None:
     for topology in (parse_compose("services: {}\n", "c.yaml"), empty_topology()):
         assert topology.settings.ingress_port == DEFAULT_INGRESS_PORT
@@ -209,6 +219,16 @@ def test_a_workload_remembers_its_lines() -> None:
             "workloads 'a1' and 'a2' are both a v1: use x-sandbox.replicas for copies of one version",
         ),
         (
+            "  a:\n    labels: {app: a, version: v1}\n    x-sandbox: {port: 70000}\n",
+            "SBX306", Severity.ERROR, 4, "services/a/x-sandbox/port",
+            "x-sandbox.port must be between 1 and 65535, got 70000",
+        ),
+        (
+            "  a:\n    labels: {app: a, version: v1}\n    ports: ['80']\n    x-sandbox:\n      port: 0\n",
+            "SBX306", Severity.ERROR, 6, "services/a/x-sandbox/port",
+            "x-sandbox.port must be between 1 and 65535, got 0",
+        ),
+        (
             "  a:\n    labels: {app: a, version: v1}\n    x-sandbox: {prot: 80}\n",
             "SBX002", Severity.WARNING, 4, "services/a/x-sandbox/prot",
             "unknown field 'prot' in WorkloadSettings; did you mean 'port'?",
@@ -241,6 +261,10 @@ def test_compose_problems(services: str, code: str, severity: Severity, line: in
         ("trustdomain: a", "SBX002", "x-sandbox/trustdomain",
          "unknown field 'trustdomain' in MeshSettings; did you mean 'trustDomain'?"),
         ("ingress: {port: x}", "SBX003", "x-sandbox/ingress/port", "port: expected an integer, got a string"),
+        ("ingress: {port: 65536}", "SBX306", "x-sandbox/ingress/port",
+         "x-sandbox.ingress.port must be between 1 and 65535, got 65536"),
+        ("ingress: {port: -80}", "SBX306", "x-sandbox/ingress/port",
+         "x-sandbox.ingress.port must be between 1 and 65535, got -80"),
         ("outboundTrafficPolicy: {mode: registry_only}", "SBX005", "x-sandbox/outboundTrafficPolicy/mode",
          "mode: 'registry_only' is not a valid OutboundMode; did you mean 'REGISTRY_ONLY'?"),
     ],

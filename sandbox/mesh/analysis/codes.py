@@ -140,6 +140,7 @@ LOADER = _table(
     ("SBX303", E, "invalid replicas"),
     ("SBX304", E, "workloads of one service disagree on the port"),
     ("SBX305", W, "two workloads are the same service version"),
+    ("SBX306", E, "port out of range"),
 )
 
 CATALOGUE: dict[str, Check] = {**KIALI, **ISTIO, **LOADER}
