@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Iterable
 
@@ -55,12 +56,16 @@ def forkable(spec: ProcessSpec) -> bool:
 
 def preload(kinds: Iterable[ComponentKind]) -> None:
     """Import what the forked kinds run, then freeze the heap so children share it untouched."""
+    began, cpu = time.monotonic(), time.process_time()
     for kind in set(kinds):
         for name in PRELOAD.get(kind, ()):
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
     gc.collect()
     gc.freeze()
+    took, used = time.monotonic() - began, time.process_time() - cpu
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} preloaded in {took:.2f}s ({used:.2f}s CPU)\n")
+    sys.stderr.flush()
 
 
 class ForkedHandle:

@@ -64,6 +64,11 @@ class Daemon:
         except (OSError, ValueError):  # `up` went away (Ctrl-C): keep going, the stop comes as a signal
             self.out = None
 
+    def note(self, text: str) -> None:
+        """A timing line in the supervisor's log (what `up` waited for, when it is slow)."""
+        sys.stderr.write(f"{time.strftime('%H:%M:%S')} +{time.monotonic() - self.began:.2f}s {text}\n")
+        sys.stderr.flush()
+
     def progress(self, managed: Managed, phase: Phase, detail: str = "") -> None:
         spec = managed.spec
         event = ProgressEvent(spec.name, spec.kind, phase, detail, round(time.monotonic() - self.began, 3))
@@ -97,13 +102,19 @@ class Daemon:
         self.stop_requested = True
 
     def start(self) -> bool:
-        """Start everything at once and wait until all are ready: the subprocesses (apps,
-        Prometheus) first, so their start-up overlaps the preload of what is forked
-        (forkserver.py), then the control plane, then the rest. (A sidecar up before the control
-        plane listens retries within 0.1-0.8 s; waiting for it would add its start-up time.)"""
-        order = sorted(self.specs, key=lambda s: (forkable(s), s.kind is not ComponentKind.CONTROL_PLANE))
+        """Start everything and wait until all are ready. The chain every sidecar waits on
+        (preload -> control plane -> pushed config) goes first: the forked components (control
+        plane first), then the subprocesses (apps, Prometheus), whose imports would otherwise
+        compete with the preload for the CPU. (A sidecar up before the control plane listens
+        retries within 0.1-0.8 s; waiting for it would add its start-up time.)"""
+        order = sorted(self.specs, key=lambda s: (not forkable(s), s.kind is not ComponentKind.CONTROL_PLANE))
+        subprocesses = False
         for spec in order:
+            if not forkable(spec) and not subprocesses:
+                self.note(f"{sum(forkable(s) for s in order)} components forked")
+                subprocesses = True
             self.progress(self.supervisor.start(spec.name), Phase.STARTING, spec.address)
+        self.note("every component started")
         self.write_processes()
         return self.wait_ready([s.name for s in order], self.began + self.timeout)
 
@@ -190,6 +201,7 @@ class Daemon:
             record = MeshRecord.from_data({**self.record_data, "started_at": time.time(), "extra": extra})
             write_atomic(self.record_file, record.to_json())
             self.emit({"ready": {"elapsed": round(time.monotonic() - self.began, 3)}})
+            self.note("every component ready")
             self._close_stdout()
             self.supervise()
             return 0
