@@ -319,6 +319,8 @@ class LocalRuntime:
         if proxy and workload + PROXY_SUFFIX in by_name:  # one replica's node
             return [(workload + PROXY_SUFFIX, Path(by_name[workload + PROXY_SUFFIX]["log_file"]))]
         found = [(r["name"], Path(r["log_file"])) for r in rows if r.get("workload") == workload and r["kind"] in kinds]
+        if not found and proxy and any(r.get("workload") == workload for r in rows):
+            raise RuntimeFailure(f"workload '{workload}' has no sidecar (x-sandbox.inject is false)")
         if not found:
             known = sorted({r.get("workload") or r["name"] for r in rows})
             raise RuntimeFailure(f"no workload or component named '{workload}' (known: {', '.join(known)})")

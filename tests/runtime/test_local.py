@@ -59,6 +59,11 @@ def test_which_logs(project: Project, workload: str | None, proxy: bool, expecte
 def test_an_unknown_workload_lists_the_known_ones(project: Project) -> None:
     with pytest.raises(RuntimeFailure, match=r"no workload or component named 'nope' \(known: api, controlplane"):
         LocalRuntime().log_sources(project, "nope", False)
+    data = json.loads((run_dir(project) / "processes.json").read_text())
+    data["processes"].append({"name": "legacy", "kind": "app", "workload": "legacy", "log_file": "/l/legacy.log"})
+    (run_dir(project) / "processes.json").write_text(json.dumps(data))
+    with pytest.raises(RuntimeFailure, match="workload 'legacy' has no sidecar"):
+        LocalRuntime().log_sources(project, "legacy", True)
 
 
 def test_down_of_a_mesh_whose_supervisor_died_kills_what_it_left_and_clears_the_record(project: Project) -> None:
