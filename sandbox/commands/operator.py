@@ -91,8 +91,12 @@ def _change(
     if not plan.ok:
         for d in plan.refused:
             typer.echo(d.format(), err=True)
+        if any(d.severity != "error" for d in plan.refused):
+            typer.echo(
+                "note: a route to a subset no DestinationRule defines answers 503 (NR): refused like an error", err=True
+            )
         verb = "deleted" if deleting else "applied"
-        typer.echo(f"error: nothing {verb}: the change would bring the errors above (nothing was written)", err=True)
+        typer.echo(f"error: nothing {verb}: the change would bring the problems above (nothing was written)", err=True)
         raise typer.Exit(EXIT_FINDINGS)
     write(plan)
     missing = False
