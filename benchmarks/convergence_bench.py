@@ -186,9 +186,11 @@ async def bench(sidecars: int, edits: int, decode: bool, light: bool = False, re
     ms = [x * 1000 for x in write_to_last_ack]
     seen = [x * 1000 for x in seen_to_ack]
     mode = "real sidecar processes" if real else "light clients" if light else f"simulated (decode={decode})"
-    print(f"sidecars={sidecars} ({mode}) edits={edits} pushes={plane.push.stats.pushes}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"sidecars={sidecars} ({mode}) edits={edits} pushes={plane.push.stats.pushes} load average {load:.1f}")
     print(
-        f"write -> last ACK: p50 {percentile(ms, 50):.1f} ms  p99 {percentile(ms, 99):.1f} ms  "
+        f"write -> last ACK: p50 {percentile(ms, 50):.1f} ms  p90 {percentile(ms, 90):.1f} ms  "
+        f"p99 {percentile(ms, 99):.1f} ms  "
         f"max {max(ms):.1f} ms  mean {statistics.mean(ms):.1f} ms"
     )
     print(f"seen -> ACK per proxy: p50 {percentile(seen, 50):.1f} ms  p99 {percentile(seen, 99):.1f} ms")
