@@ -1,6 +1,6 @@
 """The sidecar's Python cost per request, without sockets: what the data path itself spends.
 
-    .venv/bin/python benchmarks/datapath_micro.py [--requests 20000] [--profile]
+    .venv/bin/python benchmarks/datapath_micro.py [--requests 20000] [--profile] [--spans] [--no-telemetry]
 
 A request goes through the real DownstreamConnection, route(), Exchange, pool and
 UpstreamConnection objects, with in-memory transports on both sides, so the figure excludes the
@@ -34,6 +34,7 @@ from sandbox.proxy.accesslog import AccessLog
 from sandbox.proxy.process import ProxyOptions, Sidecar, install_uvloop
 from sandbox.proxy.server import DownstreamConnection
 from sandbox.proxy.telemetry import Telemetry
+from sandbox.proxy.tracing import SpanBuilder, SpanReporter
 from sandbox.proxy.upstream import UpstreamConnection
 
 FQDN = "server.default.svc.cluster.local"
@@ -94,10 +95,24 @@ class MemoryTransport:
         pass
 
 
-async def run(requests: int, profile: bool, access_log: bool, sort: str = "tottime", telemetry_on: bool = True) -> None:
+async def run(
+    requests: int,
+    profile: bool,
+    access_log: bool,
+    sort: str = "tottime",
+    telemetry_on: bool = True,
+    spans: bool = False,
+) -> None:
     snapshot = client_snapshot("127.0.0.1:9")
     sink = AccessLog(lambda text: None) if access_log else None
-    telemetry = Telemetry(snapshot.identity, access_log=sink)
+    reporter = None
+    if spans:  # Zipkin spans for every request (100% sampling), encoded as the sender would; no network
+
+        async def post(body: bytes) -> None:
+            return None
+
+        reporter = SpanReporter(SpanBuilder(snapshot.identity), post=post, max_queue=1 << 30)
+    telemetry = Telemetry(snapshot.identity, access_log=sink, spans=reporter)
     options = ProxyOptions(outbound_port=None, inbound_port=None, admin_port=None, stats_port=None, ready_port=None)
     sidecar = Sidecar(snapshot, options, telemetry=telemetry)
     state = sidecar.clusters.get(CLUSTER)
@@ -117,6 +132,9 @@ async def run(requests: int, profile: bool, access_log: bool, sort: str = "totti
     def one() -> None:
         down.data_received(REQUEST)
         upstream.data_received(RESPONSE)
+        if reporter is not None and len(reporter._queue) >= reporter.batch_size:
+            reporter.encode(reporter._queue)  # what the sender does with each batch, off the request path
+            reporter._queue.clear()
 
     for _ in range(1000):
         one()
@@ -142,10 +160,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--no-access-log", action="store_true")
     parser.add_argument("--no-telemetry", action="store_true", help="no metrics, spans or access log at all")
+    parser.add_argument("--spans", action="store_true", help="also build and encode a Zipkin span per request")
     parser.add_argument("--sort", default="tottime", help="profile order: tottime, ncalls, cumtime")
     args = parser.parse_args()
     install_uvloop()
-    asyncio.run(run(args.requests, args.profile, not args.no_access_log, args.sort, not args.no_telemetry))
+    asyncio.run(run(args.requests, args.profile, not args.no_access_log, args.sort, not args.no_telemetry, args.spans))
 
 
 if __name__ == "__main__":

@@ -114,3 +114,21 @@ class LogRecord(Protocol):
     def edge(self) -> Edge | None: ...
     @property
     def trace(self) -> TraceContext | None: ...
+
+
+def detached(rec: LogRecord) -> RequestRecord:
+    """`rec` as a self-contained RequestRecord (one that is already is returned as is).
+
+    For whatever keeps records a while (the span queue): an Exchange drags its connection, head
+    and buffers along, and hundreds of them alive make the cyclic GC run far more often."""
+    if isinstance(rec, RequestRecord):
+        return rec
+    return RequestRecord(
+        rec.start_time, rec.method, rec.path, rec.protocol, rec.authority, rec.request_id, rec.user_agent,
+        rec.x_forwarded_for, rec.scheme, rec.duration, rec.response_code, rec.response_flags,
+        rec.response_code_details, rec.connection_termination_details, rec.upstream_transport_failure_reason,
+        rec.grpc_status, rec.bytes_received, rec.bytes_sent, rec.upstream_service_time, rec.upstream_host,
+        rec.upstream_cluster, rec.upstream_local_address, rec.downstream_local_address,
+        rec.downstream_remote_address, rec.requested_server_name, rec.route_name, rec.operation, rec.edge,
+        rec.trace,
+    )  # fmt: skip

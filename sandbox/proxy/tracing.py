@@ -24,7 +24,7 @@ from typing import Any
 
 from sandbox.control.snapshot import ProxyIdentity
 from sandbox.proxy.metrics import Peer
-from sandbox.proxy.record import LogRecord
+from sandbox.proxy.record import LogRecord, detached
 
 log = logging.getLogger(__name__)
 DEFAULT_ZIPKIN_URL = "http://127.0.0.1:9411/api/v2/spans"
@@ -140,7 +140,7 @@ class SpanReporter:
         if len(queue) >= self.max_queue:
             self.spans_dropped += 1
             return
-        queue.append(rec)
+        queue.append(detached(rec))
         if len(queue) >= self.batch_size and self._wake is not None:
             self._wake.set()
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import re
+import types
 
 from dataplane_support import Upstream, compose_for, fetch, mesh_snapshot, running_sidecar, socket_test
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sandbox.control.snapshot import Endpoint, ProxyIdentity
 from sandbox.proxy.accesslog import AccessLog
 from sandbox.proxy.metrics import Peer
-from sandbox.proxy.record import RequestRecord
+from sandbox.proxy.record import RequestRecord, detached
 from sandbox.proxy.telemetry import Telemetry
 from sandbox.proxy.tracing import SpanBuilder, SpanReporter
 
@@ -161,3 +163,14 @@ async def test_a_proxied_request_logs_every_field_of_istios_format() -> None:
         r"outbound\|9080\|\|reviews\.default\.svc\.cluster\.local - 127\.0\.0\.1:\d+ 127\.0\.0\.1:\d+ - default"
     )
     assert re.fullmatch(pattern, line), line
+
+
+def test_detached_copies_every_field_of_a_record_like_object() -> None:
+    rec = RequestRecord(
+        1.5, "PUT", "/p?q", "HTTP/1.0", "a:1", "rid", "ua", "xff", "https", 0.25, 503, "UF,URX", "d", "t", "f",
+        "14", 10, 20, 0.125, "1.2.3.4:5", "cl", "l:1", "dl:2", "dr:3", "sni", "route", "op", None, None,
+    )  # fmt: skip
+    view = types.SimpleNamespace(**{f.name: getattr(rec, f.name) for f in dataclasses.fields(RequestRecord)})
+    copy = detached(view)  # type: ignore[arg-type]
+    assert all(getattr(copy, f.name) == getattr(rec, f.name) for f in dataclasses.fields(RequestRecord))
+    assert detached(rec) is rec
