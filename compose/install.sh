@@ -30,4 +30,11 @@ install -m 755 "$ctx/probe" /usr/local/bin/sandbox-probe
 # The sidecar runs as istio-proxy (uid 1337, as in Istio): the iptables rules let its own traffic out.
 grep -q '^istio-proxy:' /etc/group || echo 'istio-proxy:x:1337:' >> /etc/group
 grep -q '^istio-proxy:' /etc/passwd || echo 'istio-proxy:x:1337:1337:istio-proxy:/nonexistent:/usr/sbin/nologin' >> /etc/passwd
-rm -rf "$ctx" /root/.cache
+# Every container starts as a copy of this top layer under the vfs storage driver, so what no role
+# needs goes: docs, locales, pip, and (offline) the base's prometheus and its web assets, which the
+# prometheus service runs from the base image itself.
+rm -rf "$ctx" /root/.cache /usr/share/doc /usr/share/man /usr/share/locale /usr/share/info \
+  "$venv/bin/pip" "$venv/bin/pip3" "$venv"/bin/pip3.* "$site"/pip "$site"/pip-* "$site"/setuptools "$site"/setuptools-*
+if [ "$OFFLINE" = 1 ]; then
+  rm -rf /usr/bin/prometheus /usr/bin/promtool /usr/share/prometheus /usr/share/javascript /usr/share/nodejs
+fi

@@ -89,9 +89,9 @@ def upstream_images(env: dict[str, str] | None = None) -> Images:
     env = dict(os.environ) if env is None else env
     default = Images()
     return Images(
-        default.sandbox,
-        env.get("SANDBOX_PROMETHEUS_IMAGE") or default.prometheus,
-        env.get("SANDBOX_JAEGER_IMAGE") or default.jaeger,
+        sandbox=default.sandbox,
+        prometheus=env.get("SANDBOX_PROMETHEUS_IMAGE") or default.prometheus,
+        jaeger=env.get("SANDBOX_JAEGER_IMAGE") or default.jaeger,
     )
 
 
@@ -203,7 +203,9 @@ class ComposeRuntime:
                 progress.warn(f"building the image {plan.tag} ({plan.mode}); this takes a few minutes the first time")
             image = ensure_image(engine, plan, project.logs_dir / "image-build.log")
         MeshCA.load_or_create(project.ca_dir)  # on the host, so the control plane only reads it
-        images, tracing = self._plan_services(engine, replace(upstream_images(), sandbox=image), plan.offline, progress)
+        images, tracing = self._plan_services(
+            engine, replace(upstream_images(), sandbox=image), plan.base if plan.offline else None, progress
+        )
         rendered = render_project(project, topology, images=images, tracing=tracing, console=console_available())
         write_rendered(rendered, compose_dir(project))
         self._compose_up(project, engine, rendered, options, progress, started)
@@ -212,15 +214,15 @@ class ComposeRuntime:
         return record
 
     def _plan_services(
-        self, engine: Engine, images: Images, offline: bool, progress: Progress
+        self, engine: Engine, images: Images, offline_base: str | None, progress: Progress
     ) -> tuple[Images, str | None]:
         """Offline, an upstream image that is not on the engine cannot be pulled: Prometheus then runs
-        from the sandbox image (the offline base ships it) and tracing goes to the console's
+        from the offline base image (Debian's package) and tracing goes to the console's
         collector, or is off when there is no console either."""
-        if not offline:
+        if offline_base is None:
             return images, "jaeger"
-        if images.prometheus and engine.image_id(images.prometheus) is None:
-            images = replace(images, prometheus=None)
+        if engine.image_id(images.prometheus) is None:
+            images = replace(images, prometheus=offline_base, debian_prometheus=True)
         if engine.image_id(images.jaeger) is not None:
             return images, "jaeger"
         if console_available():

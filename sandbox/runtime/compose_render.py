@@ -56,7 +56,8 @@ class RenderError(Exception):
 @dataclass(frozen=True)
 class Images:
     sandbox: str = "sandbox:latest"
-    prometheus: str | None = "prom/prometheus:v2.53.0"  # None: the sandbox image's own prometheus
+    prometheus: str = "prom/prometheus:v2.53.0"
+    debian_prometheus: bool = False  # `prometheus` is a Debian image with it on PATH (the offline base)
     jaeger: str = "jaegertracing/all-in-one:1.57"
 
 
@@ -320,12 +321,12 @@ def _prometheus(options: RenderOptions, rel: Callable[[Path], str]) -> dict[str,
         "--storage.tsdb.retention.time=1d",
         f"--web.listen-address=:{PROMETHEUS_PORT}",
     ]
-    if image is None:  # the offline base image ships Debian's prometheus
+    if options.images.debian_prometheus:  # the offline base image: Debian's prometheus and curl
         return {
             "service": "prometheus",
-            "image": options.images.sandbox,
+            "image": image,
             "command": ["prometheus", *args],
-            "healthcheck": ["CMD", "sandbox-probe", str(PROMETHEUS_PORT), "-/ready"],
+            "healthcheck": ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{PROMETHEUS_PORT}/-/ready"],
             "config": rel(options.output_dir / "prometheus.yml"),
             "port": PROMETHEUS_PORT,
         }

@@ -63,7 +63,10 @@ def services(rendered: Rendered) -> dict[str, Any]:
 @pytest.mark.parametrize("name", ["docker-compose.yaml", "prometheus.yml"])
 def test_golden_small_mesh(name: str) -> None:
     rendered = render_text(
-        (GOLDEN / "compose.yaml").read_text(), images=Images(prometheus=None), tracing="jaeger", console=True
+        (GOLDEN / "compose.yaml").read_text(),
+        images=Images(prometheus="sandbox-base:offline", debian_prometheus=True),
+        tracing="jaeger",
+        console=True,
     )
     golden = GOLDEN / f"{name}.golden"
     if os.environ.get("SANDBOX_UPDATE_GOLDEN"):
