@@ -124,11 +124,15 @@ class Daemon:
             if self.stop_requested:
                 self.emit({"interrupted": True})
                 return False
-            for name, managed in list(waiting.items()):
+            for managed in waiting.values():
                 code = managed.handle.poll() if managed.handle else None
                 if code is not None:
                     return self.fail(managed, f"it exited with status {code} before it was ready")
-                if managed.spec.probe is None or probes.check(managed.spec.probe, timeout=0.5):
+            # all at once: one slow answer (a loaded machine) must not hold up noticing the others
+            checks = {n: m.spec.probe for n, m in waiting.items() if m.spec.probe is not None}
+            ready = probes.check_all(checks, timeout=0.5)
+            for name, managed in list(waiting.items()):
+                if managed.spec.probe is None or ready.get(name):
                     self.supervisor.mark_ready(name)
                     elapsed = time.monotonic() - self.began
                     self.progress(managed, Phase.READY, f"{managed.spec.address} ready in {elapsed:.1f} s")
