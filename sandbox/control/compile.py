@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sandbox.control import snapshot as snap
-from sandbox.control.compile_clusters import build_clusters, default_endpoints
+from sandbox.control.compile_clusters import SharedClusters, default_endpoints
 from sandbox.control.compile_routes import (
     cluster_namer,
     default_route,
@@ -36,6 +36,7 @@ from sandbox.mesh.topology import Workload
 __all__ = ["EndpointResolver", "UnknownProxy", "compile", "default_endpoints"]
 
 MESH_GATEWAY = "mesh"
+_SHARED = SharedClusters()  # proxies compiled against one MeshState share their clusters
 
 VS = Resource[VirtualServiceSpec]
 
@@ -86,7 +87,7 @@ def compile(
     clusters: list[snap.Cluster] = []
     for service in services:
         for port in service.ports:
-            clusters.extend(build_clusters(mesh, service, port, workload.namespace, workload.labels, endpoints))
+            clusters.extend(_SHARED.get(mesh, service, port, workload.namespace, workload.labels, endpoints))
     hashed = frozenset(c.name for c in clusters if c.traffic_policy.load_balancer.consistent_hash is not None)
     p = _Proxy(workload, gateways, hashed, scope, mode)
     route_configs = _gateway_route_configs(mesh, p, services) if router else _sidecar_route_configs(mesh, p, services)

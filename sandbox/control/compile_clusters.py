@@ -5,6 +5,7 @@ Reference: ../shared/reference/istio-semantics.md §1.2 (lookup path, merging, e
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -271,3 +272,41 @@ def build_clusters(
             )
         )
     return clusters
+
+
+class SharedClusters:
+    """`build_clusters` once per (service port, proxy namespace) for one MeshState and resolver.
+
+    The control plane compiles every proxy against the same state, and proxies of one namespace
+    see a service's clusters identically unless a DestinationRule selects workloads by label, so
+    their snapshots can share the very same Cluster objects: built once, and encoded once too
+    (see snapshot.seal). The cache follows the latest MeshState only, by identity.
+    """
+
+    def __init__(self) -> None:
+        self._mesh: weakref.ref[MeshState] | None = None
+        self._resolver: EndpointResolver | None = None
+        self._by_labels = False
+        self._entries: dict[tuple[str, int, str, tuple[tuple[str, str], ...]], list[snap.Cluster]] = {}
+
+    def get(
+        self,
+        mesh: MeshState,
+        service: RegistryService,
+        port: int,
+        proxy_namespace: str,
+        proxy_labels: Mapping[str, str],
+        resolver: EndpointResolver,
+    ) -> list[snap.Cluster]:
+        if self._mesh is None or self._mesh() is not mesh or self._resolver is not resolver:
+            self._mesh, self._resolver, self._entries = weakref.ref(mesh), resolver, {}
+            self._by_labels = any(
+                dr.spec.workload_selector is not None and dr.spec.workload_selector.labels
+                for dr in mesh.destination_rules
+            )
+        labels = tuple(sorted(proxy_labels.items())) if self._by_labels else ()
+        key = (service.fqdn, port, proxy_namespace, labels)
+        found = self._entries.get(key)
+        if found is None:
+            found = self._entries[key] = build_clusters(mesh, service, port, proxy_namespace, proxy_labels, resolver)
+        return found

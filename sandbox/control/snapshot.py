@@ -418,13 +418,29 @@ class ProxySnapshot:
     def seal(self) -> ProxySnapshot:
         """The same snapshot with `version` set to the content hash. Encoding a snapshot is most of
         a push's cost, so the canonical JSON made for the hash is kept for `to_json` (the push)."""
-        data = compact(dataclasses.replace(self, version=""))
+        data = compact(dataclasses.replace(self, version="", clusters=()))
+        if self.clusters:
+            data["clusters"] = [_cluster_data(c) for c in self.clusters]
         text = canonical_json(data)
         version = _hash(text)
         sealed = dataclasses.replace(self, version=version)
         # "version" sorts after every other top-level key, so it goes last in the canonical text.
         sealed.__dict__["_canonical"] = f'{text[:-1]}{"," if data else ""}"version":{json.dumps(version)}}}'
         return sealed
+
+
+# Proxies compiled against one config share Cluster objects (compile_clusters.SharedClusters):
+# encode each once. Keyed by identity, holding the object so its id cannot be reused meanwhile.
+_CLUSTER_DATA: dict[int, tuple[Cluster, Any]] = {}
+
+
+def _cluster_data(cluster: Cluster) -> Any:
+    found = _CLUSTER_DATA.get(id(cluster))
+    if found is None or found[0] is not cluster:
+        if len(_CLUSTER_DATA) >= 8192:
+            _CLUSTER_DATA.clear()
+        found = _CLUSTER_DATA[id(cluster)] = (cluster, compact(cluster))
+    return found[1]
 
 
 def _hash(canonical: str) -> str:

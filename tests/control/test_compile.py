@@ -644,3 +644,46 @@ def test_namespace_and_root_default_sidecars_and_their_outbound_policy() -> None
     namespace_wide = sidecar("default", "egress: [{hosts: ['./*']}]\n")
     assert len(service_hosts(compile_for(root, namespace_wide))) == 4  # the namespace's own Sidecar wins
     assert compile_for(root, namespace_wide).mesh.outbound_traffic_policy == "ALLOW_ANY"
+
+
+@pytest.mark.parametrize(
+    "inline",
+    [
+        (),
+        # a DestinationRule for reviews that only reviews-v1 takes: proxies may not share its clusters
+        (
+            dr(
+                "reviews-from-v1",
+                """\
+                host: reviews
+                workloadSelector: {labels: {app: reviews, version: v1}}
+                trafficPolicy: {loadBalancer: {simple: RANDOM}}
+                """,
+            ),
+        ),
+        # a namespace of its own: exportTo and the DR lookup path depend on the proxy's namespace
+        (
+            dr("reviews-here", "host: reviews.default.svc.cluster.local\nexportTo: ['.']\n"),
+            dr(
+                "reviews-there",
+                "host: reviews.default.svc.cluster.local\ntrafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n",
+                namespace="istio-system",
+            ),
+        ),
+    ],
+)
+def test_proxies_compiled_against_one_state_get_what_they_would_get_alone(inline: tuple[str, ...]) -> None:
+    files = ("destination-rule-all.yaml", "virtual-service-reviews-80-20.yaml")
+    shared = mesh(*inline, files=files)
+    proxies = [w.name for w in shared.topology.workloads]
+    together = [compile_snapshot(shared, p) for p in proxies]  # what the control plane does: clusters shared
+    alone = [compile_snapshot(mesh(*inline, files=files), p) for p in proxies]
+    assert together == alone
+    assert [s.version for s in together] == [s.version for s in alone]
+    assert [s.to_json() for s in together] == [s.to_json() for s in alone]
+    if len(inline) == 1:
+        selected = {
+            c.name: c.traffic_policy.load_balancer.simple for c in together[proxies.index("reviews-v1")].clusters
+        }
+        others = {c.name: c.traffic_policy.load_balancer.simple for c in together[proxies.index("reviews-v2")].clusters}
+        assert selected[f"outbound|9080||{REVIEWS}"] == "RANDOM" and others[f"outbound|9080||{REVIEWS}"] != "RANDOM"
