@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -237,24 +237,19 @@ class LocalRuntime:
         stopped = []
         pid = self._supervisor_pid(project, record)
         before = self._processes(project).get("processes", ())
-        running = [r["name"] for r in before if r.get("phase") != Phase.STOPPED.value]
         if pid is not None and alive(pid):
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGTERM)  # it stops every component, TERM then KILL per group
             deadline = time.monotonic() + STOP_TIMEOUT
             while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             if alive(pid):
                 signal_group(pid, signal.SIGKILL)
             stopped.append(f"stopped the supervisor (pid {pid})")
+            running = [r["name"] for r in before if r.get("phase") != Phase.STOPPED.value]
+            if running:
+                stopped.append(f"stopped {', '.join(running)}")
         state = self._processes(project)
-        for row in state.get("processes", ()):
-            leftovers = [p for p in row.get("pids", ()) if alive(p) and _same_program(p, row.get("argv0", ""))]
-            for leftover in leftovers:
-                signal_group(leftover, signal.SIGKILL)
-            if leftovers:
-                stopped.append(f"killed {row['name']} (pid {', '.join(map(str, leftovers))}), left behind")
-        if running:
-            stopped.append(f"stopped {', '.join(running)}")
+        stopped += _stop_leftovers(state.get("processes", ()))
         if pid is not None or state:
             for name in (PID_FILE, PROCESSES_FILE):
                 (run_dir(project) / name).unlink(missing_ok=True)
@@ -345,6 +340,29 @@ class LocalRuntime:
         if follow:
             for name, line in logfiles.follow(sources, lambda: self.is_running(project, record)):
                 yield f"{name:<{width}} | {line}" if prefix else line
+
+
+def _stop_leftovers(rows: Iterable[dict[str, Any]], grace: float = 3.0) -> list[str]:
+    """Processes a dead supervisor left (by recorded pid, if still the same program): TERM each
+    group, so they shut down as usual, and KILL what is still there after `grace` seconds."""
+    found = {
+        row["name"]: [p for p in row.get("pids", ()) if alive(p) and _same_program(p, row.get("argv0", ""))]
+        for row in rows
+    }
+    found = {name: pids for name, pids in found.items() if pids}
+    for pids in found.values():
+        for leftover in pids:
+            signal_group(leftover, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(alive(p) for pids in found.values() for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pids in found.values():
+        for leftover in pids:
+            signal_group(leftover, signal.SIGKILL)
+    return [
+        f"stopped {name} (pid {', '.join(map(str, pids))}), left by a supervisor that died"
+        for name, pids in found.items()
+    ]
 
 
 def alive(pid: int) -> bool:

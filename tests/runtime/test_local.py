@@ -77,10 +77,10 @@ def test_down_of_a_mesh_whose_supervisor_died_kills_what_it_left_and_clears_the_
     write_record(project, record)
     try:
         lines = LocalRuntime().down(project, record)
-        assert orphan.wait(5) == -9
+        orphan.wait(5)  # gone (down reaped it, so its status is not ours to see)
     finally:
         orphan.kill()
-    assert any(f"killed web (pid {orphan.pid})" in line for line in lines)
+    assert f"stopped web (pid {orphan.pid}), left by a supervisor that died" in lines
     assert not project.record_file.exists() and not (run_dir(project) / "processes.json").exists()
 
 
