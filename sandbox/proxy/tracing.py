@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from json.encoder import encode_basestring_ascii as _json_str  # the C string encoder json.dumps uses
 from typing import Any
 
 from sandbox.control.snapshot import ProxyIdentity
@@ -62,6 +63,10 @@ class SpanBuilder:
             "istio.mesh_id": mesh_id,
             "istio.cluster_id": peer.cluster,
         }
+        # span_json's fixed parts, serialised once
+        fixed = {"component": "proxy", "node_id": self.node_id, **self.istio_tags}
+        self._fixed_tags = json.dumps(fixed, separators=(",", ":"))[1:-1]
+        self._local = json.dumps(self.local_endpoint, separators=(",", ":"))
 
     def span(self, rec: LogRecord) -> dict[str, Any]:
         ctx = rec.trace
@@ -108,6 +113,44 @@ class SpanBuilder:
             span["remoteEndpoint"] = remote
         return span
 
+    def span_json(self, rec: LogRecord) -> str:
+        """`span(rec)` serialised as JSON, the same object (checked by a test) without building it:
+        fixed parts are serialised once, variable strings go through json's C string encoder."""
+        ctx = rec.trace
+        assert ctx is not None
+        e = _json_str
+        code = rec.response_code
+        cluster = e(rec.upstream_cluster or "-")
+        tags = (
+            f'{{{self._fixed_tags},"guid:x-request-id":{e(rec.request_id)},"http.method":{e(rec.method)},'
+            f'"http.url":{e(f"{rec.scheme}://{rec.authority}{rec.path}")},"http.protocol":{e(rec.protocol)},'
+            f'"http.status_code":"{code}","response_flags":{e(rec.response_flags or "-")},'
+            f'"request_size":"{rec.bytes_received}","response_size":"{rec.bytes_sent}",'
+            f'"upstream_cluster":{cluster},"upstream_cluster.name":{cluster}'
+        )
+        if rec.downstream_remote_address:
+            tags += f',"peer.address":{e(rec.downstream_remote_address.rpartition(":")[0].strip("[]"))}'
+        if rec.upstream_host:
+            tags += f',"upstream_address":{e(rec.upstream_host)}'
+        if rec.user_agent:
+            tags += f',"user_agent":{e(rec.user_agent)}'
+        if code >= 500 or code == 0:
+            tags += ',"error":"true"'
+        name = rec.operation or f"{rec.authority}{rec.path.partition('?')[0]}"
+        out = (
+            f'{{"traceId":{e(ctx.trace_id)},"id":{e(ctx.span_id)},"name":{e(name)},"kind":{e(ctx.kind)},'
+            f'"timestamp":{int(rec.start_time * 1_000_000)},"duration":{max(1, int(rec.duration * 1_000_000))},'
+            f'"localEndpoint":{self._local},"tags":{tags}}}'
+        )
+        if ctx.parent_id:
+            out += f',"parentId":{e(ctx.parent_id)}'
+        if ctx.shared:
+            out += ',"shared":true'
+        remote = _address(rec.upstream_host if ctx.kind == "CLIENT" else rec.downstream_remote_address)
+        if remote is not None:
+            out += f',"remoteEndpoint":{json.dumps(remote, separators=(",", ":"))}'
+        return out + "}"
+
 
 class SpanReporter:
     """A bounded queue of finished records, sent as Zipkin v2 JSON batches by `run()`."""
@@ -145,8 +188,7 @@ class SpanReporter:
             self._wake.set()
 
     def encode(self, records: list[LogRecord]) -> bytes:
-        span = self.builder.span
-        return json.dumps([span(r) for r in records], separators=(",", ":")).encode()
+        return f"[{','.join(map(self.builder.span_json, records))}]".encode()
 
     async def flush(self) -> None:
         while self._queue:

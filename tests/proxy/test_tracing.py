@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -129,3 +131,19 @@ def test_spans_reach_a_zipkin_endpoint_over_http() -> None:
 
     asyncio.run(main())
     assert len(received) == 1 and received[0]["name"] == "reviews.default.svc.cluster.local:9080/*"
+
+
+@pytest.mark.parametrize(
+    "rec",
+    [
+        record(),
+        record("SERVER", status=503, user_agent='curl "quoted" \\ é', x_forwarded_for="1.2.3.4"),
+        dataclasses.replace(record(status=0), upstream_host=None, downstream_remote_address="[::1]:5000", operation=""),
+        dataclasses.replace(record(response_flags="UF,URX"), upstream_cluster=None),
+    ],
+)
+def test_span_json_is_the_span_serialised(rec: RequestRecord) -> None:
+    builder = SpanBuilder(PRODUCTPAGE)
+    assert json.loads(builder.span_json(rec)) == builder.span(rec)
+    reporter = SpanReporter(builder)
+    assert json.loads(reporter.encode([rec, rec])) == [builder.span(rec)] * 2
