@@ -32,7 +32,7 @@ PLAN_FILE = "plan.json"
 PROCESSES_FILE = "processes.json"
 PID_FILE = "supervisor.pid"
 LOG_TAIL = 20
-POLL = 0.05  # while starting: probes on loopback answer (or refuse) at once
+POLL = 0.1  # while starting: each round probes every waiting component (and costs them a request)
 SUPERVISE_POLL = 0.25
 ROTATE_EVERY = 40  # supervise rounds (10 s) between log size checks
 
