@@ -3,9 +3,10 @@
 `ProxyAgent` owns the admin ports from the start, so readiness (15021) answers 503 until the first
 snapshot is applied and 200 after. The first snapshot (from `--snapshot FILE` or the control
 plane) builds the `Sidecar` and opens its listeners before it is ACKed; later ones go through
-`Sidecar.apply`. A snapshot for another workload, one that does not decode, or a Gateway port
-that cannot be bound is NACKed and the sidecar keeps serving what it has. Failing to bind the
-first listeners is fatal: the process exits 2, as a sidecar that cannot listen is useless.
+`Sidecar.apply`. A snapshot for another workload, or one that does not decode, is NACKed and the
+sidecar keeps serving what it has. A gateway applies what it can and NACKs naming the Gateway
+ports it cannot listen on (as Envoy rejects just that listener). Failing to bind a sidecar's own
+ports (admin, 15001, 15006) is fatal: the process exits 2, as a sidecar that cannot listen is useless.
 
 The workload certificate (the SDS secret) stays in this object's memory; the admin endpoint shows
 its serial, SPIFFE ID and validity, never the key. mTLS in the data path comes later.
@@ -14,6 +15,7 @@ its serial, SPIFFE ID and validity, never the key. mTLS in the data path comes l
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 from collections.abc import Callable, Iterable
@@ -112,13 +114,17 @@ class ProxyAgent:
 
     # -- the subscription's sink -----------------------------------------------------------------
     async def on_snapshot(self, payload: dict[str, Any]) -> None:
-        """Decode, check, apply; raising NACKs the snapshot and keeps the current one."""
+        """Decode, check, apply; raising NACKs the snapshot and keeps the current one (except that
+        a gateway applies what it can and NACKs the Gateway ports it cannot listen on)."""
         snapshot = ProxySnapshot.from_data(payload)
         me = self.identity
         if me is not None and (snapshot.identity.workload, snapshot.identity.namespace) != (me.workload, me.namespace):
             ident = snapshot.identity
             raise ValueError(f"snapshot is for {ident.workload}.{ident.namespace}, not {me.workload}.{me.namespace}")
+        first = self.sidecar is None
         await self._apply(snapshot)
+        if first and self.sidecar is not None and self.sidecar.gateway_problems:
+            raise OSError(errno.EADDRNOTAVAIL, "; ".join(self.sidecar.gateway_problems))
 
     def on_certificate(self, bundle: CertificateBundle) -> None:
         me = self.identity
@@ -150,6 +156,9 @@ class ProxyAgent:
             self.done.set()
             raise
         self.sidecar = sidecar
+        if sidecar.gateway_problems:  # the gateway serves the ports it has; the NACK says what is missing
+            for problem in sidecar.gateway_problems:
+                log.error("%s", problem)
         # Everything built so far lives as long as the process: keep it out of the cyclic GC's full
         # collections, which otherwise rescan it every few thousand requests (measured: ~12 us/request).
         gc.collect()

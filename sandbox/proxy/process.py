@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import random
@@ -113,6 +114,7 @@ class Sidecar:
         self.inbound = Listener(inbound, self.route_inbound, settings)
         self._outbound_ctx, self._settings = outbound, settings
         self.gateway_listeners: dict[int, Listener] = {}  # Gateway server port -> its listener
+        self.gateway_problems: list[str] = []  # Gateway ports the last snapshot could not listen on
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._admin: AdminServers | None = None
@@ -211,41 +213,42 @@ class Sidecar:
     # ------------------------------------------------------------------ lifecycle
 
     async def apply(self, snapshot: ProxySnapshot) -> None:
-        """`update`, plus a gateway's listeners: new Gateway server ports open first (a port that
-        cannot be bound raises OSError and nothing changes), gone ones close after."""
-        if self._started:
-            await self._open_gateway_listeners(snapshot)
+        """`update`, plus a gateway's listeners: new Gateway server ports open first, gone ones
+        close after. A port that cannot be bound does not stop the rest (Envoy rejects just that
+        listener): the snapshot applies, and OSError says which ports are missing (so the agent
+        NACKs with the reason); the next snapshot tries them again."""
+        problems = await self._open_gateway_listeners(snapshot) if self._started else []
         self.update(snapshot)
         if self._started:
             wanted = _gateway_ports(snapshot)
             for port in sorted(self.gateway_listeners.keys() - wanted):
                 await self.gateway_listeners.pop(port).close()
                 self.ports.pop(f"gateway.{port}", None)
+        if problems:
+            raise OSError(errno.EADDRNOTAVAIL, "; ".join(problems))
 
-    async def _open_gateway_listeners(self, snapshot: ProxySnapshot) -> None:
-        opened: list[int] = []
+    async def _open_gateway_listeners(self, snapshot: ProxySnapshot) -> list[str]:
+        """Listen on each Gateway server port not listened on yet; what failed, one line each."""
+        problems = []
         bind = self.options.bind
         for port in sorted(_gateway_ports(snapshot) - self.gateway_listeners.keys()):
             listener = Listener(self._outbound_ctx, self.route_gateway(port), self._settings)
             try:
                 bound = await listener.start(bind, self.options.bind_port(port))
             except OSError as exc:
-                for done in opened:
-                    await self.gateway_listeners.pop(done).close()
-                    self.ports.pop(f"gateway.{done}", None)
                 at = f"{bind}:{self.options.bind_port(port)}"
-                raise OSError(
-                    exc.errno, f"cannot listen on {at} (Gateway port {port}): {exc.strerror or exc}"
-                ) from None
+                problems.append(f"cannot listen on {at} (Gateway port {port}): {exc.strerror or exc}")
+                continue
             self.gateway_listeners[port] = listener
             self.ports[f"gateway.{port}"] = bound
-            opened.append(port)
+        self.gateway_problems = problems
+        return problems
 
     async def start(self, admin: bool = True) -> None:
         """Listen. `admin=False` when someone else (the agent) already serves the admin ports."""
         opts = self.options
         if self.router:
-            await self._open_gateway_listeners(self.snapshot)
+            await self._open_gateway_listeners(self.snapshot)  # what failed is in gateway_problems
         else:
             for name, listener, port in (
                 ("outbound", self.outbound, opts.outbound_port),

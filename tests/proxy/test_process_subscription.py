@@ -253,3 +253,41 @@ def test_a_port_already_taken_is_exit_2_naming_it(tmp_path: Path) -> None:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert f"error: cannot listen on 127.0.0.1:{port} (outbound)" in result.stderr and "Traceback" not in result.stderr
+
+
+@socket_test
+async def test_a_gateway_port_that_cannot_be_bound_is_nacked_and_the_others_serve(tmp_path: Path) -> None:
+    import socket
+
+    two_servers = GATEWAY.replace(
+        '  - port: {number: PORT, name: http, protocol: HTTP}\n    hosts: ["*"]\n',
+        '  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ["*"]\n'
+        '  - port: {number: 8082, name: http-2, protocol: HTTP}\n    hosts: ["*"]\n',
+    )
+    istio, compose = project(tmp_path, two_servers)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        async with Upstream(named("web")) as web:
+            plane = ControlPlane(
+                ControlPlaneSettings(istio, compose, tmp_path / "state", port=0),
+                endpoints=lambda w, replica, port: web.address,
+            )
+            port = await plane.start()
+            me = ProxyIdentity("istio-ingressgateway", "istio-system", "istio-ingressgateway-service-account")
+            options = ProxyOptions(
+                admin_port=0, stats_port=0, ready_port=0, access_log=None, port_map=((80, 0), (8082, busy))
+            )
+            ident = Identity("gw", me.workload, me.namespace, me.service_account, plane.tokens.issue(me))
+            agent = ProxyAgent(options, control_plane=f"http://127.0.0.1:{port}", identity=ident)
+            await agent.start()
+            try:
+                await until(lambda: plane.push.proxies.get("gw") is not None and plane.push.proxies["gw"].nack_reason)
+                reason = plane.push.proxies["gw"].nack_reason
+                assert f"cannot listen on 127.0.0.1:{busy} (Gateway port 8082)" in reason
+                response = await fetch(agent.ports["gateway.80"], "/", host="example.com")
+                assert (response.status, response.body) == (200, b"web")  # the port it could open serves
+            finally:
+                await agent.stop()
+                await plane.stop()
