@@ -28,7 +28,7 @@ from sandbox.control import api
 from sandbox.control.ca import DEFAULT_WORKLOAD_TTL, MeshCA, WorkloadCertificate
 from sandbox.control.compile import EndpointResolver, UnknownProxy, compile, default_endpoints
 from sandbox.control.compile_clusters import endpoints_from_mapping
-from sandbox.control.debounce import DEFAULT_MAX_DELAY, DEFAULT_QUIET
+from sandbox.control.debounce import DEFAULT_MAX_DELAY, DEFAULT_QUIET, DEFAULT_SETTLE
 from sandbox.control.push import ProxyStatus, PushServer, SyncState
 from sandbox.control.store import ConfigStore, FileState, FileStatus
 from sandbox.control.tokens import ProxyIdentity, TokenAuthority
@@ -54,6 +54,7 @@ class ControlPlaneSettings:
     cert_ttl: dt.timedelta = DEFAULT_WORKLOAD_TTL
     quiet: float = DEFAULT_QUIET
     max_delay: float = DEFAULT_MAX_DELAY
+    settle: float = DEFAULT_SETTLE  # the quiet period after a write that says it is finished
     endpoints_file: Path | None = None  # {"<workload>": ["host:port", ...]}, re-read when it changes
     endpoint_port: int | None = None  # every endpoint is <node>:N (Compose: each replica's sidecar inbound)
 
@@ -96,6 +97,7 @@ class ControlPlane:
             self.on_update,
             quiet=settings.quiet,
             max_delay=settings.max_delay,
+            settle=settings.settle,
             endpoints_file=settings.endpoints_file,
         )
         self._cache: dict[str, tuple[str, str] | None] = {}  # workload -> (version, snapshot JSON)

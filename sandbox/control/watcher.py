@@ -26,7 +26,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from sandbox.control.debounce import DEFAULT_MAX_DELAY, DEFAULT_QUIET, Batch, DebounceDriver, Debouncer
+from sandbox.control.debounce import DEFAULT_MAX_DELAY, DEFAULT_QUIET, DEFAULT_SETTLE, Batch, DebounceDriver, Debouncer
 
 log = logging.getLogger(__name__)
 
@@ -190,11 +190,12 @@ class ConfigWatcher:
         *,
         quiet: float = DEFAULT_QUIET,
         max_delay: float = DEFAULT_MAX_DELAY,
+        settle: float = DEFAULT_SETTLE,
         endpoints_file: str | Path | None = None,
     ) -> None:
         self.scanner = ConfigScanner(istio_dir, compose_file, endpoints_file)
         self._on_update = on_update
-        self._debouncer: Debouncer[str] = Debouncer(quiet, max_delay)
+        self._debouncer: Debouncer[str] = Debouncer(quiet, max_delay, settle)
         self._driver: DebounceDriver[str] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._observer: BaseObserver | None = None

@@ -67,7 +67,11 @@ def test_the_api_serves_the_live_store_and_says_when_changes_are_pending(tmp_pat
     shutil.copy(BOOKINFO / "compose.yaml", compose)
 
     async def scenario() -> None:
-        plane = ControlPlane(ControlPlaneSettings(istio, compose, tmp_path / "state", port=0))
+        # a second of debounce: a change stays pending long enough to be seen as pending
+        settings = ControlPlaneSettings(
+            istio, compose, tmp_path / "state", port=0, quiet=1.0, max_delay=2.0, settle=1.0
+        )
+        plane = ControlPlane(settings)
         port = await plane.start()
         base = f"http://127.0.0.1:{port}/api/v1"
         me = ProxyIdentity("productpage-v1", "default", "bookinfo-productpage")
@@ -109,8 +113,8 @@ def test_the_api_serves_the_live_store_and_says_when_changes_are_pending(tmp_pat
             assert sync["synced"] and sync["pending"] == [] and sync["rejected"] == [str(istio / "broken.yaml")]
             assert [(p["proxy"], p["state"]) for p in sync["proxies"]] == [("pp", "SYNCED")]
 
-            (istio / "reviews.yaml").write_text(VS.format(subset="v2"))  # no event can have arrived yet
-            _, sync = await get("/sync")
+            (istio / "reviews.yaml").write_text(VS.format(subset="v2"))
+            _, sync = await get("/sync")  # on disk, not applied yet
             assert not sync["synced"] and str(istio / "reviews.yaml") in sync["pending"]
             for _ in range(500):
                 _, sync = await get("/sync")

@@ -257,3 +257,23 @@ def test_which_events_say_the_writer_is_done(event: str, dest: str, expected: bo
     from sandbox.control.watcher import settles
 
     assert settles(event, dest) is expected
+
+
+def test_dirty_names_files_that_changed_on_disk_since_the_last_scan(tmp_path: Path) -> None:
+    (tmp_path / "istio").mkdir()
+    (tmp_path / "istio" / "a.yaml").write_text("a")
+    (tmp_path / "compose.yaml").write_text("services: {}\n")
+    scanner = ConfigScanner(tmp_path / "istio", tmp_path / "compose.yaml")
+    scanner.scan()
+    assert scanner.dirty() == []
+    (tmp_path / "istio" / "a.yaml").write_text("changed")
+    (tmp_path / "istio" / "b.yaml").write_text("new")
+    (tmp_path / "compose.yaml").write_text("services: {x: {image: y}}\n")
+    assert scanner.dirty() == [
+        str(tmp_path / "istio" / "a.yaml"),
+        str(tmp_path / "istio" / "b.yaml"),
+        str(tmp_path / "compose.yaml"),
+    ]
+    scanner.scan()
+    (tmp_path / "istio" / "a.yaml").unlink()
+    assert scanner.dirty() == [str(tmp_path / "istio" / "a.yaml")]
