@@ -1,11 +1,13 @@
 """Sidecar data-path benchmark: one run, four paths to the same upstream, one Markdown table.
 
-    .venv/bin/python benchmarks/proxy_bench.py [--duration 5] [--connections 16] [--cpus 0]
+    .venv/bin/python benchmarks/proxy_bench.py [--duration 5] [--connections 16] [--cpus 0] [--baseline REV]
 
 (a) client -> upstream directly
 (b) client -> one sidecar (outbound listener, Host-routed, access log on) -> upstream
 (c) client -> nginx reverse proxy (one worker, keep-alive upstream) -> upstream
 (d) client -> outbound sidecar -> inbound sidecar -> upstream (a full mesh hop)
+(b0) with --baseline REV: path (b) with the sidecar code of git revision REV, in the same run, so a
+     before/after comparison shares the machine's conditions (on a shared VM they drift by the minute)
 
 The upstream is nginx returning a fixed 20-byte body, the same process for all four paths. Load
 comes from wrk (Debian `wrk`), or a small asyncio client when wrk is missing. For each path:
@@ -62,7 +64,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 10.0) -> None:
+def wait_port(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -91,14 +93,14 @@ class Children:
     cpus: list[int] | None
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    def start(self, argv: list[str], log: Path, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
         out = log.open("ab")
         cpus = self.cpus
         proc = subprocess.Popen(
             argv,
             stdout=out,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
+            cwd=cwd,
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
         self.procs.append(proc)
@@ -159,12 +161,23 @@ def write_snapshots(tmp: Path, upstream: int, inbound_b: int) -> tuple[Path, Pat
     return paths
 
 
-def start_sidecar(children: Children, tmp: Path, name: str, snapshot: Path, outbound: int, inbound: int) -> int:
+def start_sidecar(
+    children: Children, tmp: Path, name: str, snapshot: Path, outbound: int, inbound: int, source: Path = ROOT
+) -> int:
+    """`sandbox proxy` from the package under `source` (`python -m` puts the working directory first)."""
     argv = [sys.executable, "-m", "sandbox", "proxy", "--snapshot", str(snapshot)]
     argv += ["--outbound-port", str(outbound), "--inbound-port", str(inbound)]
     argv += ["--admin-port", str(free_port()), "--stats-port", str(free_port()), "--ready-port", str(free_port())]
     argv += ["--access-log", str(tmp / f"{name}.access.log")]
-    return children.start(argv, tmp / f"{name}.out").pid
+    return children.start(argv, tmp / f"{name}.out", cwd=source).pid
+
+
+def export_revision(rev: str, into: Path) -> Path:
+    """The `sandbox` package as of git revision `rev`, unpacked under `into`."""
+    into.mkdir()
+    archive = subprocess.run(["git", "archive", rev, "sandbox"], cwd=ROOT, capture_output=True, check=True, timeout=60)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True, timeout=60)
+    return into
 
 
 # --------------------------------------------------------------------------- load
@@ -301,6 +314,13 @@ def verdicts(rows: list[Row]) -> Iterator[str]:
     if one:
         added = one.latency.p50_ms - direct.latency.p50_ms
         yield f"- sidecar hop adds {added:.3f} ms p50 at c=1 (target <= 0.3 ms): {'met' if added <= 0.3 else 'MISSED'}"
+    old = next((r for r in rows if r.name.startswith("(b0)")), None)
+    if one and old:
+        cpu = next(iter(one.proxies.values()))[0] / next(iter(old.proxies.values()))[0]
+        yield (
+            f"- sidecar vs the baseline's ({old.name.partition('@')[2]}): req/s "
+            f"{one.throughput.rps / old.throughput.rps:.2f}x, CPU per request {cpu:.2f}x"
+        )
     rss = [m for r in rows if r.name[:3] in ("(b)", "(d)") for _, m in r.proxies.values()]
     if rss:
         yield f"- sidecar RSS max {max(rss):.1f} MB (target < 60 MB): {'met' if max(rss) < 60 else 'MISSED'}"
@@ -317,6 +337,9 @@ def main() -> int:
         "in the reference measurement: across vCPUs this VM adds wake-up latency that hides the proxies' cost",
     )
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also measure path (b) with the sidecar of this git revision (row b0)"
+    )
     args = parser.parse_args()
     cpus = None if args.cpus == "any" else [int(c) for c in args.cpus.split(",") if c.strip()] or None
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
@@ -337,11 +360,19 @@ def main() -> int:
             a1 = start_sidecar(children, tmp, "a1", direct_snap, a1_out, free_port())
             a2 = start_sidecar(children, tmp, "a2", mesh_snap, a2_out, free_port())
             b = start_sidecar(children, tmp, "b", server_snap, free_port(), b_in)
-            for port in (up, px, a1_out, a2_out, b_in):
+            ports = [up, px, a1_out, a2_out, b_in]
+            if args.baseline:
+                old_out = free_port()
+                old_src = export_revision(args.baseline, tmp / "baseline")
+                old = start_sidecar(children, tmp, "a0", direct_snap, old_out, free_port(), source=old_src)
+                ports.append(old_out)
+            for port in ports:
                 wait_port(port)
             host = "server:9080"
-            rows = [
-                measure("(a) direct", up, host, {}, args, cpus),
+            rows = [measure("(a) direct", up, host, {}, args, cpus)]
+            if args.baseline:
+                rows.append(measure(f"(b0) one sidecar @{args.baseline}", old_out, host, {"sidecar": old}, args, cpus))
+            rows += [
                 measure("(b) one sidecar", a1_out, host, {"sidecar": a1}, args, cpus),
                 measure("(c) nginx", px, host, {"nginx": proxy.pid}, args, cpus),
                 measure("(d) two sidecars", a2_out, host, {"outbound": a2, "inbound": b}, args, cpus),

@@ -606,7 +606,8 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
-        self._cancel_timer()
+        if self.timer is not None:
+            self._cancel_timer()
         timer = self.route_timer
         if timer is not None:
             self.route_timer = None

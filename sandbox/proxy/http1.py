@@ -79,9 +79,10 @@ def split_authority(authority: str, default_port: int) -> tuple[str, int]:
 
 def response_head_bytes(status: int, headers: list[tuple[bytes, bytes]], extra: bytes) -> bytes:
     """Serialise a response head from raw header pairs (kept as pairs: set-cookie repeats)."""
+    line = _STATUS_LINES.get(status) or status_line(status)
     if not headers:
-        return status_line(status) + extra + b"\r\n"
-    return b"%s%s\r\n%s\r\n" % (status_line(status), b"\r\n".join(map(b": ".join, headers)), extra)
+        return line + extra + b"\r\n"
+    return b"%s%s\r\n%s\r\n" % (line, b"\r\n".join(map(b": ".join, headers)), extra)
 
 
 def chunk(data: bytes) -> bytes:

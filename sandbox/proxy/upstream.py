@@ -240,7 +240,8 @@ class EndpointPool:
         """An exchange finished with `conn`: hand it to a waiter, park it idle, or close it."""
         conn.requests += 1
         conn.sink = None
-        if not reusable or conn.closed or self.retired or self.state.breaker.connection_exhausted(conn.requests):
+        per_connection = self.state.breaker.limits.max_requests_per_connection  # 0: unlimited
+        if not reusable or conn.closed or self.retired or (per_connection and conn.requests >= per_connection):
             conn.close()
             return
         if self.waiters:
