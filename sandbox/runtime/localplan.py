@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sandbox.mesh.topology import Topology, Workload
+from sandbox.mesh.topology import Interception, Topology, Workload
 from sandbox.runtime.base import PROXY_SUFFIX, ComponentKind
 from sandbox.runtime.project import ProxyRecord, node_name
 from sandbox.runtime.supervisor import Probe, ProcessSpec
@@ -136,6 +136,11 @@ def build(
     for workload in topology.workloads:
         if workload.builtin:
             continue
+        if workload.inject and workload.interception is Interception.IPTABLES:
+            plan.warnings.append(
+                f"workload '{workload.name}' asks for x-sandbox.interception: iptables; the local runtime captures "
+                "its outbound traffic through HTTP_PROXY only (transparent capture needs --runtime compose)"
+            )
         replicas = []
         for replica in range(workload.replicas):
             node = node_name(workload.name, replica, workload.replicas)

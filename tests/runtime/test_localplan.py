@@ -156,3 +156,19 @@ def test_prometheus_scrapes_every_sidecar_and_the_control_plane(tmp_path: Path) 
 def test_clean_env_drops_proxy_settings_in_any_case() -> None:
     env = clean_env({"PATH": "/bin", "http_proxy": "x", "No_Proxy": "y", "ALL_PROXY": "z"})
     assert env == {"PATH": "/bin", "PYTHONUNBUFFERED": "1"}
+
+
+def test_transparent_interception_is_a_warning_on_the_local_runtime(tmp_path: Path) -> None:
+    compose = COMPOSE.replace(
+        "x-sandbox: {port: 9000, replicas: 2,", "x-sandbox: {port: 9000, replicas: 2, interception: iptables,"
+    )
+    (tmp_path / "api").write_text("")
+    topology = parse_compose(compose, str(tmp_path / "compose.yaml"))
+    paths = Paths(tmp_path / "compose.yaml", tmp_path / "istio", tmp_path / "ca", tmp_path / "logs", tmp_path / "run")
+    ports = itertools.count(30000)
+    plan = build(topology, paths, Tools("/py", prometheus="/p"), {}, lambda: next(ports), lambda w: "t")
+    assert plan.warnings == [
+        "workload 'api-v1' asks for x-sandbox.interception: iptables; the local runtime captures its outbound "
+        "traffic through HTTP_PROXY only (transparent capture needs --runtime compose)"
+    ]
+    assert plan.spec("api-v1-1").env["HTTP_PROXY"].startswith("http://127.0.0.1:")
