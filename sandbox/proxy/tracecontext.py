@@ -53,18 +53,25 @@ class TraceContext:
         )
 
 
-def _hex(value: str | None, *lengths: int) -> str | None:
+_ID = (16, 32)  # trace id lengths (64- or 128-bit)
+_SPAN = (16,)
+
+
+def _hex(value: str | None, lengths: tuple[int, ...]) -> str | None:
     if value is None:
         return None
-    value = value.strip().lower()
-    if len(value) in lengths and _HEX.issuperset(value) and value.strip("0"):
-        return value
-    return None
+    if len(value) not in lengths or not _HEX.issuperset(value):  # ids usually arrive clean: skip the copies
+        value = value.strip().lower()
+        if len(value) not in lengths or not _HEX.issuperset(value):
+            return None
+    return value if value.strip("0") else None
 
 
 def _sampled(value: str | None) -> bool | None:
     if value is None:
         return None
+    if value == "1":
+        return True
     v = value.strip().lower()
     if v in ("1", "true", "d"):
         return True
@@ -83,15 +90,15 @@ class Incoming:  # treat as immutable (not frozen: built per request, and frozen
 
 def extract(headers: dict[str, str]) -> Incoming | None:
     """The trace context a request carries, or None (header names are lowercase)."""
-    trace_id = _hex(headers.get("x-b3-traceid"), 16, 32)
+    trace_id = _hex(headers.get("x-b3-traceid"), _ID)
     if trace_id is not None:
         sampled = _sampled(headers.get("x-b3-sampled"))
         if headers.get("x-b3-flags", "").strip() == "1":
             sampled = True
         return Incoming(
             trace_id,
-            _hex(headers.get("x-b3-spanid"), 16),
-            _hex(headers.get("x-b3-parentspanid"), 16),
+            _hex(headers.get("x-b3-spanid"), _SPAN),
+            _hex(headers.get("x-b3-parentspanid"), _SPAN),
             sampled,
         )
     single = headers.get("b3")
@@ -99,16 +106,16 @@ def extract(headers: dict[str, str]) -> Incoming | None:
         parts = single.strip().split("-")
         if len(parts) == 1:
             return None  # sampling-only form ("0", "1", "d"): no context to continue
-        trace_id = _hex(parts[0], 16, 32)
+        trace_id = _hex(parts[0], _ID)
         if trace_id is not None and len(parts) >= 2:
             sampled = _sampled(parts[2]) if len(parts) >= 3 else None
-            parent = _hex(parts[3], 16) if len(parts) >= 4 else None
-            return Incoming(trace_id, _hex(parts[1], 16), parent, sampled)
+            parent = _hex(parts[3], _SPAN) if len(parts) >= 4 else None
+            return Incoming(trace_id, _hex(parts[1], _SPAN), parent, sampled)
     parent_header = headers.get("traceparent")
     if parent_header:
         parts = parent_header.strip().lower().split("-")
         if len(parts) >= 4 and parts[0] != "ff" and len(parts[0]) == 2:
-            trace_id, span_id, flags = _hex(parts[1], 32), _hex(parts[2], 16), parts[3]
+            trace_id, span_id, flags = _hex(parts[1], (32,)), _hex(parts[2], _SPAN), parts[3]
             if trace_id and span_id and len(flags) == 2 and _HEX.issuperset(flags):
                 return Incoming(trace_id, span_id, None, bool(int(flags, 16) & 1))
     return None
