@@ -134,3 +134,46 @@ def test_an_unknown_build_mode_is_refused() -> None:
     with pytest.raises(RuntimeFailure, match="SANDBOX_IMAGE_BUILD"):
         ImageSettings.from_env({"SANDBOX_IMAGE_BUILD": "sometimes"})
     assert ImageSettings.from_env({"SANDBOX_IMAGE_BUILD": "offline"}).build_mode == "offline"
+
+
+@dataclass
+class ImagesOnEngine:
+    """The part of Engine `_plan_services` reads: which images the engine has."""
+
+    present: set[str]
+
+    def image_id(self, reference: str) -> str | None:
+        return f"sha256:{reference}" if reference in self.present else None
+
+
+@pytest.mark.parametrize(
+    ("offline_base", "present", "console", "prometheus", "tracing"),
+    [
+        (None, set(), True, "prom/prometheus:v2.53.0", "jaeger"),  # online: Compose pulls the pinned images
+        ("base:offline", set(), True, "base:offline", "console"),  # offline: the base's Prometheus, console spans
+        ("base:offline", set(), False, "base:offline", None),  # ... and no tracing without a console
+        ("base:offline", {"prom/prometheus:v2.53.0", "jaegertracing/all-in-one:1.57"}, True, None, "jaeger"),
+    ],
+)
+def test_offline_the_upstream_images_fall_back_to_what_the_engine_has(
+    monkeypatch: pytest.MonkeyPatch,
+    offline_base: str | None,
+    present: set[str],
+    console: bool,
+    prometheus: str | None,
+    tracing: str | None,
+) -> None:
+    from sandbox.runtime.base import RecordingProgress
+
+    monkeypatch.setattr(compose_module, "console_available", lambda: console)
+    progress = RecordingProgress()
+    images, chosen = ComposeRuntime()._plan_services(
+        ImagesOnEngine(present),  # type: ignore[arg-type]
+        upstream_images({}),
+        offline_base,
+        progress,
+    )
+    assert chosen == tracing
+    assert images.prometheus == (prometheus or "prom/prometheus:v2.53.0")
+    assert images.debian_prometheus == (prometheus == "base:offline")
+    assert bool(progress.warnings) == (tracing is None)  # tracing off is said, never silent
