@@ -53,7 +53,7 @@ def render(
 
     Exit status: 0 written, 1 the inputs have errors (listed on stderr), 2 unusable arguments.
     """
-    from sandbox.runtime.compose import write_rendered
+    from sandbox.runtime.compose_project import write_rendered
 
     project, rendered = _render(compose_file, istio, output, image, tracing)
     directory = output or _default_dir(project)
@@ -78,7 +78,7 @@ def inject(
     which it mounts, is written to .sandbox/compose/ beside the compose file.
     Exit status: 0 printed, 1 the inputs have errors (listed on stderr), 2 unusable arguments.
     """
-    from sandbox.runtime.compose import write_rendered
+    from sandbox.runtime.compose_project import write_rendered
 
     project, rendered = _render(compose_file, istio, None, image, tracing)
     directory = _default_dir(project)
@@ -87,7 +87,7 @@ def inject(
 
 
 def _default_dir(project: Project) -> Path:
-    from sandbox.runtime.compose import compose_dir
+    from sandbox.runtime.compose_project import compose_dir
 
     return compose_dir(project)
 
@@ -99,7 +99,7 @@ def _render(
 
     from sandbox.mesh.topology import load_compose
     from sandbox.runtime.base import RuntimeFailure
-    from sandbox.runtime.compose import console_available, render_project, upstream_images
+    from sandbox.runtime.compose_project import console_available, render_project, upstream_images
     from sandbox.runtime.project import ProjectNotFound, find_project
 
     if tracing not in TRACING:

@@ -12,8 +12,10 @@ import pytest
 
 from sandbox.mesh.topology import parse_compose
 from sandbox.runtime import compose as compose_module
+from sandbox.runtime import compose_project
 from sandbox.runtime.base import ComponentKind, RuntimeFailure
-from sandbox.runtime.compose import ComposeRuntime, components, upstream_images
+from sandbox.runtime.compose import ComposeRuntime
+from sandbox.runtime.compose_project import components, upstream_images
 from sandbox.runtime.compose_render import Rendered
 from sandbox.runtime.docker_engine import ContainerInfo, EngineUnavailable
 from sandbox.runtime.image import ImageSettings, content_hash, requirements, stage_context
@@ -85,13 +87,13 @@ def test_preflight_without_an_engine_names_the_way_out(tmp_path: Path) -> None:
 
 
 def test_compose_v1_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compose_module.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(compose_project.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(
-        compose_module.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, b"", b"unknown command")
+        compose_project.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, b"", b"unknown command")
     )
-    assert compose_module.compose_command() == ["/usr/bin/docker-compose"]
-    monkeypatch.setattr(compose_module.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, b"", b""))
-    assert compose_module.compose_command() == ["/usr/bin/docker", "compose"]
+    assert compose_project.compose_command() == ["/usr/bin/docker-compose"]
+    monkeypatch.setattr(compose_project.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, b"", b""))
+    assert compose_project.compose_command() == ["/usr/bin/docker", "compose"]
 
 
 def test_upstream_images_are_pinned_and_overridable() -> None:
