@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from sandbox.control.snapshot import PASSTHROUGH_CLUSTER, Endpoint
 from sandbox.proxy import http1
+from sandbox.proxy.accesslog import start_time_text
 from sandbox.proxy.balancing import Host, Passthrough
 from sandbox.proxy.cluster import ClusterState
 from sandbox.proxy.context import ForwardContext
@@ -192,6 +193,27 @@ class Exchange:
     @property
     def operation(self) -> str:
         return self.decision.operation if self.decision is not None else ""
+
+    def text_line(self) -> str:
+        """accesslog.format_line(self), written against this class's own fields (no property calls,
+        the fields this data path never sets printed as `-`): it runs once per request. A test holds
+        the two equal."""
+        head = self.head
+        headers = head.headers
+        down = self.down
+        cluster = self.cluster
+        decision = self.decision
+        st = self.service_time
+        return (
+            f'[{start_time_text(self.start_time)}] "{head.method or "-"} {head.path or "-"} '
+            f'{"HTTP/1.0" if self.http10 else "HTTP/1.1"}" {self.response_code} {self.flags or "-"} - - "-" '
+            f"{self.bytes_received} {self.bytes_sent} {int(self.duration * 1000)} {st if st >= 0 else '-'} "
+            f'"{headers.get("x-forwarded-for") or "-"}" "{headers.get("user-agent") or "-"}" '
+            f'"{self.request_id or "-"}" '
+            f'"{head.authority or "-"}" "{self.upstream_host or "-"}" {cluster.name if cluster is not None else "-"} - '
+            f"{down.local_address or '-'} {down.remote_address or '-'} - "
+            f"{(decision.route_name if decision is not None else '') or '-'}\n"
+        )
 
     # ------------------------------------------------------------------ downstream events
 
@@ -646,7 +668,8 @@ class Exchange:
                 self.edge = telemetry.outbound_edge(self.endpoint, service, False)
             else:
                 self.edge = telemetry.inbound_edge(self.peer_header, None, service, False)
-            telemetry.finish(self)
+            access_log = telemetry.access_log
+            telemetry.finish(self, self.text_line() if access_log is not None and access_log.text else None)
         if ctx.on_complete is not None:
             ctx.on_complete(self)
 

@@ -90,7 +90,9 @@ class Telemetry:
         """This proxy's metadata header value, for the requests it sends."""
         return self._self_peer[False].to_header()
 
-    def finish(self, rec: LogRecord) -> None:
+    def finish(self, rec: LogRecord, text_line: str | None = None) -> None:
+        """Count `rec` in the metrics, queue its span, log it. `text_line` is its access log line in
+        the TEXT format when the caller made it already (the data path does: access_log.text)."""
         edge = rec.edge
         if edge is not None:
             self.metrics.record_http(
@@ -105,8 +107,12 @@ class Telemetry:
         trace = rec.trace
         if trace is not None and trace.sampled and self.spans is not None:
             self.spans.submit(rec)
-        if self.access_log is not None:
-            self.access_log.log(rec)
+        access_log = self.access_log
+        if access_log is not None:
+            if text_line is not None and access_log.text:
+                access_log.log_line(text_line)
+            else:
+                access_log.log(rec)
 
     async def run(self) -> None:
         """Run the access-log flusher and the span sender until cancelled."""

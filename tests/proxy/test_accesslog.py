@@ -107,3 +107,11 @@ def test_json_encoding_uses_istios_keys() -> None:
     log.log(rec)
     log.flush()
     assert json.loads(writes[0])["request_id"] == "r2"
+
+
+def test_whole_millisecond_service_times_print_exactly() -> None:
+    # 1.001 s * 1000 is 1000.9999999999999 in floats: truncating it printed 1000.
+    for ms in (1, 29, 1001, 1003, 60007):
+        rec = RequestRecord(T0, upstream_service_time=ms / 1000)
+        assert f" 0 0 0 {ms} " in format_line(rec)
+        assert json.loads(format_json(rec))["upstream_service_time"] == ms

@@ -12,7 +12,8 @@ from dataplane_support import Upstream, compose_for, fetch, mesh_snapshot, runni
 from prometheus_client.parser import text_string_to_metric_families
 
 from sandbox.control.snapshot import Endpoint, ProxyIdentity
-from sandbox.proxy.accesslog import AccessLog
+from sandbox.proxy.accesslog import AccessLog, format_line
+from sandbox.proxy.forwarder import Exchange
 from sandbox.proxy.metrics import Peer
 from sandbox.proxy.record import RequestRecord, detached
 from sandbox.proxy.telemetry import Telemetry
@@ -174,3 +175,21 @@ def test_detached_copies_every_field_of_a_record_like_object() -> None:
     copy = detached(view)  # type: ignore[arg-type]
     assert all(getattr(copy, f.name) == getattr(rec, f.name) for f in dataclasses.fields(RequestRecord))
     assert detached(rec) is rec
+
+
+@socket_test
+async def test_the_data_paths_own_access_line_is_the_generic_format() -> None:
+    # Exchange.text_line() is format_line(exchange) written for speed: they must never drift apart.
+    compose = compose_for(("productpage-v1", "productpage", "v1"), ("reviews-v1", "reviews", "v1"))
+    seen: list[Exchange] = []
+    async with Upstream() as up:
+        snapshot = mesh_snapshot(compose, "", "productpage-v1", {"reviews-v1": up.address})
+        async with running_sidecar(snapshot) as sc:
+            sc.sidecar.outbound.ctx.on_complete = seen.append
+            headers = {"user-agent": "ua/1", "x-forwarded-for": "10.1.2.3"}
+            await fetch(sc.outbound, "/reviews/0?x=1", host="reviews:9080", headers=headers)
+            await fetch(sc.outbound, "/missing", host="nowhere:9080")  # no service: another path, no route name
+            await fetch(sc.outbound, "/", host="reviews:9080", headers={"connection": "close"})
+    assert len(seen) == 3
+    for exchange in seen:
+        assert exchange.text_line() == format_line(exchange)
