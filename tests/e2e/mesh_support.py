@@ -27,6 +27,7 @@ from sandbox.mesh.loader import load_text
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
 UP_TIMEOUT = 120.0  # seconds for `sandbox up` on a busy two-core machine
+COMPOSE_UP_TIMEOUT = 1500.0  # the compose runtime may build its image first (minutes on two busy cores)
 SYNC_TIMEOUT = 20.0
 T = TypeVar("T")
 
@@ -142,16 +143,17 @@ class Mesh:
 
     def _wait_synced(self, written: list[Path]) -> None:
         before = self._generation
-        expected = {str(p.resolve()) for p in written}
+        # the control plane names files as it sees them (in a container: under its mount point)
+        expected = {"/" + p.relative_to(self.istio).as_posix() for p in written}
 
         def taken() -> dict[str, Any] | None:
             config = self._configz()
             if config["generation"] <= before:
                 return None
-            files = {f["file"]: f for f in config["files"]}
-            if not expected <= files.keys():
+            files = {e: f for f in config["files"] for e in expected if f["file"].endswith(e)}
+            if files.keys() != expected:
                 return None
-            rejected = [f for name, f in files.items() if name in expected and f["state"] != "ok"]
+            rejected = [f for f in files.values() if f["state"] != "ok"]
             assert not rejected, f"the control plane rejected: {rejected}"
             return config
 
@@ -173,16 +175,32 @@ class Mesh:
         return self.sandbox(*args).stdout
 
 
+RUNTIMES = ("local", "compose")
+
+
+def engine_ready() -> bool:
+    """A Docker engine with Compose answers (what the compose runtime needs)."""
+    try:
+        from sandbox.runtime.compose import compose_command
+        from sandbox.runtime.docker_engine import engine_available
+
+        compose_command()
+    except Exception:
+        return False
+    return engine_available()
+
+
 @contextlib.contextmanager
-def running_mesh(sample: str, workdir: Path) -> Iterator[Mesh]:
-    """samples/<sample> copied to `workdir`, up on the local runtime with a free ingress port."""
+def running_mesh(sample: str, workdir: Path, runtime: str = "local") -> Iterator[Mesh]:
+    """samples/<sample> copied to `workdir`, up on `runtime` with a free ingress port."""
     directory = workdir / sample
     shutil.copytree(SAMPLES / sample, directory, ignore=shutil.ignore_patterns(".sandbox", "__pycache__"))
     compose = directory / "compose.yaml"
     compose.write_text(f"x-sandbox: {{ingress: {{port: {free_port()}}}}}\n" + compose.read_text())
     mesh = Mesh(directory)
     started = time.monotonic()
-    up = mesh.sandbox("up", "-f", str(compose), "--runtime", "local", "--detach", timeout=UP_TIMEOUT, check=False)
+    timeout = UP_TIMEOUT if runtime == "local" else COMPOSE_UP_TIMEOUT
+    up = mesh.sandbox("up", "-f", str(compose), "--runtime", runtime, "--detach", timeout=timeout, check=False)
     try:
         assert up.returncode == 0, f"sandbox up failed:\n{up.stdout}\n{up.stderr}"
         mesh.record = json.loads((directory / ".sandbox" / "mesh.json").read_text())
@@ -190,7 +208,7 @@ def running_mesh(sample: str, workdir: Path) -> Iterator[Mesh]:
         mesh._generation = int(mesh._configz()["generation"])
         yield mesh
     finally:
-        mesh.sandbox("down", "-f", str(compose), check=False, timeout=60)
+        mesh.sandbox("down", "-f", str(compose), check=False, timeout=300)
 
 
 # --------------------------------------------------------------------------- a browser for Bookinfo

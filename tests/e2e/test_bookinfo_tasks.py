@@ -11,14 +11,18 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from mesh_support import REVIEWS_ERROR, Browser, Mesh, poll, reviews_shown, running_mesh
+from mesh_support import REVIEWS_ERROR, RUNTIMES, Browser, Mesh, engine_ready, poll, reviews_shown, running_mesh
 
-pytestmark = pytest.mark.slow
+from tests.conftest import require
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the compose runtime may build its image
 
 
-@pytest.fixture(scope="module")
-def bookinfo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    with running_mesh("bookinfo", tmp_path_factory.mktemp("e2e")) as mesh:
+@pytest.fixture(scope="module", params=RUNTIMES)
+def bookinfo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    if request.param == "compose":
+        require(engine_ready(), "no Docker engine with Compose (run ../shared/docker/ensure-engine)")
+    with running_mesh("bookinfo", tmp_path_factory.mktemp("e2e"), request.param) as mesh:
         yield mesh
 
 
