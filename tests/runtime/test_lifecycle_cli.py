@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,18 @@ def test_status_table(tmp_path: Path) -> None:
     assert "web           app           restarting  3" in text
     assert any(line.split() == ["web", "web", "v1", "default", "1/2", "STALE"] for line in lines)
     assert "  console     off" in text and "  ingress     http://127.0.0.1:8080" in text
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_up_treats_sigterm_and_sighup_as_ctrl_c(signum: signal.Signals) -> None:
+    from sandbox.commands.lifecycle import _signals_as_interrupts
+
+    before = signal.getsignal(signum)
+    restore = _signals_as_interrupts()
+    try:
+        with pytest.raises(KeyboardInterrupt):  # the foreground up stops the mesh on this
+            os.kill(os.getpid(), signum)
+            time.sleep(5)  # the handler runs before this ends
+    finally:
+        restore()
+    assert signal.getsignal(signum) == before

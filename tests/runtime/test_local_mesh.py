@@ -291,11 +291,11 @@ def test_down_leaves_no_process_behind(mesh: Mesh) -> None:
 
 
 def test_a_component_that_does_not_become_ready_stops_everything(tmp_path: Path) -> None:
-    crashing = COMPOSE.replace("api, v2]}}", 'api, v2], env: {{CRASH: "1"}}}}')
+    crashing = COMPOSE.split("  api-v1:")[0].replace('env: {{UPSTREAM: "api:9000"}}', 'env: {{CRASH: "1"}}')
     write_project(tmp_path, free_port(), crashing)
     result = sandbox("up", "--detach", "--runtime", "local", "-f", str(tmp_path / "compose.yaml"))
     assert result.returncode == 1
-    assert "api-v2 did not become ready: it exited with status 3" in result.stderr
+    assert "web-v1 did not become ready: it exited with status 3" in result.stderr
     assert "boom: this app cannot start" in result.stderr  # the tail of its log
     assert "Everything that was started has been stopped." in result.stderr
     assert processes_of(tmp_path) == []
@@ -317,6 +317,7 @@ def test_a_taken_ingress_port_stops_up_before_anything_starts(tmp_path: Path) ->
 
 
 def test_ctrl_c_on_a_foreground_up_stops_everything(tmp_path: Path) -> None:
+    """(SIGTERM takes the same path: test_lifecycle_cli.py checks it becomes the same interrupt.)"""
     one = COMPOSE.split("  api-v1:")[0].replace(', env: {UPSTREAM: "api:9000"}', "")
     write_project(tmp_path, free_port(), one)
     up = subprocess.Popen(
