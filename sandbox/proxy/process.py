@@ -161,13 +161,18 @@ class Sidecar:
         return Cluster(name=il.cluster, service="", port=il.port, endpoints=(app,))
 
     def _inbound_decision(self, il: InboundListener) -> RouteDecision:
-        # Istio's inbound route: everything to the app, no timeout, no retries.
+        # Istio's inbound route: everything to the app, no timeout, no retries, and the span named
+        # after the workload's own service (TraceOperation(service hostname, port)), whatever the Host.
+        identity = self.snapshot.identity
+        service = f"{identity.app}.{identity.namespace}.{DOMAIN_SUFFIX}" if identity.app else ""
         return RouteDecision(
             DecisionKind.FORWARD,
             cluster=il.cluster,
             retry=NO_RETRY,
             route_name="default",
             virtual_host=f"inbound|http|{il.port}",
+            service=service,
+            operation=f"{service}:{il.port}/*" if service else "",
         )
 
     # ------------------------------------------------------------------ routers
@@ -191,13 +196,13 @@ class Sidecar:
             if not self._inbound:
                 return no_route()
             entry = next(iter(self._inbound.values()))  # a loopback runtime: one app port per sidecar
-        il, decision = entry
-        # The destination service FQDN the request named (its Host), for telemetry and the span name.
+        decision = entry[1]
+        # The destination service FQDN the request named (its Host), for telemetry.
         host = http1.split_authority(head.authority, 0)[0].lower()
         if not host or host[0].isdigit() or host.startswith("[") or host == "localhost":
             return decision
         service = host if "." in host else f"{host}.{self.snapshot.identity.namespace}.{DOMAIN_SUFFIX}"
-        return dataclasses.replace(decision, service=service, operation=f"{service}:{il.port}/*")
+        return dataclasses.replace(decision, service=service)
 
     def route_gateway(self, port: int) -> Callable[[RequestHead], RouteDecision]:
         """A gateway listener routes with its Gateway server port's table, whatever port it binds
