@@ -12,6 +12,8 @@ container): one mesh per module. Needs an engine (CI runs ../shared/docker/ensur
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -138,7 +140,8 @@ class Mesh:
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     require(engine_ready(), "no Docker engine with Compose (run ../shared/docker/ensure-engine)")
-    directory = tmp_path_factory.mktemp("composemesh")
+    # The directory's name is the Compose project's: unique per run, so parallel runs never share one.
+    directory = tmp_path_factory.mktemp(f"composemesh-{os.getpid()}-{secrets.token_hex(3)}", numbered=False)
     create(directory, force=True)
     port = free_port()
     (directory / "compose.yaml").write_text(COMPOSE.format(port=port))
