@@ -7,6 +7,7 @@ runtimes. Codes (SBX5xx, runtime):
   SBX503  unknown runtime
   SBX504  a host port the mesh needs is already taken (with who holds it, when known)
   SBX505  the local runtime cannot start a workload (no x-sandbox.local.command)
+  SBX506  the compose runtime has no Docker engine or Compose to run with (runtime/compose.py)
 Errors from the topology (SBX3xx), the loader and the analyzer stop `up` as well; warnings do
 not (they are printed).
 """
