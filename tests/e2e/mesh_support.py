@@ -1,6 +1,7 @@
 """A whole mesh for end-to-end tests: a sample copied to a temporary directory and brought up with
-`sandbox up --runtime local --detach` on a free ingress port, driven as a user drives it (HTTP
-through the ingress, rule files applied and waited for, `sandbox logs`), and `sandbox down`.
+`sandbox up --runtime local|compose --detach` on a free ingress port, driven as a user drives it
+(HTTP through the ingress, `sandbox apply -f` / `sandbox delete` + `sandbox wait --synced`,
+`sandbox logs`), and `sandbox down`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sandbox.mesh.loader import load_text
+from sandbox.mesh.loader import load_paths
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -66,7 +67,7 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 class Mesh:
     directory: Path
     record: dict[str, Any] = field(default_factory=dict)
-    applied: set[Path] = field(default_factory=set)
+    applied: set[tuple[str, str, str]] = field(default_factory=set)  # (kind, namespace, name)
 
     @property
     def compose(self) -> Path:
@@ -101,73 +102,28 @@ class Mesh:
 
     # -- rules -----------------------------------------------------------------------------------
     def apply(self, *files: str) -> None:
-        """`kubectl apply -f` for each file (networking/ names): every resource goes to its own file
-        under istio/applied/ (so a later file replaces a resource of the same kind and name, as
-        in Kubernetes), then wait until the control plane took it and every proxy ACKed."""
-        target = self.istio / "applied"
-        target.mkdir(exist_ok=True)
-        written: list[Path] = []
+        """`sandbox apply -f` each networking/ file in turn (as the task's `kubectl apply -f` steps;
+        a later file replaces a resource an earlier one made), then `sandbox wait --synced`."""
         for name in files:
-            text = (self.directory / "networking" / name).read_text()
-            for chunk in re.split(r"(?m)^---\s*$", text):
-                loaded = load_text(chunk, name)
-                if not loaded.resources:
-                    continue
-                [resource] = loaded.resources
-                path = target / f"{resource.kind.lower()}-{resource.namespace}-{resource.name}.yaml"
-                if not path.exists() or path.read_text() != chunk:
-                    written.append(path)
-                    self._write(path, chunk)
-        if written:
-            self._wait_synced(written)
+            path = self.directory / "networking" / name
+            self.sandbox("apply", "-f", str(path))
+            for resource in load_paths([str(path)]).resources:
+                self.applied.add((resource.kind, resource.namespace, resource.name))
+        self.wait()
 
     def reset(self) -> None:
-        """Delete everything applied (back to what `up` applied)."""
-        target = self.istio / "applied"
-        removed = list(target.glob("*.yaml")) if target.exists() else []
-        for path in removed:
-            path.unlink()
-        if removed:
-            self._wait_synced([])
+        """`sandbox delete` what the test applied, routes before the subsets they use, and wait."""
+        kinds = sorted({kind for kind, _, _ in self.applied}, key=lambda k: (k != "VirtualService", k))
+        for kind in kinds:
+            for namespace in sorted({ns for k, ns, _ in self.applied if k == kind}):
+                names = sorted(n for k, ns, n in self.applied if (k, ns) == (kind, namespace))
+                self.sandbox("delete", kind.lower(), *names, "-n", namespace)
+        if self.applied:
+            self.applied.clear()
+            self.wait()
 
-    def _write(self, path: Path, text: str) -> None:
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(text)
-        temporary.replace(path)  # atomic, as an editor's save-by-rename
-
-    def _configz(self) -> dict[str, Any]:
-        status, body = http_get(self.control_plane + "/debug/configz")
-        assert status == 200, body
-        data: dict[str, Any] = json.loads(body)
-        return data
-
-    def _wait_synced(self, written: list[Path]) -> None:
-        before = self._generation
-        # the control plane names files as it sees them (in a container: under its mount point)
-        expected = {"/" + p.relative_to(self.istio).as_posix() for p in written}
-
-        def taken() -> dict[str, Any] | None:
-            config = self._configz()
-            if config["generation"] <= before:
-                return None
-            files = {e: f for f in config["files"] for e in expected if f["file"].endswith(e)}
-            if files.keys() != expected:
-                return None
-            rejected = [f for f in files.values() if f["state"] != "ok"]
-            assert not rejected, f"the control plane rejected: {rejected}"
-            return config
-
-        config = poll(taken, SYNC_TIMEOUT, f"the control plane to load {sorted(expected) or 'the deletion'}")
-        self._generation = int(config["generation"])
-
-        def synced() -> bool:
-            _, body = http_get(self.control_plane + "/debug/syncz")
-            proxies = json.loads(body)
-            return all(p["versionAcked"] == p["versionCurrent"] for p in proxies if p["connected"])
-
-        poll(synced, SYNC_TIMEOUT, "every proxy to ACK the new config")
-
-    _generation: int = 0
+    def wait(self) -> None:
+        self.sandbox("wait", "--synced", "--timeout", f"{SYNC_TIMEOUT:g}s", "-f", str(self.compose))
 
     # -- observing ---------------------------------------------------------------------------------
     def logs(self, workload: str, *, proxy: bool = False) -> str:
@@ -205,7 +161,6 @@ def running_mesh(sample: str, workdir: Path, runtime: str = "local") -> Iterator
         assert up.returncode == 0, f"sandbox up failed:\n{up.stdout}\n{up.stderr}"
         mesh.record = json.loads((directory / ".sandbox" / "mesh.json").read_text())
         mesh.record["up_seconds"] = time.monotonic() - started
-        mesh._generation = int(mesh._configz()["generation"])
         yield mesh
     finally:
         mesh.sandbox("down", "-f", str(compose), check=False, timeout=300)
