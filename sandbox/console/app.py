@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from sandbox.console.store import DEFAULT_MAX_SPANS, DEFAULT_MAX_TRACES, TraceSt
 from sandbox.console.tracesource import JaegerTraces, LocalTraces, TraceSource
 from sandbox.console.views import WorkloadInfo, format_age, format_duration, overview, trace_view
 from sandbox.runtime.project import MeshRecord, Project, read_record
+from sandbox.signals import until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -264,12 +264,8 @@ def run(settings: ConsoleSettings) -> int:
             log.error("cannot listen on %s:%d: %s", settings.bind, settings.port, reason)
             await console.stop()
             return 1
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         try:
-            await stop.wait()
+            await until_stopped()
         finally:
             await console.stop()
         return 0

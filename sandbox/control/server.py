@@ -13,7 +13,6 @@ import asyncio
 import datetime as dt
 import json
 import logging
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from sandbox.control.watcher import ConfigWatcher, WatchUpdate
 from sandbox.mesh.diagnostics import Diagnostic, Severity
 from sandbox.mesh.topology import Workload, parse_compose
 from sandbox.runtime.project import node_name
+from sandbox.signals import until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -330,12 +330,8 @@ def run(settings: ControlPlaneSettings) -> int:
             where = f"{settings.host}:{settings.port}"
             print(f"error: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
             return 2
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         try:
-            await stop.wait()
+            await until_stopped()
         finally:
             await plane.stop()
         return 0
