@@ -20,7 +20,6 @@ from sandbox.mesh.diagnostics import Diagnostic, Severity
 FORMATS = ("text", "json", "sarif")
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
-JSON_KEYS = ("code", "severity", "message", "file", "line", "column", "path", "resource")
 
 
 def render(diagnostics: Sequence[Diagnostic], fmt: str) -> str:
@@ -34,17 +33,7 @@ def render(diagnostics: Sequence[Diagnostic], fmt: str) -> str:
 
 
 def as_json(d: Diagnostic) -> dict[str, Any]:
-    values = {
-        "code": d.code,
-        "severity": str(d.severity),
-        "message": d.message,
-        "file": d.file,
-        "line": d.line,
-        "column": d.column,
-        "path": d.path,
-        "resource": d.resource,
-    }
-    return {key: values[key] for key in JSON_KEYS}
+    return d.to_data()
 
 
 def artifact_uri(file: str) -> str:

@@ -79,19 +79,7 @@ def status_json(status: FileStatus) -> dict[str, Any]:
         "lastGood": status.last_good,
         "changed": status.changed,
         "resources": list(status.resources),
-        "diagnostics": [
-            {
-                "code": d.code,
-                "severity": d.severity.value,
-                "message": d.message,
-                "file": d.file,
-                "line": d.line,
-                "column": d.column,
-                "path": d.path,
-                "resource": d.resource,
-            }
-            for d in status.diagnostics
-        ],
+        "diagnostics": [d.to_data() for d in status.diagnostics],
     }
 
 

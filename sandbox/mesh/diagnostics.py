@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Severity(StrEnum):
@@ -34,6 +35,19 @@ class Diagnostic:
         where = f"{self.file}:{self.line}:{self.column}"
         subject = f" [{self.resource}{' ' + self.path if self.path else ''}]" if self.resource else ""
         return f"{where}: {self.severity} {self.code} {self.message}{subject}"
+
+    def to_data(self) -> dict[str, Any]:
+        """The flat JSON object of `analyze -o json` and the control plane's API (stable key order)."""
+        return {
+            "code": self.code,
+            "severity": str(self.severity),
+            "message": self.message,
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "path": self.path,
+            "resource": self.resource,
+        }
 
     def sort_key(self) -> tuple[str, int, int, int, str]:
         return (self.file, self.line, self.column, SEVERITY_RANK[self.severity], self.code)
