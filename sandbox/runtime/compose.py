@@ -180,6 +180,7 @@ class ComposeRuntime:
         watched = components(rendered.services)
         plain = frozenset(s for s, role in rendered.services.items() if role == "plain")
         phases: dict[str, Phase] = {}
+        listening: set[str] = set()
         with log.open("ab") as out:
             command = [*self._base(project), "up", "-d", "--remove-orphans"]
             out.write(f"$ {' '.join(command)}\n".encode())
@@ -204,6 +205,7 @@ class ComposeRuntime:
                         deadline = time.monotonic() + options.timeout
                     containers = {c.service: c for c in engine.containers(project.name)}
                     self._check_inits(project, engine, rendered, containers)
+                    self._await_apps(engine, rendered, containers, listening)
                     pending = self._report(watched, containers, phases, progress, t0, project, engine, plain)
                     if done and not pending:
                         return
@@ -223,6 +225,22 @@ class ComposeRuntime:
                 if process.poll() is None:
                     process.kill()
                     process.wait()
+
+    @staticmethod
+    def _await_apps(
+        engine: Engine, rendered: Rendered, containers: dict[str, ContainerInfo], listening: set[str]
+    ) -> None:
+        """An app counts as ready once its port accepts connections (asked from its sidecar, which
+        owns the namespace): a running container may still be importing its code, and the ingress
+        would answer 503 until it listens. Apps still starting are marked not ready in `containers`."""
+        for app, port in rendered.app_ports.items():
+            info, sidecar = containers.get(app), containers.get(rendered.apps[app])
+            if info is None or not info.ready or app in listening:
+                continue
+            if sidecar is not None and sidecar.ready and engine.accepts(sidecar.id, port):
+                listening.add(app)
+            else:
+                containers[app] = replace(info, health="starting")
 
     def _report(
         self,

@@ -80,6 +80,7 @@ class Rendered:
     services: dict[str, str]  # compose service -> role (controlplane, gateway, sidecar, init, app, ...)
     sidecars: dict[str, str]  # node -> its sidecar's compose service
     apps: dict[str, str]  # app compose service -> its sidecar's compose service
+    app_ports: dict[str, int] = field(default_factory=dict)  # app compose service -> the port it serves
 
     @property
     def compose_text(self) -> str:
@@ -122,7 +123,7 @@ def render(source: str | bytes, topology: Topology, options: RenderOptions, toke
     for name in ("prometheus", "tracing", "console"):
         if context[name]:
             roles[context[name]["service"]] = name
-    sidecars, apps = {}, {}
+    sidecars, apps, app_ports = {}, {}, {}
     for replica in context["replicas"]:
         roles[replica["sidecar"]] = "sidecar"
         if replica["init"]:
@@ -130,9 +131,11 @@ def render(source: str | bytes, topology: Topology, options: RenderOptions, toke
         roles[replica["app"]] = "app"
         sidecars[replica["node"]] = replica["sidecar"]
         apps[replica["app"]] = replica["sidecar"]
+        if replica["port"]:
+            app_ports[replica["app"]] = replica["port"]
     for name, _ in context["plain"]:
         roles[name] = "plain"
-    return Rendered(files, roles, sidecars, apps)
+    return Rendered(files, roles, sidecars, apps, app_ports)
 
 
 def _context(
@@ -251,6 +254,7 @@ def _replica(
         "service_account": workload.service_account,
         "sidecar": sidecar,
         "app": node,
+        "port": workload.port,
         "app_body": app,
         "token": token,
         "zipkin": zipkin,

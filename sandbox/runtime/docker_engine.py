@@ -141,6 +141,19 @@ class Engine:
         except docker.errors.NotFound:
             return None
 
+    def accepts(self, ident: str, port: int) -> bool:
+        """Whether something listens on 127.0.0.1:`port` in the container's network namespace,
+        asked from inside that container (bash's /dev/tcp: the sandbox image has bash)."""
+        import docker.errors
+
+        try:
+            result = self._client.containers.get(ident).exec_run(
+                ["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{int(port)}"], stdout=False, stderr=False
+            )
+        except docker.errors.APIError:
+            return False
+        return bool(result.exit_code == 0)
+
     def remove_container(self, ident: str) -> None:
         import docker.errors
 

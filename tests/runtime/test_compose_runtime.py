@@ -29,12 +29,38 @@ def container(service: str, ident: str, started: str, network_mode: str = "") ->
 
 @dataclass
 class FakeEngine:
-    """The part of Engine the runtime reads for rejoining: the project's containers."""
+    """The part of Engine the runtime reads: the project's containers, and which ports listen in
+    which container's network namespace."""
 
     found: list[ContainerInfo] = field(default_factory=list)
+    listening: set[tuple[str, int]] = field(default_factory=set)
+    asked: list[tuple[str, int]] = field(default_factory=list)
 
     def containers(self, project: str) -> list[ContainerInfo]:
         return list(self.found)
+
+    def accepts(self, ident: str, port: int) -> bool:
+        self.asked.append((ident, port))
+        return (ident, port) in self.listening
+
+
+def test_an_app_is_ready_only_once_its_port_accepts_in_its_sidecars_namespace() -> None:
+    rendered = Rendered(
+        {}, {"web-proxy": "sidecar", "web": "app"}, {"web": "web-proxy"}, {"web": "web-proxy"}, {"web": 8000}
+    )
+    engine = FakeEngine(found=[container("web-proxy", "s1", "t0"), container("web", "a1", "t0")])
+    listening: set[str] = set()
+
+    def app_ready() -> bool:
+        containers = {c.service: c for c in engine.containers("p")}
+        ComposeRuntime._await_apps(engine, rendered, containers, listening)  # type: ignore[arg-type]
+        return containers["web"].ready
+
+    assert not app_ready()  # running, but still importing its code: the ingress would answer 503
+    engine.listening.add(("s1", 8000))
+    assert app_ready()
+    asked = len(engine.asked)
+    assert app_ready() and len(engine.asked) == asked  # once listening, the engine is not asked again
 
 
 def test_components_are_named_as_both_runtimes_name_them() -> None:
