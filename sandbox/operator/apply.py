@@ -25,7 +25,7 @@ from typing import Any
 from sandbox.control.store import blocks
 from sandbox.mesh.diagnostics import Diagnostic, Severity
 from sandbox.mesh.legacy.common import document as manifest
-from sandbox.mesh.loader import load_texts
+from sandbox.mesh.loader import LoadResult, load_texts
 from sandbox.mesh.resources import KINDS, Resource
 from sandbox.mesh.state import MeshState
 from sandbox.mesh.topology import Topology
@@ -160,6 +160,17 @@ class Input:
     text: str
     root: str | None = None  # the directory it was found in, for `-f DIR`
 
+    @property
+    def name(self) -> str:
+        """How diagnostics name it."""
+        return self.source if self.source != "-" else "<stdin>"
+
+
+def _load(inputs: Sequence[Input]) -> tuple[LoadResult, tuple[Diagnostic, ...]]:
+    """The inputs' resources and their errors (any error refuses the whole apply or delete)."""
+    loaded = load_texts([(i.name, i.text) for i in inputs])
+    return loaded, tuple(d for d in loaded.diagnostics if d.severity is Severity.ERROR)
+
 
 def plan_apply(
     istio_dir: str | Path,
@@ -168,8 +179,7 @@ def plan_apply(
     topology: Topology,
     analyzer: Analyzer | None = _default_analyzer,
 ) -> Plan:
-    loaded = load_texts([(i.source if i.source != "-" else "<stdin>", i.text) for i in inputs])
-    errors = tuple(d for d in loaded.diagnostics if d.severity is Severity.ERROR)
+    loaded, errors = _load(inputs)
     if errors:
         return Plan(refused=errors)
     if not loaded.resources:
@@ -178,8 +188,7 @@ def plan_apply(
     directory = _Directory(files)
     changes: list[Change] = []
     for item in inputs:
-        name = item.source if item.source != "-" else "<stdin>"
-        for text, resources in document_texts(name, item.text):
+        for text, resources in document_texts(item.name, item.text):
             for r in resources:
                 body = text if len(resources) == 1 else dump_yaml(manifest(r))
                 existing = directory.existing(r.key)
@@ -208,8 +217,7 @@ def plan_delete(
     analyzer: Analyzer | None = _default_analyzer,
 ) -> Plan:
     """Delete the resources the inputs define (only their kind, namespace and name matter)."""
-    loaded = load_texts([(i.source if i.source != "-" else "<stdin>", i.text) for i in inputs])
-    errors = tuple(d for d in loaded.diagnostics if d.severity is Severity.ERROR)
+    loaded, errors = _load(inputs)
     if errors:
         return Plan(refused=errors)
     return plan_delete_keys(files, [r.key for r in loaded.resources], topology, analyzer)
