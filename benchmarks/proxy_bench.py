@@ -6,6 +6,8 @@
 (b) client -> one sidecar (outbound listener, Host-routed, access log on) -> upstream
 (c) client -> nginx reverse proxy (one worker, keep-alive upstream) -> upstream
 (d) client -> outbound sidecar -> inbound sidecar -> upstream (a full mesh hop)
+(e) path (b) with the data path as pure Python (SANDBOX_PURE_PYTHON=1): what runs without a C
+    compiler, and in the compose image
 (b0) with --baseline REV: path (b) with the sidecar code of git revision REV, in the same run, so a
      before/after comparison shares the machine's conditions (on a shared VM they drift by the minute)
 
@@ -43,6 +45,7 @@ from sandbox.control.compile import compile  # noqa: E402
 from sandbox.control.compile_clusters import endpoints_from_mapping  # noqa: E402
 from sandbox.mesh.state import MeshState  # noqa: E402
 from sandbox.mesh.topology import parse_compose  # noqa: E402
+from sandbox.proxy.native import PURE_ENV, status  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 BODY = "hello from upstream\n"
@@ -93,7 +96,9 @@ class Children:
     cpus: list[int] | None
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start(self, argv: list[str], log: Path, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+    def start(
+        self, argv: list[str], log: Path, cwd: Path = ROOT, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         out = log.open("ab")
         cpus = self.cpus
         proc = subprocess.Popen(
@@ -101,6 +106,7 @@ class Children:
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=cwd,
+            env=env,
             preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
         )
         self.procs.append(proc)
@@ -162,14 +168,23 @@ def write_snapshots(tmp: Path, upstream: int, inbound_b: int) -> tuple[Path, Pat
 
 
 def start_sidecar(
-    children: Children, tmp: Path, name: str, snapshot: Path, outbound: int, inbound: int, source: Path = ROOT
+    children: Children,
+    tmp: Path,
+    name: str,
+    snapshot: Path,
+    outbound: int,
+    inbound: int,
+    source: Path = ROOT,
+    pure: bool = False,
 ) -> int:
-    """`sandbox proxy` from the package under `source` (`python -m` puts the working directory first)."""
+    """`sandbox proxy` from the package under `source` (`python -m` puts the working directory first);
+    `pure`: its data path as pure Python even where the compiled one is installed."""
+    env = {**os.environ, PURE_ENV: "1"} if pure else None
     argv = [sys.executable, "-m", "sandbox", "proxy", "--snapshot", str(snapshot)]
     argv += ["--outbound-port", str(outbound), "--inbound-port", str(inbound)]
     argv += ["--admin-port", str(free_port()), "--stats-port", str(free_port()), "--ready-port", str(free_port())]
     argv += ["--access-log", str(tmp / f"{name}.access.log")]
-    return children.start(argv, tmp / f"{name}.out", cwd=source).pid
+    return children.start(argv, tmp / f"{name}.out", cwd=source, env=env).pid
 
 
 def export_revision(rev: str, into: Path) -> Path:
@@ -360,7 +375,9 @@ def main() -> int:
             a1 = start_sidecar(children, tmp, "a1", direct_snap, a1_out, free_port())
             a2 = start_sidecar(children, tmp, "a2", mesh_snap, a2_out, free_port())
             b = start_sidecar(children, tmp, "b", server_snap, free_port(), b_in)
-            ports = [up, px, a1_out, a2_out, b_in]
+            py_out = free_port()
+            py = start_sidecar(children, tmp, "py", direct_snap, py_out, free_port(), pure=True)
+            ports = [up, px, a1_out, a2_out, b_in, py_out]
             if args.baseline:
                 old_out = free_port()
                 old_src = export_revision(args.baseline, tmp / "baseline")
@@ -376,11 +393,13 @@ def main() -> int:
                 measure("(b) one sidecar", a1_out, host, {"sidecar": a1}, args, cpus),
                 measure("(c) nginx", px, host, {"nginx": proxy.pid}, args, cpus),
                 measure("(d) two sidecars", a2_out, host, {"outbound": a2, "inbound": b}, args, cpus),
+                measure("(e) one sidecar, pure Python", py_out, host, {"sidecar": py}, args, cpus),
             ]
         finally:
             children.stop()
     print(f"proxy_bench: {args.duration:g} s per run, req/s at c={args.connections}, latency at c=1, ", end="")
-    print(f"load {'wrk' if shutil.which('wrk') else 'python'}, cpus {args.cpus or 'any'}\n")
+    print(f"load {'wrk' if shutil.which('wrk') else 'python'}, cpus {args.cpus or 'any'}, ", end="")
+    print(f"sidecar data path {status()[1]}\n")
     print(table(rows))
     print()
     for line in verdicts(rows):

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.control.snapshot import NO_RETRY, PASSTHROUGH_CLUSTER, Cluster, Endpoint, InboundListener, ProxySnapshot
 from sandbox.mesh.names import DOMAIN_SUFFIX
-from sandbox.proxy import http1
+from sandbox.proxy import http1, native
 from sandbox.proxy.accesslog import AccessLog
 from sandbox.proxy.admin import AdminServers, start_admin
 from sandbox.proxy.cluster import ClusterManager
@@ -409,7 +409,7 @@ def run(options: ProxyOptions, snapshot_path: Path | None = None, subscribe: Sub
         loop_name = "uvloop" if uvloop else "asyncio"
         print(
             f"sandbox proxy {snapshot.identity.workload} ready: {ports} version {snapshot.version} "
-            f"({loop_name}, pid {os.getpid()})",
+            f"({loop_name}, data path {native.STATUS}, pid {os.getpid()})",
             file=sys.stderr,
             flush=True,
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from sandbox.control.snapshot import (
     HeaderMutation,
@@ -211,7 +211,7 @@ class _PortTable:
 class RouteTable:
     """A snapshot's routes, compiled. Build with `for_snapshot` (cached by snapshot version)."""
 
-    _cache: dict[str, RouteTable] = {}  # noqa: RUF012 - a deliberate per-process cache
+    _cache: ClassVar[dict[str, RouteTable]] = {}  # a deliberate per-process cache
 
     def __init__(self, snapshot: ProxySnapshot) -> None:
         self.version = snapshot.version

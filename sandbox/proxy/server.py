@@ -21,7 +21,7 @@ import struct
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import httptools
 
@@ -235,6 +235,8 @@ class DownstreamConnection(asyncio.Protocol):
             path = url.decode("latin-1")
             authority = headers.get("host", "")
         else:
+            # Any: httptools' stub types query and port as never None, and compiled code checks it
+            parsed: Any
             try:
                 parsed = httptools.parse_url(url)
             except httptools.HttpParserInvalidURLError:
@@ -397,8 +399,9 @@ class Listener:
             lambda: DownstreamConnection(self), host, port, reuse_address=True, backlog=1024
         )
         self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
-        sock = self.server.sockets[0]
-        return int(sock.getsockname()[1])
+        # Any: typeshed says a tuple, uvloop returns a list, and compiled code checks declared types
+        server: Any = self.server
+        return int(server.sockets[0].getsockname()[1])
 
     def _sweep(self) -> None:
         now = self.loop.time()

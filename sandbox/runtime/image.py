@@ -99,13 +99,17 @@ def requirements(root: Path) -> list[str]:
     return [str(d) for d in data["project"]["dependencies"]]
 
 
+# Build products, not source: bytecode, and the host's mypyc extensions (built for the host's Python;
+# the image runs the data path as pure Python, see sandbox/proxy/native.py).
+_NOT_SOURCE = (".pyc", ".pyo", ".so", ".stamp")
+_IGNORE = shutil.ignore_patterns("__pycache__", *(f"*{suffix}" for suffix in _NOT_SOURCE))
+
+
 def _tree_files(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
     return sorted(
-        p
-        for p in directory.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+        p for p in directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix not in _NOT_SOURCE
     )
 
 
@@ -216,10 +220,9 @@ def stage_context(root: Path, context: Path) -> Path:
     for script in SCRIPTS:
         shutil.copy2(root / "compose" / script, context / script)
     (context / "requirements.txt").write_text("\n".join(requirements(root)) + "\n")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
-    shutil.copytree(root / "sandbox", context / "sandbox", ignore=ignore)
+    shutil.copytree(root / "sandbox", context / "sandbox", ignore=_IGNORE)
     if (root / "samples").is_dir():
-        shutil.copytree(root / "samples", context / "samples", ignore=ignore)
+        shutil.copytree(root / "samples", context / "samples", ignore=_IGNORE)
     else:
         (context / "samples").mkdir()
     return context
