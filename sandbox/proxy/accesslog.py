@@ -37,7 +37,7 @@ class _StartTimes:
         self.text = self.prefix = ""
 
     def format(self, epoch: float) -> str:
-        ms = round(epoch * 1000)
+        ms = int(epoch * 1000.0 + 0.5)  # half up (round() is half-even): a cheap call, same millisecond
         if ms == self.ms:
             return self.text
         seconds, millis = divmod(ms, 1000)

@@ -28,7 +28,6 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 from urllib.parse import parse_qsl
 
 from sandbox.control.snapshot import ConsistentHash, Endpoint, LoadBalancer
@@ -107,11 +106,16 @@ class Pick:
     set_cookie: str | None = None  # a generated hash cookie the response must carry
 
 
-class Balancer(Protocol):
-    def pick(self, request: RequestHead | None = None, source_ip: str = "") -> Host | None: ...
+class Balancer:
+    """A base class, not a Protocol: compiled, `cluster.balancer.pick()` is then a direct call."""
+
+    __slots__ = ()
+
+    def pick(self, request: RequestHead | None = None, source_ip: str = "") -> Host | None:
+        raise NotImplementedError
 
 
-class LeastRequest:
+class LeastRequest(Balancer):
     __slots__ = ("_hosts", "_rand")
 
     def __init__(self, hosts: HostSet, rng: random.Random) -> None:
@@ -132,7 +136,7 @@ class LeastRequest:
         return second if second.active_requests < first.active_requests else first
 
 
-class RoundRobin:
+class RoundRobin(Balancer):
     __slots__ = ("_hosts", "_next")
 
     def __init__(self, hosts: HostSet, rng: random.Random) -> None:
@@ -149,7 +153,7 @@ class RoundRobin:
         return usable[index]
 
 
-class RandomLB:
+class RandomLB(Balancer):
     __slots__ = ("_hosts", "_rand")
 
     def __init__(self, hosts: HostSet, rng: random.Random) -> None:
@@ -164,7 +168,7 @@ class RandomLB:
         return usable[int(self._rand() * len(usable))]
 
 
-class Passthrough:
+class Passthrough(Balancer):
     """ORIGINAL_DST: connect where the request was going. There is no host set: the target is the
     original destination (SO_ORIGINAL_DST) when the data path has it, else the request's authority."""
 
@@ -255,7 +259,7 @@ def hash_key(policy: ConsistentHash, request: RequestHead, source_ip: str, conne
     return HashKey(None)
 
 
-class RingHash:
+class RingHash(Balancer):
     """Envoy's ring hash: each host owns ceil(ring_size x weight / total) points, hashed from
     `<address>_<i>`; a key belongs to the first point at or after its hash (wrapping around)."""
 
@@ -319,10 +323,7 @@ class RingHash:
         return self.pick_hash(hash_key(self._policy, request, source_ip).value)
 
 
-AnyBalancer = LeastRequest | RoundRobin | RandomLB | Passthrough | RingHash
-
-
-def make_balancer(policy: LoadBalancer, hosts: HostSet, rng: random.Random) -> AnyBalancer:
+def make_balancer(policy: LoadBalancer, hosts: HostSet, rng: random.Random) -> Balancer:
     """The balancer a cluster's resolved `loadBalancer` asks for (LEAST_REQUEST unless told otherwise;
     LEAST_CONN and UNSPECIFIED are LEAST_REQUEST in Istio)."""
     if policy.consistent_hash is not None:

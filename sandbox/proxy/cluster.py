@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from sandbox.control.snapshot import PASSTHROUGH_CLUSTER, Cluster, ProxySnapshot
-from sandbox.proxy.balancing import AnyBalancer, Host, HostSet, Passthrough, Pick, RingHash, make_balancer
+from sandbox.proxy.balancing import Balancer, Host, HostSet, Passthrough, Pick, RingHash, make_balancer
 from sandbox.proxy.circuitbreaker import CircuitBreaker, Thresholds
 from sandbox.proxy.decision import RequestHead
 from sandbox.proxy.outlier import OutlierDetector
@@ -61,7 +61,7 @@ class ClusterState:
             hosts.append(kept or fresh)
         self.hosts = HostSet(hosts)
         policy = config.traffic_policy
-        self.balancer: AnyBalancer = make_balancer(policy.load_balancer, self.hosts, rng)
+        self.balancer: Balancer = make_balancer(policy.load_balancer, self.hosts, rng)
         # consistentHash on a cookie with a ttl: a request without the cookie gets one (pick_with_cookie)
         self.makes_cookies = isinstance(self.balancer, RingHash) and self.balancer.makes_cookies
         # the data path calls pick() unless the cluster is an original-destination one or makes cookies

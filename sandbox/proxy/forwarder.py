@@ -38,6 +38,7 @@ from sandbox.proxy.upstream import (
     PROTOCOL_ERROR,
     EndpointPool,
     UpstreamConnection,
+    UpstreamSink,
 )
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ _CLOSE_LINE = b"connection: close\r\n"
 _NO_BODY: list[bytes] = []
 
 
-class Exchange:
+class Exchange(UpstreamSink):
     """One downstream request and its response, from headers to the last byte.
 
     It is also the request's telemetry record (record.LogRecord): the access log and spans read
@@ -437,7 +438,7 @@ class Exchange:
             self._cancel_timer()
         self.response_code = status
         self.service_time = service_time = int((loop_time - self.up_start) * 1000)
-        extra = b"x-envoy-upstream-service-time: %d\r\n%s" % (service_time, ctx.server_line)
+        extra = b"x-envoy-upstream-service-time: " + str(service_time).encode() + b"\r\n" + ctx.server_line
         conn = self.conn
         if (conn is None or not conn.has_length) and status not in _NO_BODY_STATUS and self.head.method != "HEAD":
             if self.http10:
@@ -665,11 +666,24 @@ class Exchange:
             if not service and self.cluster is not None:
                 service = self.cluster.config.service
             if ctx.outbound:
-                self.edge = telemetry.outbound_edge(self.endpoint, service, False)
+                self.edge = edge = telemetry.outbound_edge(self.endpoint, service, False)
             else:
-                self.edge = telemetry.inbound_edge(self.peer_header, None, service, False)
+                self.edge = edge = telemetry.inbound_edge(self.peer_header, None, service, False)
+            # Telemetry.finish(self), written out against this class's own fields: compiled, these are
+            # direct reads, where the LogRecord protocol would look each one up by name.
+            telemetry.metrics.record_http(
+                edge, self.response_code, self.flags, self.duration * 1000.0, self.bytes_received, self.bytes_sent
+            )
+            trace = self.trace
+            spans = telemetry.spans
+            if trace is not None and trace.sampled and spans is not None:
+                spans.submit(self)
             access_log = telemetry.access_log
-            telemetry.finish(self, self.text_line() if access_log is not None and access_log.text else None)
+            if access_log is not None:
+                if access_log.text:
+                    access_log.log_line(self.text_line())
+                else:
+                    access_log.log(self)
         if ctx.on_complete is not None:
             ctx.on_complete(self)
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from sandbox.proxy.balancing import Host
 from sandbox.proxy.cluster import ClusterState
-from sandbox.proxy.upstream import OVERFLOW, UpstreamConnection
+from sandbox.proxy.upstream import OVERFLOW, UpstreamConnection, UpstreamSink
 
 if TYPE_CHECKING:
     from sandbox.proxy.forwarder import Exchange
@@ -28,7 +28,7 @@ def shadow_authority(authority: str) -> str:
     return f"{authority}-shadow"
 
 
-class Mirror:
+class Mirror(UpstreamSink):
     """A fire-and-forget shadow copy of a request: response discarded, failures ignored."""
 
     __slots__ = ("cluster", "conn", "head", "host", "pool", "timer", "upstreams")

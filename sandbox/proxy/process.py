@@ -33,7 +33,7 @@ from sandbox.proxy.admin import AdminServers, start_admin
 from sandbox.proxy.cluster import ClusterManager
 from sandbox.proxy.decision import DecisionKind, RequestHead, RouteDecision, no_route
 from sandbox.proxy.forwarder import Exchange, ForwardContext
-from sandbox.proxy.routing import forward_route
+from sandbox.proxy.routing import CachingRouter, OutboundRouter, forward_route
 from sandbox.proxy.server import Listener, ListenerSettings
 from sandbox.proxy.telemetry import Telemetry
 from sandbox.proxy.upstream import Upstreams
@@ -97,7 +97,9 @@ class Sidecar:
         self.clusters = ClusterManager(clock=self.loop.time, rng=self.rng)
         self.upstreams = Upstreams(self.loop)
         self._inbound: dict[int, tuple[InboundListener, RouteDecision]] = {}
-        self._inbound_cache: dict[tuple[int, str], RouteDecision] = {}
+        # The listeners' routers (compiled callables: one call per request)
+        self.route_outbound = OutboundRouter(snapshot, self.rng)
+        self.route_inbound = CachingRouter(self._inbound_route)
         self.update(snapshot)
         outbound = ForwardContext(
             self.loop, self.clusters, self.upstreams, "outbound", telemetry, on_complete, self.rng
@@ -142,7 +144,8 @@ class Sidecar:
         inbound_clusters = tuple(self._inbound_cluster(il) for il in snapshot.inbound)
         self.clusters.update(dataclasses.replace(snapshot, clusters=snapshot.clusters + inbound_clusters))
         self._inbound = {il.port: (il, self._inbound_decision(il)) for il in snapshot.inbound}
-        self._inbound_cache = {}
+        self.route_outbound.snapshot = snapshot
+        self.route_inbound.clear()
         live = {(state.name, host.address) for state in self.clusters for host in state.hosts.hosts}
         # PassthroughCluster's hosts are wherever requests went, not in the snapshot: keep those pools.
         live |= {key for key in self.upstreams.pools if key[0] == PASSTHROUGH_CLUSTER and self.clusters.get(key[0])}
@@ -176,19 +179,6 @@ class Sidecar:
         )
 
     # ------------------------------------------------------------------ routers
-
-    def route_outbound(self, head: RequestHead) -> RouteDecision:
-        return forward_route(head, self.snapshot, self.rng)
-
-    def route_inbound(self, head: RequestHead) -> RouteDecision:
-        key = (head.port, head.authority)
-        decision = self._inbound_cache.get(key)
-        if decision is None:
-            decision = self._inbound_route(head)
-            if len(self._inbound_cache) > 1024:  # authorities are client input: keep the cache bounded
-                self._inbound_cache.clear()
-            self._inbound_cache[key] = decision
-        return decision
 
     def _inbound_route(self, head: RequestHead) -> RouteDecision:
         entry = self._inbound.get(head.port)

@@ -388,6 +388,40 @@ def forward_route(head: RequestHead, snapshot: ProxySnapshot, rng: RandomSource)
     return table.route(head, rng, True)
 
 
+class OutboundRouter:
+    """The outbound listener's router, a compiled callable (a listener calls it once per request);
+    the sidecar points `snapshot` at each new snapshot."""
+
+    def __init__(self, snapshot: ProxySnapshot, rng: RandomSource) -> None:
+        self.snapshot = snapshot
+        self.rng = rng
+
+    def __call__(self, head: RequestHead) -> RouteDecision:
+        return forward_route(head, self.snapshot, self.rng)
+
+
+class CachingRouter:
+    """Decisions by (port, authority), each made once by `decide`: the inbound listener's router,
+    whose decision depends on nothing else. Cleared with each snapshot."""
+
+    def __init__(self, decide: Callable[[RequestHead], RouteDecision]) -> None:
+        self.decide = decide
+        self.cache: dict[tuple[int, str], RouteDecision] = {}
+
+    def __call__(self, head: RequestHead) -> RouteDecision:
+        key = (head.port, head.authority)
+        decision = self.cache.get(key)
+        if decision is None:
+            decision = self.decide(head)
+            if len(self.cache) > 1024:  # authorities are client input: keep the cache bounded
+                self.cache.clear()
+            self.cache[key] = decision
+        return decision
+
+    def clear(self) -> None:
+        self.cache.clear()
+
+
 # --------------------------------------------------------------------------- redirect and CORS
 
 

@@ -4,7 +4,7 @@ The data path, per request (the Exchange is its own LogRecord, see record.py):
     trace = tel.trace_ids.outbound(head.headers)          # or .inbound(); send trace.header_lines()
     edge = tel.outbound_edge(host.endpoint, service, mtls)   # cached; or inbound_edge(...)
     ... forward ...
-    tel.finish(rec)                                        # O(1): counters + two list appends
+    tel.finish(rec)          # O(1): counters + two list appends (Exchange._report writes it out)
 Background tasks (`await tel.run()`) flush the access log and send spans; the records' text and
 JSON are made there, in batches.
 """
@@ -90,9 +90,9 @@ class Telemetry:
         """This proxy's metadata header value, for the requests it sends."""
         return self._self_peer[False].to_header()
 
-    def finish(self, rec: LogRecord, text_line: str | None = None) -> None:
-        """Count `rec` in the metrics, queue its span, log it. `text_line` is its access log line in
-        the TEXT format when the caller made it already (the data path does: access_log.text)."""
+    def finish(self, rec: LogRecord) -> None:
+        """Count `rec` in the metrics, queue its span, log it. (The data path's Exchange._report does
+        the same against its own fields.)"""
         edge = rec.edge
         if edge is not None:
             self.metrics.record_http(
@@ -109,10 +109,7 @@ class Telemetry:
             self.spans.submit(rec)
         access_log = self.access_log
         if access_log is not None:
-            if text_line is not None and access_log.text:
-                access_log.log_line(text_line)
-            else:
-                access_log.log(rec)
+            access_log.log(rec)
 
     async def run(self) -> None:
         """Run the access-log flusher and the span sender until cancelled."""

@@ -23,14 +23,24 @@ _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 B3_HEADERS = ("x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class TraceContext:
     trace_id: str  # 32 hex (a 64-bit B3 id is kept as sent, 16 hex)
     span_id: str  # 16 hex
     parent_id: str | None
     sampled: bool
     kind: str  # CLIENT (outbound) | SERVER (inbound)
-    shared: bool = False  # a SERVER span sharing the client's span id (Zipkin "shared")
+    shared: bool  # a SERVER span sharing the client's span id (Zipkin "shared")
+
+    def __init__(  # written out: mypyc compiles it (one per request), not the one @dataclass makes
+        self, trace_id: str, span_id: str, parent_id: str | None, sampled: bool, kind: str, shared: bool = False
+    ) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.sampled = sampled
+        self.kind = kind
+        self.shared = shared
 
     def headers(self) -> list[tuple[str, str]]:
         """The headers to send upstream (or to the app, inbound)."""
@@ -121,14 +131,19 @@ def extract(headers: dict[str, str]) -> Incoming | None:
     return None
 
 
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+
 class TraceIds:
     """Id generation and the sampling decision, with an injected rng."""
 
-    __slots__ = ("_bits", "_rand", "sampling")
+    __slots__ = ("_bits", "_rand", "_randbytes", "sampling")
 
     def __init__(self, rng: random.Random | None = None, sampling: float = 100.0) -> None:
         rng = rng or random.Random()
         self._bits = rng.getrandbits
+        self._randbytes = rng.randbytes
         self._rand = rng.random
         self.sampling = sampling  # percent, as Istio's pilot.traceSampling
 
@@ -153,15 +168,12 @@ class TraceIds:
             if incoming is not None:
                 sampled = incoming.sampled if incoming.sampled is not None else self.sample()
                 return TraceContext(incoming.trace_id, self.span_id(), incoming.span_id, sampled, "CLIENT")
-        # No context (the usual case for an app's request): a new trace, ids inline.
-        bits = self._bits
-        return TraceContext(
-            (bits(128) or 1).to_bytes(16, "big").hex(),
-            (bits(64) or 1).to_bytes(8, "big").hex(),
-            None,
-            self.sampling >= 100.0 or self.sample(),
-            "CLIENT",
-        )
+        # No context (the usual case for an app's request): a new trace, both ids from one draw.
+        ids = self._randbytes(24).hex()
+        trace_id, span_id = ids[:32], ids[32:]
+        if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:  # all-zero ids are invalid (W3C, B3)
+            trace_id, span_id = self.trace_id(), self.span_id()
+        return TraceContext(trace_id, span_id, None, self.sampling >= 100.0 or self.sample(), "CLIENT")
 
     def inbound(self, headers: dict[str, str]) -> TraceContext:
         incoming = extract(headers)

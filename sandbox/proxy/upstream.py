@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Protocol, cast
+from typing import cast
 
 import httptools
 
@@ -34,16 +34,34 @@ HOP_BY_HOP = frozenset(
 )
 
 
-class UpstreamSink(Protocol):
-    """The user of an upstream connection: the exchange being forwarded, or a mirror."""
+class UpstreamSink:
+    """The user of an upstream connection: the exchange being forwarded, or a mirror.
 
-    def upstream_connected(self, conn: UpstreamConnection) -> None: ...
-    def upstream_failed(self, reason: str) -> None: ...
-    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
-    def upstream_body(self, data: bytes) -> None: ...
-    def upstream_flush(self) -> None: ...
-    def upstream_done(self) -> None: ...
-    def upstream_paused(self, paused: bool) -> None: ...
+    A base class, not a Protocol: compiled, a call through a class is a direct (vtable) call, and
+    these run several times per request."""
+
+    __slots__ = ()
+
+    def upstream_connected(self, conn: UpstreamConnection) -> None:
+        raise NotImplementedError
+
+    def upstream_failed(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        raise NotImplementedError
+
+    def upstream_body(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def upstream_flush(self) -> None:
+        raise NotImplementedError
+
+    def upstream_done(self) -> None:
+        raise NotImplementedError
+
+    def upstream_paused(self, paused: bool) -> None:
+        raise NotImplementedError
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -90,11 +108,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
 
     def data_received(self, data: bytes) -> None:
-        if self.sink is None:  # nobody asked: a stray byte on an idle connection makes it unusable
+        # (Narrow the local, never self.sink: compiled code would trust the narrowing after the
+        # parser's callbacks, which may have changed it.)
+        sink = self.sink
+        if sink is None:  # nobody asked: a stray byte on an idle connection makes it unusable
             self.close()
             return
         self.got_data = True
-        sink = self.sink
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
