@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -199,6 +198,17 @@ class _TcpSeries:
         self.sent = self.received = self.opened = self.closed = 0
 
 
+def _bucket(buckets: tuple[float, ...], value: float) -> int:
+    """bisect_left(buckets, value), scanning up from the smallest bucket: the values a request
+    records (sub-millisecond durations, small bodies) sit in the first few, and compiled, the
+    scan is cheaper than a call to bisect."""
+    i = 0
+    n = len(buckets)
+    while i < n and buckets[i] < value:
+        i += 1
+    return i
+
+
 class IstioMetrics(Collector):
     """The istio_* metrics of one proxy. Register once; record per request; scrape at any time."""
 
@@ -251,13 +261,13 @@ class IstioMetrics(Collector):
         series.requests += 1
         buckets = self.buckets
         h = series.duration
-        h.counts[bisect_left(buckets, duration_ms)] += 1
+        h.counts[_bucket(buckets, duration_ms)] += 1
         h.sum += duration_ms
         h = series.request_bytes
-        h.counts[bisect_left(buckets, request_bytes)] += 1
+        h.counts[_bucket(buckets, request_bytes)] += 1
         h.sum += request_bytes
         h = series.response_bytes
-        h.counts[bisect_left(buckets, response_bytes)] += 1
+        h.counts[_bucket(buckets, response_bytes)] += 1
         h.sum += response_bytes
 
     def _tcp_series(self, edge: Edge, flags: str) -> _TcpSeries:

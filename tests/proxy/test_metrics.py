@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from bisect import bisect_left
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sandbox.control.snapshot import Endpoint, ProxyIdentity
-from sandbox.proxy.metrics import DEFAULT_BUCKETS, HTTP_LABELS, TCP_LABELS, Edge, IstioMetrics, Peer
+from sandbox.proxy.metrics import DEFAULT_BUCKETS, HTTP_LABELS, TCP_LABELS, Edge, IstioMetrics, Peer, _bucket
 
 PRODUCTPAGE = ProxyIdentity(
     workload="productpage-v1",
@@ -208,3 +209,9 @@ def test_direct_exposition_equals_prometheus_clients() -> None:
     ours = parsed(metrics.exposition())
     assert ours == parsed(generate_latest(registry).decode())
     assert any(dict(labels).get("source_workload") == 'we"ird\\name' for _, labels, _ in ours)
+
+
+def test_the_bucket_scan_agrees_with_bisect() -> None:
+    values = [0, 0.1, 0.5, 0.50001, 1, 3, 5, 9.99, 10, 10.5, 299_999, 3_600_000, 3_600_001, 10**9]
+    for value in values + [b for b in DEFAULT_BUCKETS] + [b * 1.0001 for b in DEFAULT_BUCKETS]:
+        assert _bucket(DEFAULT_BUCKETS, value) == bisect_left(DEFAULT_BUCKETS, value), value
