@@ -1,6 +1,7 @@
-"""Sidecar data-path benchmark: one run, four paths to the same upstream, one Markdown table.
+"""Sidecar data-path benchmark: one run, the paths below to the same upstream, one Markdown table.
 
-    .venv/bin/python benchmarks/proxy_bench.py [--duration 5] [--connections 16] [--cpus 0] [--baseline REV]
+    .venv/bin/python benchmarks/proxy_bench.py [--duration 5] [--rounds 3] [--connections 16] [--cpus 0]
+        [--baseline REV]
 
 (a) client -> upstream directly
 (b) client -> one sidecar (outbound listener, Host-routed, access log on) -> upstream
@@ -30,6 +31,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -299,6 +301,27 @@ def measure(
     return Row(name, throughput, latency, proxies)
 
 
+def median_row(rounds: list[Row]) -> Row:
+    """One path's figures across rounds: the median of each (req/s, latencies, CPU, RSS)."""
+
+    def load_median(loads: list[Load]) -> Load:
+        return Load(
+            statistics.median(x.rps for x in loads),
+            int(statistics.median(x.requests for x in loads)),
+            sum(x.errors for x in loads),
+            statistics.median(x.p50_ms for x in loads),
+            statistics.median(x.p99_ms for x in loads),
+        )
+
+    proxies = {
+        name: (statistics.median(r.proxies[name][0] for r in rounds), max(r.proxies[name][1] for r in rounds))
+        for name in rounds[0].proxies
+    }
+    return Row(
+        rounds[0].name, load_median([r.throughput for r in rounds]), load_median([r.latency for r in rounds]), proxies
+    )
+
+
 def table(rows: list[Row]) -> str:
     direct, nginx = rows[0], next((r for r in rows if r.name.startswith("(c)")), None)
     out = [
@@ -351,6 +374,7 @@ def main() -> int:
         help="pin every process to these CPUs ('0', '0,1'; 'any' for no pinning). Default: the last CPU, as "
         "in the reference measurement: across vCPUs this VM adds wake-up latency that hides the proxies' cost",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians (default 3)")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument(
         "--baseline", metavar="REV", help="also measure path (b) with the sidecar of this git revision (row b0)"
@@ -386,18 +410,25 @@ def main() -> int:
             for port in ports:
                 wait_port(port)
             host = "server:9080"
-            rows = [measure("(a) direct", up, host, {}, args, cpus)]
+            paths: list[tuple[str, int, dict[str, int]]] = [("(a) direct", up, {})]
             if args.baseline:
-                rows.append(measure(f"(b0) one sidecar @{args.baseline}", old_out, host, {"sidecar": old}, args, cpus))
-            rows += [
-                measure("(b) one sidecar", a1_out, host, {"sidecar": a1}, args, cpus),
-                measure("(c) nginx", px, host, {"nginx": proxy.pid}, args, cpus),
-                measure("(d) two sidecars", a2_out, host, {"outbound": a2, "inbound": b}, args, cpus),
-                measure("(e) one sidecar, pure Python", py_out, host, {"sidecar": py}, args, cpus),
+                paths.append((f"(b0) one sidecar @{args.baseline}", old_out, {"sidecar": old}))
+            paths += [
+                ("(b) one sidecar", a1_out, {"sidecar": a1}),
+                ("(c) nginx", px, {"nginx": proxy.pid}),
+                ("(d) two sidecars", a2_out, {"outbound": a2, "inbound": b}),
+                ("(e) one sidecar, pure Python", py_out, {"sidecar": py}),
             ]
+            # Rounds interleave the paths, so a slow minute on a shared VM hits each of them alike;
+            # every figure is the median over the rounds.
+            rounds = [
+                [measure(name, port, host, pids, args, cpus) for name, port, pids in paths] for _ in range(args.rounds)
+            ]
+            rows = [median_row(list(same)) for same in zip(*rounds, strict=True)]
         finally:
             children.stop()
-    print(f"proxy_bench: {args.duration:g} s per run, req/s at c={args.connections}, latency at c=1, ", end="")
+    print(f"proxy_bench: medians of {args.rounds} rounds of {args.duration:g} s per run, ", end="")
+    print(f"req/s at c={args.connections}, latency at c=1, ", end="")
     print(f"load {'wrk' if shutil.which('wrk') else 'python'}, cpus {args.cpus or 'any'}, ", end="")
     print(f"sidecar data path {status()[1]}\n")
     print(table(rows))
