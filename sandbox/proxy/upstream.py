@@ -34,6 +34,18 @@ HOP_BY_HOP = frozenset(
 )
 
 
+# Raw response header name -> lowercase: upstreams send the same few names over and over. Names are
+# upstream input, so the cache stops growing at a bound.
+_LOWER: dict[bytes, bytes] = {}
+
+
+def _lower(name: bytes) -> bytes:
+    lower = name.lower()
+    if len(_LOWER) < 4096:
+        _LOWER[name] = lower
+    return lower
+
+
 class UpstreamSink:
     """The user of an upstream connection: the exchange being forwarded, or a mirror.
 
@@ -148,7 +160,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        name = name.lower()
+        name = _LOWER.get(name) or _lower(name)
         if name in self.drop:
             if name == b"transfer-encoding":
                 self.chunked = True
