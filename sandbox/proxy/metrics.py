@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from sandbox.control.snapshot import Endpoint, ProxyIdentity
 
@@ -209,8 +208,13 @@ def _bucket(buckets: tuple[float, ...], value: float) -> int:
     return i
 
 
-class IstioMetrics(Collector):
-    """The istio_* metrics of one proxy. Register once; record per request; scrape at any time."""
+class IstioMetrics:
+    """The istio_* metrics of one proxy. Register once; record per request; scrape at any time.
+
+    A prometheus_client collector by its methods (`collect`; the registry never checks the class),
+    not by subclassing `Collector`: mypyc compiles this class, and a compiled class must not
+    inherit from a third-party one (in pip's isolated build, where that base is unknown, it
+    crashed the process)."""
 
     def __init__(
         self,
@@ -226,7 +230,7 @@ class IstioMetrics(Collector):
         self._tcp_by_labels: dict[tuple[str, ...], _TcpSeries] = {}
         self._heads: dict[Edge, tuple[str, ...]] = {}
         if registry is not None:
-            registry.register(self)
+            registry.register(self)  # a Collector by its methods, see above
 
     def _series(self, edge: Edge, code: int, grpc_status: str, flags: str) -> _HttpSeries:
         """The slow path: find (or make) the series by its labels, and remember it for this edge."""
