@@ -33,7 +33,7 @@ from sandbox.proxy.admin import AdminServers, start_admin
 from sandbox.proxy.cluster import ClusterManager
 from sandbox.proxy.decision import DecisionKind, RequestHead, RouteDecision, no_route
 from sandbox.proxy.forwarder import Exchange, ForwardContext
-from sandbox.proxy.routing import CachingRouter, OutboundRouter, forward_route
+from sandbox.proxy.routing import CachingRouter, GatewayRouter, OutboundRouter
 from sandbox.proxy.server import Listener, ListenerSettings
 from sandbox.proxy.telemetry import Telemetry
 from sandbox.proxy.upstream import Upstreams
@@ -194,17 +194,6 @@ class Sidecar:
         service = host if "." in host else f"{host}.{self.snapshot.identity.namespace}.{DOMAIN_SUFFIX}"
         return dataclasses.replace(decision, service=service)
 
-    def route_gateway(self, port: int) -> Callable[[RequestHead], RouteDecision]:
-        """A gateway listener routes with its Gateway server port's table, whatever port it binds
-        and whatever port the Host header names (Envoy picks the route config by listener)."""
-
-        def route_at(head: RequestHead) -> RouteDecision:
-            if head.port != port:
-                head = dataclasses.replace(head, port=port)
-            return forward_route(head, self.snapshot, self.rng)
-
-        return route_at
-
     # ------------------------------------------------------------------ lifecycle
 
     async def apply(self, snapshot: ProxySnapshot) -> None:
@@ -227,7 +216,7 @@ class Sidecar:
         problems = []
         bind = self.options.bind
         for port in sorted(_gateway_ports(snapshot) - self.gateway_listeners.keys()):
-            listener = Listener(self._outbound_ctx, self.route_gateway(port), self._settings)
+            listener = Listener(self._outbound_ctx, GatewayRouter(port, self.route_outbound), self._settings)
             try:
                 bound = await listener.start(bind, self.options.bind_port(port))
             except OSError as exc:

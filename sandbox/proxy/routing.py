@@ -400,6 +400,21 @@ class OutboundRouter:
         return forward_route(head, self.snapshot, self.rng)
 
 
+class GatewayRouter:
+    """A gateway listener's router: it routes with its Gateway server port's table, whatever port
+    it binds and whatever port the Host header names (Envoy picks the route config by listener).
+    Reads the snapshot from the sidecar's outbound router, so pushes reach it too."""
+
+    def __init__(self, port: int, outbound: OutboundRouter) -> None:
+        self.port = port
+        self.outbound = outbound
+
+    def __call__(self, head: RequestHead) -> RouteDecision:
+        if head.port != self.port:
+            head = RequestHead(head.method, head.path, head.authority, head.headers, self.port, head.scheme)
+        return forward_route(head, self.outbound.snapshot, self.outbound.rng)
+
+
 class CachingRouter:
     """Decisions by (port, authority), each made once by `decide`: the inbound listener's router,
     whose decision depends on nothing else. Cleared with each snapshot."""
