@@ -23,6 +23,9 @@ def _warn(message: str) -> None:
     print(f"sandbox setup.py: {message}; the sidecar runs as pure Python", file=sys.stderr)
 
 
+COMPILED_DIGEST = ""  # the digest of the sources mypyc compiles, taken before it reads them
+
+
 def extensions() -> list[Any]:
     if os.environ.get(native["PURE_ENV"], "") not in ("", "0"):
         return []
@@ -32,6 +35,8 @@ def extensions() -> list[Any]:
         _warn("mypyc is not installed")
         return []
     paths = [f"sandbox/proxy/{name}.py" for name in native["COMPILED"]]
+    global COMPILED_DIGEST
+    COMPILED_DIGEST = native["source_digest"](ROOT / "sandbox" / "proxy")  # before mypyc reads them
     # The isolated build environment lacks the runtime dependencies: their types become Any, which
     # is sound (compiled code then checks nothing about them). Strict mode stays on otherwise: a
     # compiled class subclassing an unknown (Any) base crashes at run time, so it must stay an error.
@@ -51,11 +56,12 @@ class BuildExt(build_ext):
 
     def run(self) -> None:
         super().run()
-        if not self.extensions:
+        if not self.extensions or not COMPILED_DIGEST:
             return
         target = Path(self.get_ext_fullpath("sandbox.proxy.forwarder")).parent
         if target.is_dir():
-            (target / native["STAMP"]).write_text(native["source_digest"](ROOT / "sandbox" / "proxy") + "\n")
+            # The digest taken before compiling: a source edited during the build then reads as stale.
+            (target / native["STAMP"]).write_text(COMPILED_DIGEST + "\n")
 
 
 # pip runs this file for metadata too; type-check and generate C only for the commands that build.
