@@ -27,7 +27,7 @@ COMPILED_DIGEST = ""  # the digest of the sources mypyc compiles, taken before i
 
 
 def extensions() -> list[Any]:
-    if os.environ.get(native["PURE_ENV"], "") not in ("", "0"):
+    if native["pure_requested"](os.environ):
         return []
     try:
         from mypyc.build import mypycify

@@ -1,7 +1,8 @@
 """The data path compiled with mypyc, and when to use it.
 
 `pip install` compiles the modules in `COMPILED` with mypyc (setup.py): same source, same
-semantics, about a third of the interpreter's CPU per request. Pure Python stays the fallback and
+semantics, about a third of the interpreter's Python work per request (0.6x the sidecar's CPU
+per request in place, where the kernel's share stays). Pure Python stays the fallback and
 is chosen, all modules together (mypyc links a group's modules to each other directly, so a mix of
 compiled and source modules would hold two copies of each class), when:
 
@@ -67,14 +68,18 @@ def source_digest(directory: Path = HERE) -> str:
     return digest.hexdigest()
 
 
+def pure_requested(env: dict[str, str] | os._Environ[str]) -> bool:
+    """`SANDBOX_PURE_PYTHON` set to anything but "" or "0" (read by the build and at run time)."""
+    return env.get(PURE_ENV, "") not in ("", "0")
+
+
 def _has_extension(directory: Path, name: str) -> bool:
     return any((directory / f"{name}{suffix}").is_file() for suffix in importlib.machinery.EXTENSION_SUFFIXES)
 
 
 def status(directory: Path = HERE, env: dict[str, str] | None = None) -> tuple[bool, str]:
     """(compiled?, why) for the package in `directory`."""
-    env = dict(os.environ) if env is None else env
-    if env.get(PURE_ENV, "") not in ("", "0"):
+    if pure_requested(os.environ if env is None else env):
         return False, f"pure Python ({PURE_ENV} is set)"
     if not all(_has_extension(directory, name) for name in COMPILED):
         return False, "pure Python (not compiled: reinstall with a C compiler to build it with mypyc)"
