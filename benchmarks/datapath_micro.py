@@ -129,23 +129,31 @@ async def run(
     down_transport = MemoryTransport()
     down.connection_made(down_transport)  # type: ignore[arg-type]
 
+    writes = sidecar.upstreams.writes
+
     def one() -> None:
         down.data_received(REQUEST)
+        writes.flush()  # what the loop does at the end of the pass (writes.py)
         upstream.data_received(RESPONSE)
+        writes.flush()
+
+    async def some(n: int) -> None:
+        for i in range(n):
+            one()
+            if i & 63 == 63:
+                await asyncio.sleep(0)  # let the loop run the (now empty) flushes each pass queued
         if reporter is not None and len(reporter._queue) >= reporter.batch_size:
             reporter.encode(reporter._queue)  # what the sender does with each batch, off the request path
             reporter._queue.clear()
 
-    for _ in range(1000):
-        one()
+    await some(1000)
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
     rounds = []
     for _ in range(5):  # the best of five rounds: other processes only ever add time
         start = time.process_time()
-        for _ in range(requests // 5):
-            one()
+        await some(requests // 5)
         rounds.append((time.process_time() - start) / (requests // 5))
     if profiler:
         profiler.disable()

@@ -10,7 +10,11 @@
 (e) path (b) with the data path as pure Python (SANDBOX_PURE_PYTHON=1): what runs without a C
     compiler, and in the compose image
 (b0) with --baseline REV: path (b) with the sidecar code of git revision REV, in the same run, so a
-     before/after comparison shares the machine's conditions (on a shared VM they drift by the minute)
+     before/after comparison shares the machine's conditions (on a shared VM they drift by the minute).
+     A revision runs as pure Python (`git archive` holds no compiled modules); to compare compiled
+     with compiled, pass a source tree built in place instead:
+         git worktree add /tmp/base REV && (cd /tmp/base && $PWD/.venv/bin/python setup.py build_ext --inplace)
+         .venv/bin/python benchmarks/proxy_bench.py --baseline /tmp/base
 
 The upstream is nginx returning a fixed 20-byte body, the same process for all four paths. Load
 comes from wrk (Debian `wrk`), or a small asyncio client when wrk is missing. For each path:
@@ -377,7 +381,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians (default 3)")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument(
-        "--baseline", metavar="REV", help="also measure path (b) with the sidecar of this git revision (row b0)"
+        "--baseline",
+        metavar="REV",
+        help="also measure path (b) with the sidecar of this git revision, or of this source tree (row b0)",
     )
     args = parser.parse_args()
     cpus = None if args.cpus == "any" else [int(c) for c in args.cpus.split(",") if c.strip()] or None
@@ -404,7 +410,8 @@ def main() -> int:
             ports = [up, px, a1_out, a2_out, b_in, py_out]
             if args.baseline:
                 old_out = free_port()
-                old_src = export_revision(args.baseline, tmp / "baseline")
+                tree = Path(args.baseline)
+                old_src = tree if tree.is_dir() else export_revision(args.baseline, tmp / "baseline")
                 old = start_sidecar(children, tmp, "a0", direct_snap, old_out, free_port(), source=old_src)
                 ports.append(old_out)
             for port in ports:

@@ -57,6 +57,7 @@ COMPILED = (
     "tracecontext",
     "tracing",
     "upstream",
+    "writes",
 )
 
 

@@ -27,6 +27,7 @@ import httptools
 from sandbox.proxy import http1
 from sandbox.proxy.decision import RequestHead, RouteDecision
 from sandbox.proxy.forwarder import Exchange, ForwardContext
+from sandbox.proxy.writes import Outbox
 
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h: the pre-REDIRECT destination of a captured socket
 _CHUNKED = "chunked"
@@ -102,6 +103,7 @@ class DownstreamConnection(asyncio.Protocol):
         "local_address",
         "no_more",
         "original_dst",
+        "outbox",
         "parser",
         "paused",
         "peer_ip",
@@ -118,6 +120,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.listener = listener
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
+        self.outbox = Outbox(listener.ctx.upstreams.writes)  # writes go at the end of the loop's pass
         self.url = b""
         self.raw: list[tuple[bytes, bytes]] = []
         self.chunk_len = 0
@@ -142,7 +145,8 @@ class DownstreamConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        # (cast: uvloop's transports are not subclasses)
+        self.transport = self.outbox.transport = cast(asyncio.Transport, transport)
         listener = self.listener
         listener.connections.add(self)
         peer = transport.get_extra_info("peername")
@@ -179,6 +183,7 @@ class DownstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.outbox.close(flush=False)
         self.listener.connections.discard(self)
         exchanges = list(self.exchanges)
         self.exchanges.clear()
@@ -303,15 +308,19 @@ class DownstreamConnection(asyncio.Protocol):
         exchange.start(decision)
 
     def write(self, data: bytes) -> None:
-        if not self.closed:
-            assert self.transport is not None
-            self.transport.write(data)
+        self.outbox.write(data)
+
+    def close(self) -> None:
+        """Close after what was written (the transport sends what it holds, then closes)."""
+        if self.transport is not None:
+            self.outbox.close(flush=True)
+            self.transport.close()
 
     def abort(self) -> None:
         """End the connection after an upstream reset mid-response (what was written still goes)."""
-        if not self.closed and self.transport is not None:
+        if not self.closed:
             self.no_more = True
-            self.transport.close()
+            self.close()
 
     def pause_reading(self, paused: bool) -> None:
         if paused == self.paused or self.closed or self.transport is None:
@@ -330,8 +339,7 @@ class DownstreamConnection(asyncio.Protocol):
         exchanges.pop(0)
         if exchange.resp_close or (self.no_more and not exchanges):
             self.no_more = True
-            assert self.transport is not None
-            self.transport.close()
+            self.close()
             return
         if exchanges:
             self._dispatch(exchanges[0])
@@ -351,12 +359,12 @@ class DownstreamConnection(asyncio.Protocol):
             return
         exchanges = self.exchanges
         if not exchanges:
-            self.transport.write(http1.local_reply(status, close=True))
+            self.write(http1.local_reply(status, close=True))
             self.listener.protocol_error(self, status)
         elif len(exchanges) == 1 and not exchanges[0].resp_started:
             exchanges[0].downstream_error(status)  # its body was malformed: answer it, then close
             return
-        self.transport.close()
+        self.close()
 
     def expire(self, now: float) -> None:
         """The sweep found this connection past its deadline."""
@@ -365,11 +373,11 @@ class DownstreamConnection(asyncio.Protocol):
         self.deadline = 0.0
         if self.in_head and not self.exchanges:
             self.no_more = True
-            self.transport.write(http1.local_reply(408, "request header timeout", close=True))
+            self.write(http1.local_reply(408, "request header timeout", close=True))
             self.listener.protocol_error(self, 408)
-            self.transport.close()
+            self.close()
         elif not self.exchanges:
-            self.transport.close()  # idle keep-alive connection
+            self.close()  # idle keep-alive connection
 
 
 class Listener:
@@ -422,8 +430,7 @@ class Listener:
         if self.server is not None:
             self.server.close()
         for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.close()
+            conn.close()
         if self.server is not None:
             await self.server.wait_closed()
             self.server = None

@@ -21,6 +21,7 @@ import httptools
 
 from sandbox.proxy.balancing import Host
 from sandbox.proxy.cluster import ClusterState
+from sandbox.proxy.writes import Outbox, WriteBatch
 
 # Failure reasons, worded as Envoy's reset reasons in local reply bodies.
 CONNECTION_FAILURE = "connection failure"
@@ -91,6 +92,7 @@ class UpstreamConnection(asyncio.Protocol):
         "head_request",
         "headers",
         "informational",
+        "outbox",
         "parser",
         "pool",
         "requests",
@@ -102,6 +104,7 @@ class UpstreamConnection(asyncio.Protocol):
     def __init__(self, pool: EndpointPool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
+        self.outbox = Outbox(pool.writes)
         self.parser = httptools.HttpResponseParser(self)
         self.sink: UpstreamSink | None = None
         self.headers: list[tuple[bytes, bytes]] = []
@@ -117,7 +120,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        # (cast: uvloop's transports are not subclasses)
+        self.transport = self.outbox.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         # (Narrow the local, never self.sink: compiled code would trust the narrowing after the
@@ -140,6 +144,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.outbox.close(flush=False)
         self.pool.connection_closed(self)
         sink = self.sink
         if sink is not None:
@@ -210,8 +215,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.drop = drop
 
     def write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
+        self.outbox.write(data)  # at the end of the loop's pass (writes.py)
 
     def fail(self, reason: str) -> None:
         """Drop the connection after a protocol error; the sink hears `reason`."""
@@ -225,6 +229,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.sink = None
         if self.transport is not None and not self.closed:
             self.closed = True
+            self.outbox.close(flush=False)
             self.transport.abort()  # abort: never flush half a request to an upstream we gave up on
 
     def pause_reading(self, paused: bool) -> None:
@@ -242,12 +247,13 @@ class EndpointPool:
     cluster's current ClusterState, refreshed on every acquire so a new snapshot takes effect.
     """
 
-    __slots__ = ("connecting", "host", "idle", "loop", "open", "retired", "state", "waiters")
+    __slots__ = ("connecting", "host", "idle", "loop", "open", "retired", "state", "waiters", "writes")
 
-    def __init__(self, state: ClusterState, host: Host, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, state: ClusterState, host: Host, loop: asyncio.AbstractEventLoop, writes: WriteBatch) -> None:
         self.state = state
         self.host = host
         self.loop = loop
+        self.writes = writes
         self.idle: list[UpstreamConnection] = []
         self.waiters: deque[UpstreamSink] = deque()
         self.connecting = 0
@@ -360,6 +366,7 @@ class Upstreams:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.writes = WriteBatch(loop)  # every connection's writes of this pass, upstream and downstream
         self.pools: dict[tuple[str, str], EndpointPool] = {}
 
     def pool(self, state: ClusterState, host: Host) -> EndpointPool:
@@ -368,7 +375,7 @@ class Upstreams:
         if pool is None:
             if len(self.pools) > 4096:  # passthrough destinations are open-ended
                 self._drop_unused()
-            pool = self.pools[key] = EndpointPool(state, host, self.loop)
+            pool = self.pools[key] = EndpointPool(state, host, self.loop, self.writes)
         elif pool.state is not state:
             pool.state = state
         return pool
