@@ -13,7 +13,8 @@
      before/after comparison shares the machine's conditions (on a shared VM they drift by the minute).
      A revision runs as pure Python (`git archive` holds no compiled modules); to compare compiled
      with compiled, pass a source tree built in place instead:
-         git worktree add /tmp/base REV && (cd /tmp/base && $PWD/.venv/bin/python setup.py build_ext --inplace)
+         git worktree add /tmp/base REV
+         (py=$PWD/.venv/bin/python; cd /tmp/base && $py setup.py build_ext --inplace)
          .venv/bin/python benchmarks/proxy_bench.py --baseline /tmp/base
 
 The upstream is nginx returning a fixed 20-byte body, the same process for all four paths. Load

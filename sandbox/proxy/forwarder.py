@@ -3,9 +3,9 @@
 `Exchange` is driven by callbacks from both sockets: the downstream connection feeds it the
 request (`start`, `request_body`, `request_complete`), the upstream connection feeds it the
 response (`upstream_head`, `upstream_body`, `upstream_done`, `upstream_failed`). Response bytes are
-written to the downstream socket inside the upstream's callback, so a plain proxied request costs
-no task, no future and no copy of the body. Timers exist only when the route asks for them
-(timeout, per-try timeout, fault delay, retry backoff).
+handed to the downstream connection inside the upstream's callback (it writes them at the end of the
+loop's pass, writes.py), so a plain proxied request costs no task and no future. Timers exist only
+when the route asks for them (timeout, per-try timeout, fault delay, retry backoff).
 
 Envoy's edge behaviour (istio-semantics.md §1.5): connect failure 503 UF, upstream reset before
 headers 503 UC, upstream protocol error 502 UPE, route timeout 504 UT, overflow 503 UO with
@@ -93,7 +93,6 @@ class Exchange(UpstreamSink):
     # The request body kept for retries and mirrors (None: too big to keep). Bodiless requests share this
     # empty list: llhttp calls on_body only for requests whose framing has_body saw, which get their own.
     body: list[bytes] | None = _NO_BODY
-    wbuf: list[bytes] | None = None  # response bytes of the current upstream read, written in one go
     timer: asyncio.TimerHandle | None = None  # per-try timeout, delay or backoff
     route_timer: asyncio.TimerHandle | None = None
     up_start = 0.0
@@ -453,26 +452,16 @@ class Exchange(UpstreamSink):
         if decision.response_headers:
             http1.apply_response_mutations(headers, decision.response_headers)
         self.resp_started = True
-        # Held until the upstream's read is parsed (upstream_flush): head and body leave in one write.
-        self.wbuf = [http1.response_head_bytes(status, headers, extra)]
+        # (The downstream writes at the end of the loop's pass: head and body leave in one write.)
+        self.down.write(http1.response_head_bytes(status, headers, extra))
 
     def upstream_body(self, data: bytes) -> None:
-        wbuf = self.wbuf
-        assert wbuf is not None
-        wbuf.append(http1.chunk(data) if self.resp_chunked else data)
+        self.down.write(http1.chunk(data) if self.resp_chunked else data)
         self.bytes_sent += len(data)
-
-    def upstream_flush(self) -> None:
-        wbuf = self.wbuf
-        if wbuf:
-            self.down.write(wbuf[0] if len(wbuf) == 1 else b"".join(wbuf))
-            wbuf.clear()
 
     def upstream_done(self) -> None:
         if self.resp_chunked:
-            assert self.wbuf is not None
-            self.wbuf.append(http1.LAST_CHUNK)
-        self.upstream_flush()
+            self.down.write(http1.LAST_CHUNK)
         conn = self.conn
         self.conn = None
         if conn is not None:
@@ -489,7 +478,6 @@ class Exchange(UpstreamSink):
             return
         if self.resp_started:
             # Reset after the response started: nothing to say to the client but closing.
-            self.upstream_flush()
             self.flags = join_flags(self.flags, "UPE" if reason == PROTOCOL_ERROR else "UC")
             self._settle_attempt(self.response_code)
             self.resp_close = True
@@ -586,7 +574,6 @@ class Exchange(UpstreamSink):
         self._abandon_upstream(report_status=504)
         if self.resp_started:
             self.flags = join_flags(self.flags, "UT")
-            self.upstream_flush()
             self.down.abort()
             self._finish()
         else:
@@ -656,7 +643,6 @@ class Exchange(UpstreamSink):
         self.reported = True
         ctx = self.ctx
         self.duration = ctx.loop.time() - self.started
-        self.wbuf = None
         if self.body:
             self.body = None  # the access log and spans may hold this exchange a while: not its body
         telemetry = ctx.telemetry

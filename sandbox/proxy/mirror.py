@@ -82,9 +82,6 @@ class Mirror(UpstreamSink):
     def upstream_body(self, data: bytes) -> None:
         pass
 
-    def upstream_flush(self) -> None:
-        pass
-
     def upstream_done(self) -> None:
         conn = self.conn
         self.conn = None

@@ -7,8 +7,8 @@ while a connection opens. Requests never pipeline on one upstream connection; a 
 back to the idle list only after a complete exchange.
 
 A connection talks to whoever currently uses it through the `UpstreamSink` callbacks, so response
-bytes flow from the upstream socket to the downstream socket in the same callback, with no task
-switch and no buffering.
+bytes reach the downstream connection in the same callback, with no task switch. Both sides write
+at the end of the loop's pass (writes.py).
 """
 
 from __future__ import annotations
@@ -67,9 +67,6 @@ class UpstreamSink:
     def upstream_body(self, data: bytes) -> None:
         raise NotImplementedError
 
-    def upstream_flush(self) -> None:
-        raise NotImplementedError
-
     def upstream_done(self) -> None:
         raise NotImplementedError
 
@@ -124,10 +121,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = self.outbox.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        # (Narrow the local, never self.sink: compiled code would trust the narrowing after the
-        # parser's callbacks, which may have changed it.)
-        sink = self.sink
-        if sink is None:  # nobody asked: a stray byte on an idle connection makes it unusable
+        if self.sink is None:  # nobody asked: a stray byte on an idle connection makes it unusable
             self.close()
             return
         self.got_data = True
@@ -135,9 +129,6 @@ class UpstreamConnection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self.fail(PROTOCOL_ERROR)
-            return
-        if self.sink is sink:  # still ours: send what this read produced in one write
-            sink.upstream_flush()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost follows
@@ -150,7 +141,6 @@ class UpstreamConnection(asyncio.Protocol):
         if sink is not None:
             self.sink = None
             if self.until_close and exc is None:
-                sink.upstream_flush()
                 sink.upstream_done()  # a body delimited by the connection's end ends here
             else:
                 sink.upstream_failed(CONNECTION_TERMINATION)
