@@ -1,8 +1,8 @@
 """The data path compiled with mypyc, and when to use it.
 
 `pip install` compiles the modules in `COMPILED` with mypyc (setup.py): same source, same
-semantics, about a third of the interpreter's Python work per request (0.6x the sidecar's CPU
-per request in place, where the kernel's share stays). Pure Python stays the fallback and
+semantics, about a third of the interpreter's Python work per request (0.5-0.6x the sidecar's
+CPU per request in place, where the kernel's share stays). Pure Python stays the fallback and
 is chosen, all modules together (mypyc links a group's modules to each other directly, so a mix of
 compiled and source modules would hold two copies of each class), when:
 
