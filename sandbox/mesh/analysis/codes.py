@@ -4,8 +4,9 @@ KIA codes carry Kiali's exact message text and default severity (kiali/kiali
 `models/istio_validation.go`); checkers may change the severity at runtime as Kiali does (see
 each checker). SBX1xx codes are Istio's own schema/semantic validation
 (`istio/istio pkg/config/validation`); their messages are Istio's, with the offending value
-filled in by the checker, so the catalogue holds a title. Loader (SBX0xx) and Compose (SBX3xx)
-codes are listed too, so SARIF output can describe every rule it reports.
+filled in by the checker, so the catalogue holds a title. Loader (SBX0xx), legacy translation
+(SBX2xx), Compose (SBX3xx), control plane (SBX4xx) and `up` preflight (SBX5xx) codes are listed too,
+so SARIF output can describe every rule it reports.
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ ISTIO = _table(
     ("SBX161", E, "DENY or CUSTOM action without rules never triggers"),
 )
 
-# Reported by the loader and the Compose reader; listed so SARIF can describe them.
+# Reported outside the analyzer (loader, legacy translation, Compose reader, control plane, `up`);
+# listed so SARIF can describe them.
 LOADER = _table(
     ("SBX000", E, "file cannot be read"),
     ("SBX001", E, "YAML syntax error"),
@@ -134,6 +136,9 @@ LOADER = _table(
     ("SBX008", E, "input too big or too deep"),
     ("SBX009", E, "duplicate resource"),
     ("SBX010", W, "duplicate key"),
+    ("SBX201", W, "deprecated Istio resource, translated to its modern equivalent"),
+    ("SBX202", W, "part of a legacy resource cannot be translated faithfully"),
+    ("SBX203", N, "legacy translation note"),
     ("SBX300", E, "compose file cannot be used"),
     ("SBX301", E, "workload needs both app and version labels"),
     ("SBX302", W, "workload has no port"),
@@ -141,6 +146,14 @@ LOADER = _table(
     ("SBX304", E, "workloads of one service disagree on the port"),
     ("SBX305", W, "two workloads are the same service version"),
     ("SBX306", E, "port out of range"),
+    ("SBX400", E, "endpoints file rejected; the last good endpoints stay"),
+    ("SBX500", E, "no Istio directory"),
+    ("SBX501", E, "config routes to a Compose service outside the mesh (no app/version labels)"),
+    ("SBX502", E, "two services claim one host port"),
+    ("SBX503", E, "unknown runtime"),
+    ("SBX504", E, "a host port the mesh needs is already taken"),
+    ("SBX505", E, "the local runtime cannot start a workload (no x-sandbox.local.command)"),
+    ("SBX506", E, "the compose runtime has no Docker engine or Compose"),
 )
 
 CATALOGUE: dict[str, Check] = {**KIALI, **ISTIO, **LOADER}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 from sandbox.mesh.analysis import analyze
 from sandbox.mesh.analysis.codes import CATALOGUE, KIALI
@@ -96,6 +98,16 @@ def test_every_kiali_code_has_kialis_severity_and_a_message() -> None:
     assert KIALI["KIA1107"].severity is Severity.WARNING
     assert KIALI["KIA0203"].message == "This subset's labels are not found in any matching host"
     assert all(c.message and c.code == code for code, c in CATALOGUE.items())
+
+
+def test_every_code_the_sources_emit_is_catalogued() -> None:
+    """SARIF describes each rule it reports from the catalogue: a code missing there is a bare id."""
+    sources = Path(__file__).resolve().parents[3] / "sandbox"
+    emitted = {
+        code for path in sources.rglob("*.py") for code in re.findall(r'"((?:SBX|KIA)\d{3,4})"', path.read_text())
+    }
+    assert emitted, "no codes found: the pattern no longer matches how codes are written"
+    assert sorted(emitted - CATALOGUE.keys()) == []
 
 
 def big_mesh(services: int) -> tuple[str, str]:
