@@ -7,7 +7,6 @@ from html.parser import HTMLParser
 from typing import Any
 
 from sandbox.console.spans import Span, decode_zipkin
-from sandbox.control.snapshot import ProxyIdentity
 from sandbox.proxy.record import RequestRecord
 from sandbox.proxy.tracecontext import TraceContext
 
@@ -96,36 +95,6 @@ def read_page(html: str) -> Page:
     page = Page()
     page.feed(html)
     return page
-
-
-# Three proxies of a request path, as the sidecars know themselves.
-INGRESS = ProxyIdentity(
-    workload="istio-ingressgateway",
-    namespace="istio-system",
-    service_account="istio-ingressgateway-service-account",
-    spiffe_id="spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account",
-    labels={"app": "istio-ingressgateway", "istio": "ingressgateway"},
-    app="istio-ingressgateway",
-    kind="router",
-)
-PRODUCTPAGE = ProxyIdentity(
-    workload="productpage-v1",
-    namespace="default",
-    service_account="bookinfo-productpage",
-    spiffe_id="spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
-    labels={"app": "productpage", "version": "v1"},
-    app="productpage",
-    version="v1",
-)
-REVIEWS = ProxyIdentity(
-    workload="reviews-v2",
-    namespace="default",
-    service_account="bookinfo-reviews",
-    spiffe_id="spiffe://cluster.local/ns/default/sa/bookinfo-reviews",
-    labels={"app": "reviews", "version": "v2"},
-    app="reviews",
-    version="v2",
-)
 
 
 def hop(ctx: TraceContext, start: float, seconds: float, authority: str, status: int) -> RequestRecord:

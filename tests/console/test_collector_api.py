@@ -12,7 +12,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from console_helpers import INGRESS, PRODUCTPAGE, REVIEWS, hop, read_page
+from bookinfo_proxies import INGRESS, PRODUCTPAGE, REVIEWS
+from console_helpers import hop, read_page
 
 from sandbox.console.app import Console, ConsoleSettings
 from sandbox.proxy.tracecontext import TraceContext

@@ -93,7 +93,8 @@ def test_memory_stays_bounded_at_about_a_kilobyte_per_sidecar_span() -> None:
     import time
     import tracemalloc
 
-    from console_helpers import INGRESS, PRODUCTPAGE, REVIEWS, hop
+    from bookinfo_proxies import INGRESS, PRODUCTPAGE, REVIEWS
+    from console_helpers import hop
 
     from sandbox.console.spans import decode_zipkin
     from sandbox.proxy.tracecontext import TraceContext

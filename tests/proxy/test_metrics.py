@@ -5,30 +5,14 @@ from __future__ import annotations
 import base64
 from bisect import bisect_left
 
+from bookinfo_proxies import PRODUCTPAGE, REVIEWS_V2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sandbox.control.snapshot import Endpoint, ProxyIdentity
 from sandbox.proxy.metrics import DEFAULT_BUCKETS, HTTP_LABELS, TCP_LABELS, Edge, IstioMetrics, Peer, _bucket
 
-PRODUCTPAGE = ProxyIdentity(
-    workload="productpage-v1",
-    namespace="default",
-    service_account="bookinfo-productpage",
-    spiffe_id="spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
-    labels={"app": "productpage", "version": "v1"},
-    app="productpage",
-    version="v1",
-)
-REVIEWS_V2 = Endpoint(
-    address="127.0.0.1:15006",
-    workload="reviews-v2",
-    namespace="default",
-    service_account="bookinfo-reviews",
-    labels={"app": "reviews", "version": "v2"},
-)
 SERVICE = "reviews.default.svc.cluster.local"
 
 

@@ -8,30 +8,16 @@ import random
 import re
 import types
 
+from bookinfo_proxies import RATINGS, REVIEWS
 from dataplane_support import Upstream, compose_for, fetch, mesh_snapshot, running_sidecar, socket_test
 from prometheus_client.parser import text_string_to_metric_families
 
-from sandbox.control.snapshot import Endpoint, ProxyIdentity
 from sandbox.proxy.accesslog import AccessLog, format_line
 from sandbox.proxy.forwarder import Exchange
 from sandbox.proxy.metrics import Peer
 from sandbox.proxy.record import RequestRecord, detached
 from sandbox.proxy.telemetry import Telemetry
 from sandbox.proxy.tracing import SpanBuilder, SpanReporter
-
-REVIEWS = ProxyIdentity(
-    workload="reviews-v2",
-    namespace="default",
-    service_account="bookinfo-reviews",
-    spiffe_id="spiffe://cluster.local/ns/default/sa/bookinfo-reviews",
-    labels={"app": "reviews", "version": "v2"},
-    app="reviews",
-    version="v2",
-)
-RATINGS = Endpoint(
-    address="127.0.0.1:15106", workload="ratings-v1", namespace="default", service_account="bookinfo-ratings",
-    labels={"app": "ratings", "version": "v1"},
-)  # fmt: skip
 
 
 def make(sampling: float = 100.0) -> tuple[Telemetry, list[str], list[bytes]]:

@@ -10,21 +10,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from bookinfo_proxies import PRODUCTPAGE
 
-from sandbox.control.snapshot import ProxyIdentity
 from sandbox.proxy.record import RequestRecord
 from sandbox.proxy.tracecontext import TraceContext
 from sandbox.proxy.tracing import SpanBuilder, SpanReporter
-
-PRODUCTPAGE = ProxyIdentity(
-    workload="productpage-v1",
-    namespace="default",
-    service_account="bookinfo-productpage",
-    spiffe_id="spiffe://cluster.local/ns/default/sa/bookinfo-productpage",
-    labels={"app": "productpage", "version": "v1"},
-    app="productpage",
-    version="v1",
-)
 
 
 def record(kind: str = "CLIENT", status: int = 200, **kw: Any) -> RequestRecord:
