@@ -396,6 +396,8 @@ class Exchange(UpstreamSink):
         self.conn = conn
         ctx = self.ctx
         conn.start(self, self.head.method == "HEAD", ctx.skip_response)
+        if self.down.write_paused:
+            conn.pause_reading(True)  # the client has not drained what came before: read on its resume
         self.up_start = ctx.loop.time()
         attempt = self.attempt
         head = self.up_head + (_ATTEMPT_1 if attempt == 1 else b"x-envoy-attempt-count: %d\r\n\r\n" % attempt)
@@ -634,7 +636,10 @@ class Exchange(UpstreamSink):
         if self.request_done or self.resp_close or self.down.closed:
             self._report()
             self.down.exchange_done(self)
-        # else: the client is still sending; Envoy logs when the stream ends (request_complete)
+        else:
+            # The client is still sending; Envoy logs when the stream ends (request_complete). Reading
+            # may be paused (a full upstream, or a full retry buffer) with nothing left to resume it.
+            self.down.pause_reading(False)
 
     def _report(self) -> None:
         """Hand the finished exchange to telemetry, once (bytes received are final by now)."""

@@ -114,6 +114,7 @@ class DownstreamConnection(asyncio.Protocol):
         "too_large",
         "transport",
         "url",
+        "write_paused",
     )
 
     def __init__(self, listener: Listener) -> None:
@@ -141,6 +142,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.original_dst: tuple[str, int] | None = None
         self.deadline = 0.0
         self.too_large = False
+        self.write_paused = False  # the client reads slower than we write: upstreams must wait
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -192,10 +194,13 @@ class DownstreamConnection(asyncio.Protocol):
             exchange.downstream_lost()
 
     def pause_writing(self) -> None:
+        # Remembered: the exchange answering next may not have its upstream yet (upstream_connected).
+        self.write_paused = True
         if self.exchanges:
             self.exchanges[0].downstream_paused(True)
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         if self.exchanges:
             self.exchanges[0].downstream_paused(False)
 

@@ -40,10 +40,12 @@ class WriteBatch:
             for outbox in queued:
                 try:
                     outbox.flush()
-                except RuntimeError:
-                    # uvloop raises for a transport closed under us before we heard of it: its data has
-                    # nowhere to go, and the other connections' writes must still go
+                except Exception as exc:  # one connection's failure must not strand the others' writes
                     outbox.close(flush=False)
+                    # uvloop raises RuntimeError for a transport closed under us before we heard of it:
+                    # expected, its data had nowhere to go. Anything else is a bug worth seeing.
+                    if not isinstance(exc, RuntimeError):
+                        self.loop.call_exception_handler({"message": "write failed", "exception": exc})
 
 
 class Outbox:

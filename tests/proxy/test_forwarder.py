@@ -231,6 +231,23 @@ async def test_fault_abort_answers_locally_with_fi() -> None:
 
 
 @socket_test
+async def test_an_answer_before_the_body_is_in_still_reads_the_rest_and_keeps_the_connection() -> None:
+    """A fault abort after a delay, while a 3 MiB body arrives: the sidecar buffers 1 MiB (the retry
+    buffer) and stops reading. Answering must start reading again, or the client waits forever."""
+    fault = "{delay: {fixedDelay: 0.2s, percentage: {value: 100}}, abort: {httpStatus: 503, percentage: {value: 100}}}"
+    async with Upstream() as up:
+        snapshot = mesh_snapshot(COMPOSE, to_v1(fault=fault), "productpage-v1", {"reviews-v1": up.address})
+        async with running_sidecar(snapshot) as sc, Client(sc.outbound) as client:
+            answer = await client.request("POST", "/upload", body=b"x" * (3 << 20), host="reviews:9080")
+            assert (answer.status, answer.body) == (503, b"fault filter abort")
+            async with asyncio.timeout(5):  # the same connection serves the next request
+                again = await client.request("GET", "/", host="reviews:9080")
+            assert again.status == 503
+    assert sc.flags() == ["DI,FI", "DI,FI"]
+    assert up.requests == []
+
+
+@socket_test
 async def test_mirror_gets_a_shadow_copy_and_never_slows_the_primary() -> None:
     async def slow_mirror(request: Received) -> Reply:
         await asyncio.sleep(1.5)

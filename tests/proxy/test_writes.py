@@ -98,3 +98,87 @@ async def test_a_transport_closed_under_us_costs_only_its_own_writes() -> None:
     await asyncio.sleep(0)
     assert to_alive.writes == [b"to an open one"]
     assert gone.closed
+
+
+@socket_test
+async def test_an_unexpected_write_error_is_reported_and_strands_no_other_connection() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[BaseException] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["exception"]))
+    batch = WriteBatch(loop)
+
+    class Broken(RecordingTransport):
+        def write(self, data: bytes) -> None:
+            raise ValueError("a bug in a transport")
+
+    broken = Outbox(batch)
+    transport: Any = Broken()
+    broken.transport = transport
+    first, to_first = outbox(batch)
+    first.write(b"before")  # queued ahead of the broken one
+    broken.write(b"x")
+    last, to_last = outbox(batch)
+    last.write(b"after")
+    await asyncio.sleep(0)
+    assert (to_first.writes, to_last.writes) == ([b"before"], [b"after"])
+    assert [type(e) for e in reported] == [ValueError]
+    last.write(b"next pass")
+    await asyncio.sleep(0)
+    assert to_last.writes == [b"after", b"next pass"]
+
+
+class PausableTransport(RecordingTransport):
+    """Records reads paused and resumed too, and answers what a connection asks of its transport."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 15001)}.get(name, default)
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+@socket_test
+async def test_a_client_that_stopped_reading_holds_back_the_next_upstream_response() -> None:
+    """The client's socket buffer filled while nothing was being answered: the next exchange's upstream
+    must not read (and pile its response up in the sidecar) until the client drains it."""
+    from dataplane_support import compose_for, mesh_snapshot
+
+    from sandbox.proxy.process import ProxyOptions, Sidecar
+    from sandbox.proxy.server import DownstreamConnection
+    from sandbox.proxy.upstream import UpstreamConnection
+
+    compose = compose_for(("productpage-v1", "productpage", "v1"), ("reviews-v1", "reviews", "v1"))
+    snapshot = mesh_snapshot(compose, "", "productpage-v1", {"reviews-v1": "127.0.0.1:9"})
+    options = ProxyOptions(outbound_port=None, inbound_port=None, admin_port=None, stats_port=None, ready_port=None)
+    sidecar = Sidecar(snapshot, options)
+    state = sidecar.clusters.get("outbound|9080||reviews.default.svc.cluster.local")
+    assert state is not None
+    pool = sidecar.upstreams.pool(state, state.hosts.hosts[0])
+    upstream = UpstreamConnection(pool)
+    to_upstream: Any = PausableTransport()
+    upstream.connection_made(to_upstream)
+    state.breaker.try_connection()
+    pool.open += 1
+    pool.idle.append(upstream)  # a warm connection, as after earlier requests
+
+    client = DownstreamConnection(sidecar.outbound)
+    to_client: Any = PausableTransport()
+    client.connection_made(to_client)
+    client.pause_writing()  # the transport's buffer is over its high-water mark
+    client.data_received(b"GET / HTTP/1.1\r\nhost: reviews:9080\r\n\r\n")
+    assert upstream.sink is not None and not to_upstream.reading
+    client.resume_writing()
+    assert to_upstream.reading
