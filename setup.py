@@ -52,7 +52,8 @@ def extensions() -> list[Any]:
 
 
 class BuildExt(build_ext):
-    """Stamp the compiled modules with the digest of the source they were compiled from."""
+    """Stamp the compiled modules with the digest of the source they were compiled from, and the name
+    of the shared library mypyc linked them into (the compose image carries that one file)."""
 
     def run(self) -> None:
         super().run()
@@ -61,7 +62,8 @@ class BuildExt(build_ext):
         target = Path(self.get_ext_fullpath("sandbox.proxy.forwarder")).parent
         if target.is_dir():
             # The digest taken before compiling: a source edited during the build then reads as stale.
-            (target / native["STAMP"]).write_text(COMPILED_DIGEST + "\n")
+            library = next((e.name for e in self.extensions if e.name.endswith("__mypyc")), "")
+            (target / native["STAMP"]).write_text(f"{COMPILED_DIGEST}\n{library}\n")
 
 
 # pip runs this file for metadata too; type-check and generate C only for the commands that build.

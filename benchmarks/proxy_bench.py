@@ -8,7 +8,7 @@
 (c) client -> nginx reverse proxy (one worker, keep-alive upstream) -> upstream
 (d) client -> outbound sidecar -> inbound sidecar -> upstream (a full mesh hop)
 (e) path (b) with the data path as pure Python (SANDBOX_PURE_PYTHON=1): what runs without a C
-    compiler, and in the compose image
+    compiler, and in a compose image whose Python does not match the host's
 (b0) with --baseline REV: path (b) with the sidecar code of git revision REV, in the same run, so a
      before/after comparison shares the machine's conditions (on a shared VM they drift by the minute).
      A revision runs as pure Python (`git archive` holds no compiled modules); to compare compiled

@@ -21,6 +21,11 @@ fi
 # The package itself is copied, not built: no setuptools needed offline, and the source is what was hashed.
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 cp -r "$ctx/sandbox" "$site/sandbox"
+# The host's compiled data path, when it had one: mypyc's shared library goes beside the package (the
+# compiled modules came with sandbox/proxy). sandbox/proxy/native.py decides at start whether it runs.
+for lib in "$ctx"/native/*.so; do
+  [ -f "$lib" ] && cp "$lib" "$site/"
+done
 nice -n 10 "$venv/bin/python" -m compileall -q "$site/sandbox"
 printf '#!%s\nimport sys\nfrom sandbox.cli import main\nsys.exit(main())\n' "$venv/bin/python" > "$venv/bin/sandbox"
 chmod 755 "$venv/bin/sandbox"

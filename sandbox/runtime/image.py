@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.proxy import native
 from sandbox.runtime.base import RuntimeFailure
 from sandbox.runtime.docker_engine import Engine
 
@@ -99,10 +100,27 @@ def requirements(root: Path) -> list[str]:
     return [str(d) for d in data["project"]["dependencies"]]
 
 
-# Build products, not source: bytecode, and the host's mypyc extensions (built for the host's Python;
-# the image runs the data path as pure Python, see sandbox/proxy/native.py).
+# Build products, not source: bytecode, and the host's mypyc extensions (carried on their own, by
+# compiled_data_path, only when they match the source).
 _NOT_SOURCE = (".pyc", ".pyo", ".so", ".stamp")
 _IGNORE = shutil.ignore_patterns("__pycache__", *(f"*{suffix}" for suffix in _NOT_SOURCE))
+
+
+def compiled_data_path(root: Path) -> list[tuple[str, Path]]:
+    """The host's compiled data path as (path in the context, file), or [] when the checkout has none
+    that matches its source (sandbox/proxy/native.py). The image's Python uses it where its version,
+    platform and C library match the host's (as with the offline base on a Debian 12 host); elsewhere
+    it never sees the files (another version's suffix) or falls back to the source when they fail to load.
+    The modules sit in sandbox/proxy; the library mypyc links them into sits at the top level."""
+    proxy = root / "sandbox" / "proxy"
+    library = native.shared_library(proxy)
+    if not library or not native.status(proxy, env={})[0]:
+        return []
+    libraries = sorted(p for p in root.glob(f"{library}.*.so") if p.is_file())
+    if not libraries:
+        return []  # an install into site-packages: the checkout holds the modules but not their library
+    files = sorted(p for p in proxy.iterdir() if p.suffix == ".so" or p.name == native.STAMP)
+    return [(f"sandbox/proxy/{p.name}", p) for p in files] + [(f"native/{p.name}", p) for p in libraries]
 
 
 def _tree_files(directory: Path) -> list[Path]:
@@ -129,6 +147,8 @@ def content_hash(root: Path, offline: bool, base: str, base_id: str) -> str:
     for top in ("sandbox", "samples"):
         for path in _tree_files(root / top):
             add(path.relative_to(root).as_posix(), path.read_bytes())
+    for name, path in compiled_data_path(root):
+        add(name, path.read_bytes())
     return digest.hexdigest()
 
 
@@ -214,7 +234,8 @@ def prune_stale(engine: Engine, plan: ImagePlan, keep: dt.timedelta = PRUNE_AFTE
 
 
 def stage_context(root: Path, context: Path) -> Path:
-    """A fresh build context: the scripts, requirements.txt, the package source and samples/."""
+    """A fresh build context: the scripts, requirements.txt, the package source, samples/ and the
+    host's compiled data path when it has one (native/ holds mypyc's shared library)."""
     shutil.rmtree(context, ignore_errors=True)
     context.mkdir(parents=True)
     for script in SCRIPTS:
@@ -225,6 +246,9 @@ def stage_context(root: Path, context: Path) -> Path:
         shutil.copytree(root / "samples", context / "samples", ignore=_IGNORE)
     else:
         (context / "samples").mkdir()
+    (context / "native").mkdir()
+    for name, path in compiled_data_path(root):
+        shutil.copy2(path, context / name)
     return context
 
 

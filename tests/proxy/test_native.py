@@ -55,14 +55,14 @@ def test_the_environment_switch_forces_pure_python(tmp_path: Path) -> None:
     assert native.status(package, env={native.PURE_ENV: "0"})[0] is True
 
 
-def _loaded_files(env: dict[str, str]) -> list[str]:
+def _loaded_files(env: dict[str, str], cwd: Path | None = None) -> list[str]:
     code = (
         "import importlib, sandbox.proxy.native as n\n"
         "print(n.STATUS)\n"
         "for m in n.COMPILED: print(importlib.import_module('sandbox.proxy.' + m).__file__)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=True
     ).stdout
     return out.splitlines()
 
@@ -78,3 +78,17 @@ def test_the_installed_data_path_is_compiled_and_loaded_whole() -> None:
     status, *files = _loaded_files(env)
     require(status == "compiled (mypyc)", f"the data path is not compiled here: {status}")
     assert all(not f.endswith(".py") for f in files), files
+
+
+def test_extensions_that_do_not_load_here_fall_back_to_pure_python(tmp_path: Path) -> None:
+    """A build made elsewhere (another libc, say) whose stamp matches: the sidecar still starts."""
+    root = tmp_path / "tree"
+    shutil.copytree(native.HERE.parent, root / "sandbox", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    proxy = root / "sandbox" / "proxy"
+    for name in native.COMPILED:
+        (proxy / f"{name}{SUFFIX}").write_bytes(b"\x7fELF, but not for this machine")
+    (proxy / native.STAMP).write_text(native.source_digest(proxy) + "\n")
+    env = {k: v for k, v in os.environ.items() if k != native.PURE_ENV}
+    status, *files = _loaded_files({**env, "PYTHONPATH": str(root)}, cwd=root)
+    assert status.startswith("pure Python (the compiled modules do not load here: "), status
+    assert files and all(f.startswith(str(proxy)) and f.endswith(".py") for f in files), files

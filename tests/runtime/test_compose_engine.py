@@ -207,6 +207,26 @@ def test_status_and_logs_read_the_engine(mesh: Mesh) -> None:
     assert '"GET / HTTP/1.1" 200' in logs.stdout  # the sidecar's access log
 
 
+def test_sidecars_run_the_hosts_compiled_data_path_where_it_fits(mesh: Mesh) -> None:
+    """The image carries the host's mypyc build; the offline image's Python (Debian 12's 3.11) runs it
+    when the host's is 3.11 too. Anywhere else the sidecars say they run pure Python, and still serve."""
+    from sandbox.proxy import native
+    from sandbox.runtime.docker_engine import Engine
+    from sandbox.runtime.image import ImageSettings
+
+    logs = sandbox("logs", "api-v1", "--proxy", "--tail", "100000", "-f", str(mesh.compose), timeout=60)
+    assert logs.returncode == 0, logs.stderr
+    ready = [line for line in logs.stdout.splitlines() if "sandbox proxy api-v1 ready:" in line]
+    assert ready, logs.stdout[-2000:]
+    settings = ImageSettings.from_env()
+    offline = settings.build_mode != "online" and Engine.connect().image_id(settings.offline_base) is not None
+    fits = native.status(native.HERE, env={})[0] and sys.version_info[:2] == (3, 11) and offline
+    if fits:
+        assert "data path compiled (mypyc)" in ready[-1], ready[-1]
+    else:
+        assert "data path compiled (mypyc)" in ready[-1] or "data path pure Python" in ready[-1], ready[-1]
+
+
 def test_down_removes_every_container_and_network(mesh: Mesh) -> None:
     from sandbox.runtime.docker_engine import Engine
 

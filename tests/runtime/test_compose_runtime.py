@@ -3,6 +3,8 @@ image staleness, and what preflight says without an engine."""
 
 from __future__ import annotations
 
+import importlib.machinery
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from sandbox.mesh.topology import parse_compose
+from sandbox.proxy import native
 from sandbox.runtime import compose as compose_module
 from sandbox.runtime import compose_project
 from sandbox.runtime.base import ComponentKind, RuntimeFailure
@@ -21,6 +24,8 @@ from sandbox.runtime.docker_engine import ContainerInfo, EngineUnavailable
 from sandbox.runtime.image import ImageSettings, content_hash, requirements, stage_context
 from sandbox.runtime.preflight import Inputs
 from sandbox.runtime.project import find_project
+
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
 def container(service: str, ident: str, started: str, network_mode: str = "") -> ContainerInfo:
@@ -154,8 +159,46 @@ def test_the_build_context_holds_only_what_the_dockerfile_copies(tmp_path: Path)
     root = checkout(tmp_path / "repo")
     context = stage_context(root, tmp_path / "context")
     names = sorted(p.relative_to(context).as_posix() for p in context.rglob("*"))
-    assert names == ["Dockerfile", "install.sh", "probe", "requirements.txt", "samples", "sandbox", "sandbox/cli.py"]
+    assert names == [
+        "Dockerfile", "install.sh", "native", "probe", "requirements.txt", "samples", "sandbox", "sandbox/cli.py"
+    ]  # fmt: skip
     assert (context / "requirements.txt").read_text().splitlines() == requirements(root) == ["aiohttp>=3.9", "typer"]
+
+
+def compile_data_path(root: Path) -> Path:
+    """What `pip install -e .` leaves in a checkout: an extension beside each data-path module, the
+    stamp, and mypyc's shared library at the top level."""
+    proxy = root / "sandbox" / "proxy"
+    proxy.mkdir(parents=True, exist_ok=True)
+    for name in native.COMPILED:
+        shutil.copy(native.HERE / f"{name}.py", proxy / f"{name}.py")
+        (proxy / f"{name}{SUFFIX}").write_bytes(name.encode())
+    (proxy / native.STAMP).write_text(f"{native.source_digest(proxy)}\n0123abcd__mypyc\n")
+    (root / f"fedc9876__mypyc{SUFFIX}").write_bytes(b"an earlier build's library, no longer used")
+    library = root / f"0123abcd__mypyc{SUFFIX}"
+    library.write_bytes(b"the group")
+    return library
+
+
+def test_the_hosts_compiled_data_path_goes_into_the_image_while_it_matches_the_source(tmp_path: Path) -> None:
+    root = checkout(tmp_path / "repo")
+    plain = content_hash(root, True, "sandbox-base:offline", "sha256:1")
+    library = compile_data_path(root)
+    compiled = content_hash(root, True, "sandbox-base:offline", "sha256:1")
+    assert compiled != plain
+    context = stage_context(root, tmp_path / "context")
+    assert [p.name for p in (context / "native").iterdir()] == [library.name]
+    assert (context / "native" / library.name).read_bytes() == b"the group"
+    assert (context / "sandbox" / "proxy" / native.STAMP).is_file()
+    assert {p.name for p in (context / "sandbox" / "proxy").glob(f"*{SUFFIX}")} == {
+        f"{name}{SUFFIX}" for name in native.COMPILED
+    }
+    library.write_bytes(b"rebuilt")
+    assert content_hash(root, True, "sandbox-base:offline", "sha256:1") != compiled
+    with (root / "sandbox" / "proxy" / "forwarder.py").open("a") as f:
+        f.write("# edited since the build: the extensions no longer match, and stay out\n")
+    context = stage_context(root, tmp_path / "context")
+    assert not any(context.rglob(f"*{SUFFIX}")) and not (context / "sandbox" / "proxy" / native.STAMP).exists()
 
 
 def test_an_unknown_build_mode_is_refused() -> None:
