@@ -7,7 +7,7 @@ one pass of the loop, and writing each result at once wakes its reader (the clie
 in the middle of the pass: on a shared core the woken reader preempts the sidecar, about once per
 write. Queued to the end of the pass, the writes go out back to back and several writes to one
 socket go as one. Sharing one core with its client and upstream, the sidecar was preempted 1.5 times
-per request before and 0.7 times after, and its CPU per request fell by about a quarter
+per request before and 0.7 times after, and its CPU per request fell by about 30%
 (benchmarks/proxy_bench.py).
 
 The queue lasts one pass, so what it holds is bounded by what one pass read.
@@ -73,10 +73,9 @@ class Outbox:
         if not chunks:
             return
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        transport = self.transport
-        if transport is not None and not self.closed:
-            transport.write(data)
+        chunks.clear()  # (a closed outbox holds nothing: write drops, close clears)
+        if self.transport is not None:
+            self.transport.write(data)
 
     def close(self, flush: bool) -> None:
         if flush:
