@@ -14,14 +14,15 @@ import random
 import time
 from collections.abc import Callable
 
-from sandbox.control.snapshot import ConsistentHash, Endpoint, LoadBalancer, OutlierDetectionPolicy, ProxyIdentity
 from sandbox.proxy.accesslog import format_line
 from sandbox.proxy.balancing import Host, HostSet, make_balancer
 from sandbox.proxy.circuitbreaker import CircuitBreaker
 from sandbox.proxy.decision import RequestHead
 from sandbox.proxy.outlier import OutlierDetector
-from sandbox.proxy.record import RequestRecord
+from sandbox.proxy.record import record
 from sandbox.proxy.telemetry import Telemetry
+from sandbox.xds.identity import ProxyIdentity
+from sandbox.xds.snapshot import ConsistentHash, Endpoint, LoadBalancer, OutlierDetectionPolicy
 
 IDENTITY = ProxyIdentity(
     workload="productpage-v1",
@@ -79,7 +80,7 @@ def main() -> None:
     tel = Telemetry(IDENTITY, rng=rng)
     edge = tel.outbound_edge(ENDPOINT, "reviews.default.svc.cluster.local", True)
     cases["metrics.record_http"] = lambda: tel.metrics.record_http(edge, 200, "-", 12.5, 0, 295)
-    rec = RequestRecord(time.time(), method="GET", path="/reviews/0", authority="reviews:9080", response_code=200)
+    rec = record(time.time(), method="GET", path="/reviews/0", authority="reviews:9080", response_code=200)
     rec.edge = edge
     cases["telemetry.finish (metrics, no log/spans)"] = lambda: tel.finish(rec)
     cases["telemetry.outbound_edge (cached)"] = lambda: tel.outbound_edge(

@@ -29,11 +29,16 @@ from typing import Any
 
 import aiohttp
 
+from sandbox.control.plane import ControlPlane, ControlPlaneSettings
 from sandbox.control.push import ProxyStatus
-from sandbox.control.server import ControlPlane, ControlPlaneSettings
-from sandbox.control.snapshot import ProxySnapshot
-from sandbox.control.tokens import ProxyIdentity, TokenAuthority
-from sandbox.proxy.subscription import CertificateBundle, Identity, Subscription
+from sandbox.control.server import ControlPlaneServer
+from sandbox.control.tokens import TokenAuthority
+from sandbox.proxy.subscription import Subscription
+from sandbox.xds import messages
+from sandbox.xds.certificate import WorkloadCertificate
+from sandbox.xds.identity import ProxyIdentity
+from sandbox.xds.messages import Hello
+from sandbox.xds.snapshot import ProxySnapshot
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "bookinfo"
 WORKLOADS = [
@@ -66,17 +71,15 @@ class Sink:
         if self.decode:
             ProxySnapshot.from_data(payload)
 
-    def on_certificate(self, bundle: CertificateBundle) -> None:
+    def on_certificate(self, bundle: WorkloadCertificate) -> None:
         pass
 
 
-async def light_client(url: str, me: Identity) -> None:
+async def light_client(url: str, me: Hello) -> None:
     """A simulated sidecar that reads only each push's header (type, version, nonce) and ACKs it:
     what remains is the control plane's own fan-out cost."""
-    hello = {"type": "hello", "node": me.node, "workload": me.workload, "namespace": me.namespace}
-    hello |= {"service_account": me.service_account, "token": me.token, "version": ""}
     async with aiohttp.ClientSession() as session, session.ws_connect(url, heartbeat=30) as ws:
-        await ws.send_json(hello)
+        await ws.send_str(messages.encode(me))
         async for msg in ws:
             text = msg.data
             cut = text.find(', "snapshot": ')
@@ -92,11 +95,11 @@ async def clients(port: int, count: int, state_dir: str, decode: bool, light: bo
     subs = []
     for i in range(count):
         workload, sa = WORKLOADS[i % len(WORKLOADS)]
-        token = authority.issue(ProxyIdentity(workload, "default", sa))
-        me = Identity(f"{workload}-{i}", workload, "default", sa, token)
+        identity = ProxyIdentity(workload, "default", sa)
+        me = Hello(f"{workload}-{i}", identity, authority.issue(identity))
         subs.append(Subscription(f"http://127.0.0.1:{port}/v1/push", me, Sink(decode), heartbeat=30))
     if light:
-        tasks = [asyncio.create_task(light_client(sub.url, sub.identity)) for sub in subs]  # noqa: F841
+        tasks = [asyncio.create_task(light_client(sub.url, sub.hello)) for sub in subs]  # noqa: F841
     else:
         for sub in subs:
             sub.start()
@@ -140,7 +143,8 @@ async def bench(sidecars: int, edits: int, decode: bool, light: bool = False, re
     vs = istio / "reviews.yaml"
     vs.write_text(VS.format(subset="v1"))
     plane = ControlPlane(ControlPlaneSettings(istio, root / "compose.yaml", root / "state", port=0))
-    port = await plane.start()
+    plane_server = ControlPlaneServer(plane)
+    port = await plane_server.start()
     if real:
         children = real_sidecars(port, sidecars, plane.tokens)
     else:
@@ -181,7 +185,7 @@ async def bench(sidecars: int, edits: int, decode: bool, light: bool = False, re
             child.terminate()
         for child in children:
             child.wait(10)
-        await plane.stop()
+        await plane_server.stop()
         shutil.rmtree(root, ignore_errors=True)
     ms = [x * 1000 for x in write_to_last_ack]
     seen = [x * 1000 for x in seen_to_ack]

@@ -1,10 +1,13 @@
 """The sidecar's Python cost per request, without sockets: what the data path itself spends.
 
     .venv/bin/python benchmarks/datapath_micro.py [--requests 20000] [--profile] [--spans] [--no-telemetry]
+        [--inbound [--policies N]]
 
 A request goes through the real DownstreamConnection, route(), Exchange, pool and
-UpstreamConnection objects, with in-memory transports on both sides, so the figure excludes the
+Http1Connection objects, with in-memory transports on both sides, so the figure excludes the
 kernel (the syscalls proxy_bench.py measures) and isolates the Python work per request.
+`--inbound` sends it through a sidecar's inbound side instead (where authorization runs), with
+the first N of authz_policies.py's ten AuthorizationPolicies selecting the workload.
 """
 
 from __future__ import annotations
@@ -19,23 +22,25 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sandbox.control.snapshot import (
+from sandbox.proxy.accesslog import AccessLog
+from sandbox.proxy.server import DownstreamConnection
+from sandbox.proxy.sidecar import ProxyOptions, Sidecar
+from sandbox.proxy.telemetry import Telemetry
+from sandbox.proxy.tracing import SpanBuilder, SpanReporter
+from sandbox.proxy.upstream import Http1Connection
+from sandbox.service import install_uvloop
+from sandbox.xds.identity import ProxyIdentity
+from sandbox.xds.snapshot import (
     Cluster,
     Endpoint,
-    ProxyIdentity,
     ProxySnapshot,
     Route,
     RouteConfiguration,
     VirtualHost,
     WeightedCluster,
 )
-from sandbox.proxy.accesslog import AccessLog
-from sandbox.proxy.process import ProxyOptions, Sidecar, install_uvloop
-from sandbox.proxy.server import DownstreamConnection
-from sandbox.proxy.telemetry import Telemetry
-from sandbox.proxy.tracing import SpanBuilder, SpanReporter
-from sandbox.proxy.upstream import UpstreamConnection
 
 FQDN = "server.default.svc.cluster.local"
 CLUSTER = f"outbound|9080||{FQDN}"
@@ -47,6 +52,19 @@ RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Wed, 25 Nov 2026 19:00:00 GMT\r\nContent-Type: text/plain\r\n"
     b"Content-Length: 20\r\nConnection: keep-alive\r\n\r\nhello from upstream\n"
 )
+
+
+def server_snapshot(app_address: str, policies: int) -> ProxySnapshot:
+    """What compile() gives server-v1 (inbound to its app), with `policies` AuthorizationPolicies."""
+    from authz_policies import policies as ten_policies
+
+    from sandbox.control.compile import compile
+    from sandbox.mesh.state import MeshState
+    from sandbox.mesh.topology import parse_compose
+
+    compose = "services:\n  server-v1:\n    image: x\n    labels: {app: server, version: v1}\n    expose: ['9080']\n"
+    mesh = MeshState(tuple(ten_policies(policies)) if policies else (), parse_compose(compose, "compose.yaml"))
+    return compile(mesh, "server-v1", app_address=app_address)
 
 
 def client_snapshot(server_address: str) -> ProxySnapshot:
@@ -102,8 +120,11 @@ async def run(
     sort: str = "tottime",
     telemetry_on: bool = True,
     spans: bool = False,
+    inbound: bool = False,
+    policies: int = 0,
 ) -> None:
-    snapshot = client_snapshot("127.0.0.1:9")
+    snapshot = server_snapshot("127.0.0.1:9", policies) if inbound else client_snapshot("127.0.0.1:9")
+    cluster = snapshot.inbound[0].cluster if inbound else CLUSTER
     sink = AccessLog(lambda text: None) if access_log else None
     reporter = None
     if spans:  # Zipkin spans for every request (100% sampling), encoded as the sender would; no network
@@ -115,21 +136,22 @@ async def run(
     telemetry = Telemetry(snapshot.identity, access_log=sink, spans=reporter)
     options = ProxyOptions(outbound_port=None, inbound_port=None, admin_port=None, stats_port=None, ready_port=None)
     sidecar = Sidecar(snapshot, options, telemetry=telemetry)
-    state = sidecar.clusters.get(CLUSTER)
+    state = sidecar.clusters.get(cluster)
     assert state is not None
     pool = sidecar.upstreams.pool(state, state.hosts.hosts[0])
-    upstream = UpstreamConnection(pool)
+    upstream = Http1Connection(pool, sidecar.writes)
     upstream.connection_made(MemoryTransport())  # type: ignore[arg-type]
     state.breaker.try_connection()
     pool.open += 1
     pool.idle.append(upstream)
+    listener = sidecar.inbound if inbound else sidecar.outbound
     if not telemetry_on:
-        sidecar.outbound.ctx.telemetry = None
-    down = DownstreamConnection(sidecar.outbound)
+        listener.ctx.telemetry = None
+    down = DownstreamConnection(listener)
     down_transport = MemoryTransport()
     down.connection_made(down_transport)  # type: ignore[arg-type]
 
-    writes = sidecar.upstreams.writes
+    writes = sidecar.writes
 
     def one() -> None:
         down.data_received(REQUEST)
@@ -159,7 +181,8 @@ async def run(
         profiler.disable()
         pstats.Stats(profiler).sort_stats(sort).print_stats(40)
     assert down_transport.written > 0 and pool.idle == [upstream], "the exchange did not complete"
-    print(f"{min(rounds) * 1e6:.1f} us CPU per request (Python only; best of 5 rounds of {requests // 5})")
+    side = f"inbound, {policies} AuthorizationPolicies" if inbound else "outbound"
+    print(f"{min(rounds) * 1e6:.1f} us CPU per request ({side}; Python only; best of 5 rounds of {requests // 5})")
 
 
 def main() -> None:
@@ -170,9 +193,22 @@ def main() -> None:
     parser.add_argument("--no-telemetry", action="store_true", help="no metrics, spans or access log at all")
     parser.add_argument("--spans", action="store_true", help="also build and encode a Zipkin span per request")
     parser.add_argument("--sort", default="tottime", help="profile order: tottime, ncalls, cumtime")
+    parser.add_argument("--inbound", action="store_true", help="through a sidecar's inbound side")
+    parser.add_argument("--policies", type=int, default=0, help="with --inbound: AuthorizationPolicies (0-10)")
     args = parser.parse_args()
     install_uvloop()
-    asyncio.run(run(args.requests, args.profile, not args.no_access_log, args.sort, not args.no_telemetry, args.spans))
+    asyncio.run(
+        run(
+            args.requests,
+            args.profile,
+            not args.no_access_log,
+            args.sort,
+            not args.no_telemetry,
+            args.spans,
+            args.inbound,
+            args.policies,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,14 +1,22 @@
 """Sidecar data-path benchmark: one run, the paths below to the same upstream, one Markdown table.
 
     .venv/bin/python benchmarks/proxy_bench.py [--duration 5] [--rounds 3] [--connections 16] [--cpus 0]
-        [--baseline REV]
+        [--baseline REV] [--authz]
 
 (a) client -> upstream directly
 (b) client -> one sidecar (outbound listener, Host-routed, access log on) -> upstream
 (c) client -> nginx reverse proxy (one worker, keep-alive upstream) -> upstream
-(d) client -> outbound sidecar -> inbound sidecar -> upstream (a full mesh hop)
+(d) client -> outbound sidecar -> inbound sidecar -> upstream (a full mesh hop, plaintext: the
+    server's PeerAuthentication is DISABLE)
+(f) path (d) with mutual TLS between the sidecars (Istio's default: auto mTLS, PERMISSIVE), each with
+    a workload certificate from the mesh CA (`sandbox proxy --certs`)
+(g) client -> nginx -> TLS upstream (`proxy_ssl`, keep-alive, session reuse): what TLS costs nginx,
+    the reference for (f)
 (e) path (b) with the data path as pure Python (SANDBOX_PURE_PYTHON=1): what runs without a C
     compiler, and in a compose image whose Python does not match the host's
+(h) with --authz: path (d) with ten AuthorizationPolicies selecting the inbound sidecar's workload
+    (benchmarks/authz_policies.py: five DENY and five ALLOW, all evaluated, the last ALLOW
+    allowing), against (d) in the same run: what authorization adds per request on that sidecar
 (b0) with --baseline REV: path (b) with the sidecar code of git revision REV, in the same run, so a
      before/after comparison shares the machine's conditions (on a shared VM they drift by the minute).
      A revision runs as pure Python (`git archive` holds no compiled modules); to compare compiled
@@ -47,9 +55,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from sandbox.control.ca import MeshCA  # noqa: E402
 from sandbox.control.compile import compile  # noqa: E402
 from sandbox.control.compile_clusters import endpoints_from_mapping  # noqa: E402
+from sandbox.mesh.loader import load_text  # noqa: E402
 from sandbox.mesh.state import MeshState  # noqa: E402
 from sandbox.mesh.topology import parse_compose  # noqa: E402
 from sandbox.proxy.native import PURE_ENV, status  # noqa: E402
@@ -65,6 +76,14 @@ COMPOSE = """services:
     image: x
     labels: {app: server, version: v1}
     expose: ["9080"]
+"""
+# The plaintext paths: the server's sidecar takes plaintext, so auto mTLS sends plaintext to it
+PLAINTEXT_SERVER = """apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: plaintext, namespace: default}
+spec:
+  selector: {matchLabels: {app: server}}
+  mtls: {mode: DISABLE}
 """
 
 
@@ -131,14 +150,23 @@ class Children:
                 proc.wait(timeout=5)
 
 
-def nginx_conf(tmp: Path, name: str, port: int, body: str, upstream: int | None) -> Path:
+def nginx_conf(tmp: Path, name: str, port: int, body: str, upstream: int | None, tls: Path | None = None) -> Path:
+    """An nginx that answers `body` (upstream None) or proxies to `upstream`; `tls`: a directory with
+    tls.crt and tls.key: the answering one listens with TLS, the proxying one speaks TLS upstream."""
     prefix = tmp / name
     prefix.mkdir()
+    listen = f"127.0.0.1:{port}"
     if upstream is None:
         location = f"default_type text/plain; return 200 '{body.strip()}\\n';"
         extra = "access_log off;"
+        if tls is not None:
+            listen += " ssl"
+            extra += f" ssl_certificate {tls}/tls.crt; ssl_certificate_key {tls}/tls.key;"
     else:
-        location = 'proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'
+        scheme = "https" if tls is not None else "http"
+        location = f'proxy_pass {scheme}://up; proxy_http_version 1.1; proxy_set_header Connection "";'
+        if tls is not None:
+            location += " proxy_ssl_session_reuse on;"
         extra = (
             f"upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}\n"
             f"access_log {prefix}/access.log combined buffer=64k flush=1s;"
@@ -156,20 +184,69 @@ http {{
   fastcgi_temp_path {prefix}/fcgi; uwsgi_temp_path {prefix}/uwsgi; scgi_temp_path {prefix}/scgi;
   keepalive_requests 1000000;
   {extra}
-  server {{ listen 127.0.0.1:{port}; location / {{ {location} }} }}
+  server {{ listen {listen}; location / {{ {location} }} }}
 }}
 """
     )
     return conf
 
 
-def write_snapshots(tmp: Path, upstream: int, inbound_b: int) -> tuple[Path, Path, Path]:
-    mesh = MeshState((), parse_compose(COMPOSE, "compose.yaml"))
-    direct = compile(mesh, "client-v1", endpoints_from_mapping({("server-v1", 0): f"127.0.0.1:{upstream}"}))
-    via_b = compile(mesh, "client-v1", endpoints_from_mapping({("server-v1", 0): f"127.0.0.1:{inbound_b}"}))
+def write_snapshots(tmp: Path, upstream: int, inbound_b: int, inbound_m: int) -> dict[str, Path]:
+    topology = parse_compose(COMPOSE, "compose.yaml")
+    plain = MeshState(load_text(PLAINTEXT_SERVER, "plaintext.yaml").resources, topology)
+    mutual = MeshState((), topology)  # Istio's defaults: PERMISSIVE, auto mTLS
+    snapshots = {
+        "client-direct": compile(
+            plain, "client-v1", endpoints_from_mapping({("server-v1", 0): f"127.0.0.1:{upstream}"})
+        ),
+        "client-mesh": compile(
+            plain, "client-v1", endpoints_from_mapping({("server-v1", 0): f"127.0.0.1:{inbound_b}"})
+        ),
+        "server": compile(plain, "server-v1", app_address=f"127.0.0.1:{upstream}"),
+        "client-mtls": compile(
+            mutual, "client-v1", endpoints_from_mapping({("server-v1", 0): f"127.0.0.1:{inbound_m}"})
+        ),
+        "server-mtls": compile(mutual, "server-v1", app_address=f"127.0.0.1:{upstream}"),
+    }
+    paths = {}
+    for name, snap in snapshots.items():
+        paths[name] = tmp / f"{name}.json"
+        paths[name].write_text(snap.to_json())
+    return paths
+
+
+def write_certificates(tmp: Path) -> tuple[Path, Path, Path]:
+    """Workload certificates for client and server (as `sandbox proxy --certs` reads them: in a real
+    mesh they arrive from the control plane and stay in memory) and an nginx server certificate."""
+    ca = MeshCA.load_or_create(tmp / "ca")
+    dirs = []
+    for sa in ("client", "server"):
+        cert = ca.issue("default", sa)
+        directory = tmp / f"certs-{sa}"
+        directory.mkdir()
+        (directory / "cert-chain.pem").write_text(cert.cert_chain)
+        (directory / "key.pem").write_text(cert.private_key)
+        (directory / "root-cert.pem").write_text(cert.root_cert)
+        dirs.append(directory)
+    server = ca.issue("default", "nginx")  # nginx does not check names: any certificate of the CA will do
+    nginx = tmp / "certs-nginx"
+    nginx.mkdir()
+    (nginx / "tls.crt").write_text(server.cert_chain)
+    (nginx / "tls.key").write_text(server.private_key)
+    return dirs[0], dirs[1], nginx
+
+
+def write_authz_snapshots(tmp: Path, upstream: int, inbound: int) -> tuple[Path, Path]:
+    """Path (h): a client to an inbound sidecar whose workload ten AuthorizationPolicies select."""
+    from authz_policies import policies
+
+    plaintext = load_text(PLAINTEXT_SERVER, "plaintext.yaml").resources  # as (d), which it is measured against
+    mesh = MeshState((*plaintext, *policies(10)), parse_compose(COMPOSE, "compose.yaml"))
+    client = compile(mesh, "client-v1", endpoints_from_mapping({("server-v1", 0): f"127.0.0.1:{inbound}"}))
     server = compile(mesh, "server-v1", app_address=f"127.0.0.1:{upstream}")
-    paths = (tmp / "client-direct.json", tmp / "client-mesh.json", tmp / "server.json")
-    for path, snap in zip(paths, (direct, via_b, server), strict=True):
+    assert len(server.access.policies) == 10 and not client.access.policies
+    paths = (tmp / "client-authz.json", tmp / "server-authz.json")
+    for path, snap in zip(paths, (client, server), strict=True):
         path.write_text(snap.to_json())
     return paths
 
@@ -183,11 +260,15 @@ def start_sidecar(
     inbound: int,
     source: Path = ROOT,
     pure: bool = False,
+    certs: Path | None = None,
 ) -> int:
     """`sandbox proxy` from the package under `source` (`python -m` puts the working directory first);
-    `pure`: its data path as pure Python even where the compiled one is installed."""
+    `pure`: its data path as pure Python even where the compiled one is installed; `certs`: its
+    workload certificate's directory."""
     env = {**os.environ, PURE_ENV: "1"} if pure else None
     argv = [sys.executable, "-m", "sandbox", "proxy", "--snapshot", str(snapshot)]
+    if certs is not None:
+        argv += ["--certs", str(certs)]
     argv += ["--outbound-port", str(outbound), "--inbound-port", str(inbound)]
     argv += ["--admin-port", str(free_port()), "--stats-port", str(free_port()), "--ready-port", str(free_port())]
     argv += ["--access-log", str(tmp / f"{name}.access.log")]
@@ -364,7 +445,29 @@ def verdicts(rows: list[Row]) -> Iterator[str]:
             f"- sidecar vs the baseline's ({old.name.partition('@')[2]}): req/s "
             f"{one.throughput.rps / old.throughput.rps:.2f}x, CPU per request {cpu:.2f}x"
         )
-    rss = [m for r in rows if r.name[:3] in ("(b)", "(d)") for _, m in r.proxies.values()]
+    plain, mutual, nginx_tls = by.get("(d)"), by.get("(f)"), by.get("(g)")
+    if plain and mutual:
+        ratio = mutual.throughput.rps / plain.throughput.rps
+        added = sum(c for c, _ in mutual.proxies.values()) - sum(c for c, _ in plain.proxies.values())
+        yield (
+            f"- mTLS mesh hop vs plaintext mesh hop, req/s: {ratio:.2f}x (target >= 0.75x): "
+            f"{'met' if ratio >= 0.75 else 'MISSED'}; mTLS adds {added:.0f} us CPU per request (both sidecars)"
+        )
+    if nginx and nginx_tls:
+        added = next(iter(nginx_tls.proxies.values()))[0] - next(iter(nginx.proxies.values()))[0]
+        yield (
+            f"- nginx with a TLS upstream vs plaintext, req/s: {nginx_tls.throughput.rps / nginx.throughput.rps:.2f}x; "
+            f"TLS adds {added:.0f} us CPU per request"
+        )
+    two, authz = by.get("(d)"), by.get("(h)")
+    if two and authz:
+        added = authz.proxies["inbound"][0] - two.proxies["inbound"][0]
+        verdict = "met" if added <= 5 else "MISSED"
+        yield (
+            f"- ten AuthorizationPolicies add {added:+.1f} us of CPU per request on the inbound sidecar "
+            f"({two.proxies['inbound'][0]:.1f} -> {authz.proxies['inbound'][0]:.1f}; target <= 5 us): {verdict}"
+        )
+    rss = [m for r in rows if r.name[:3] in ("(b)", "(d)", "(f)") for _, m in r.proxies.values()]
     if rss:
         yield f"- sidecar RSS max {max(rss):.1f} MB (target < 60 MB): {'met' if max(rss) < 60 else 'MISSED'}"
 
@@ -382,6 +485,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; figures are medians (default 3)")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
     parser.add_argument(
+        "--authz", action="store_true", help="also measure path (h): path (d) with ten AuthorizationPolicies"
+    )
+    parser.add_argument(
         "--baseline",
         metavar="REV",
         help="also measure path (b) with the sidecar of this git revision, or of this source tree (row b0)",
@@ -398,17 +504,31 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmpdir:
         tmp = Path(tmpdir)
         try:
-            up, px = free_port(), free_port()
-            a1_out, a2_out, b_in = free_port(), free_port(), free_port()
+            up, px, up_tls, px_tls = free_port(), free_port(), free_port(), free_port()
+            a1_out, a2_out, b_in, a3_out, m_in = free_port(), free_port(), free_port(), free_port(), free_port()
+            client_certs, server_certs, nginx_certs = write_certificates(tmp)
             children.start([nginx, "-c", str(nginx_conf(tmp, "upstream", up, BODY, None))], tmp / "up.out")
             proxy = children.start([nginx, "-c", str(nginx_conf(tmp, "proxy", px, BODY, up))], tmp / "px.out")
-            direct_snap, mesh_snap, server_snap = write_snapshots(tmp, up, b_in)
+            conf = nginx_conf(tmp, "upstream-tls", up_tls, BODY, None, tls=nginx_certs)
+            children.start([nginx, "-c", str(conf)], tmp / "up-tls.out")
+            conf = nginx_conf(tmp, "proxy-tls", px_tls, BODY, up_tls, tls=nginx_certs)
+            proxy_tls = children.start([nginx, "-c", str(conf)], tmp / "px-tls.out")
+            snaps = write_snapshots(tmp, up, b_in, m_in)
+            direct_snap = snaps["client-direct"]
             a1 = start_sidecar(children, tmp, "a1", direct_snap, a1_out, free_port())
-            a2 = start_sidecar(children, tmp, "a2", mesh_snap, a2_out, free_port())
-            b = start_sidecar(children, tmp, "b", server_snap, free_port(), b_in)
+            a2 = start_sidecar(children, tmp, "a2", snaps["client-mesh"], a2_out, free_port())
+            b = start_sidecar(children, tmp, "b", snaps["server"], free_port(), b_in)
+            a3 = start_sidecar(children, tmp, "a3", snaps["client-mtls"], a3_out, free_port(), certs=client_certs)
+            m = start_sidecar(children, tmp, "m", snaps["server-mtls"], free_port(), m_in, certs=server_certs)
             py_out = free_port()
             py = start_sidecar(children, tmp, "py", direct_snap, py_out, free_port(), pure=True)
-            ports = [up, px, a1_out, a2_out, b_in, py_out]
+            ports = [up, px, up_tls, px_tls, a1_out, a2_out, b_in, a3_out, m_in, py_out]
+            if args.authz:
+                f_in, f_out = free_port(), free_port()
+                client_f, server_f = write_authz_snapshots(tmp, up, f_in)
+                f_client = start_sidecar(children, tmp, "f-out", client_f, f_out, free_port())
+                f_server = start_sidecar(children, tmp, "f-in", server_f, free_port(), f_in)
+                ports += [f_in, f_out]
             if args.baseline:
                 old_out = free_port()
                 tree = Path(args.baseline)
@@ -425,8 +545,18 @@ def main() -> int:
                 ("(b) one sidecar", a1_out, {"sidecar": a1}),
                 ("(c) nginx", px, {"nginx": proxy.pid}),
                 ("(d) two sidecars", a2_out, {"outbound": a2, "inbound": b}),
+                ("(f) two sidecars, mTLS", a3_out, {"outbound": a3, "inbound": m}),
+                ("(g) nginx, TLS upstream", px_tls, {"nginx": proxy_tls.pid}),
                 ("(e) one sidecar, pure Python", py_out, {"sidecar": py}),
             ]
+            if args.authz:
+                paths.append(
+                    (
+                        "(h) two sidecars, 10 AuthorizationPolicies inbound",
+                        f_out,
+                        {"outbound": f_client, "inbound": f_server},
+                    )
+                )
             # Rounds interleave the paths, so a slow minute on a shared VM hits each of them alike;
             # every figure is the median over the rounds.
             rounds = [

@@ -147,6 +147,12 @@ def _register_groups() -> None:
     from sandbox.commands import operator
 
     operator.register(app)
+    from sandbox.commands import demo
+
+    demo.register(app)
+    from sandbox.commands import kube
+
+    kube.register(app)
 
 
 _register_groups()

@@ -3,7 +3,7 @@ telemetry, tracing and console tests, so each request they build names the same 
 
 from __future__ import annotations
 
-from sandbox.control.snapshot import Endpoint, ProxyIdentity
+from sandbox.xds.snapshot import Endpoint, ProxyIdentity
 
 INGRESS = ProxyIdentity(
     workload="istio-ingressgateway",

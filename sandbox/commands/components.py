@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _port_map(values: list[str]) -> tuple[tuple[int, int], ...]:
-    from sandbox.proxy.process import DEFAULT_PORT_MAP
+    from sandbox.proxy.sidecar import DEFAULT_PORT_MAP
 
     mapping = dict(DEFAULT_PORT_MAP)
     for value in values:
@@ -83,6 +83,14 @@ def proxy(
         ),
     ] = None,
     access_log: Annotated[str, typer.Option(help="'-' for stdout, a file path, or 'off'.")] = "-",
+    certs: Annotated[
+        Path | None,
+        typer.Option(
+            "--certs",
+            help="Directory with cert-chain.pem, key.pem and root-cert.pem: the workload certificate until "
+            "the control plane pushes one (for a sidecar run from --snapshot alone).",
+        ),
+    ] = None,
     header_timeout: Annotated[float, typer.Option(help="Seconds a client may take to send its headers.")] = 10.0,
 ) -> None:
     """Run one sidecar (or the ingress gateway) until SIGTERM or SIGINT.
@@ -92,7 +100,9 @@ def proxy(
 
     Exit status: 0 after a clean shutdown, 2 for unusable options, an unreadable snapshot or a port already taken.
     """
-    from sandbox.proxy.process import ProxyOptions, Subscribe, run
+    from sandbox.proxy.process import Subscribe, run
+    from sandbox.proxy.sidecar import ProxyOptions
+    from sandbox.xds.identity import ProxyIdentity
 
     if snapshot is None and control_plane is None:
         raise usage_error("pass --snapshot FILE or --control-plane URL (or both)")
@@ -103,7 +113,9 @@ def proxy(
             raise usage_error(f"--control-plane needs the bootstrap token in ${TOKEN_ENV}")
         if not workload or not service_account:
             raise usage_error("--control-plane needs --workload and --service-account")
-        subscribe = Subscribe(control_plane, node or workload, workload, namespace, service_account, token)
+        subscribe = Subscribe(
+            control_plane, node or workload, ProxyIdentity(workload, namespace, service_account), token
+        )
     options = ProxyOptions(
         bind=bind,
         outbound_port=outbound_port,
@@ -117,7 +129,7 @@ def proxy(
         app_address=_address(app_address, "--app-address"),
         port_map=_port_map(port_map or []),
     )
-    raise typer.Exit(run(options, snapshot, subscribe))
+    raise typer.Exit(run(options, snapshot, subscribe, certs))
 
 
 def controlplane(
@@ -148,7 +160,8 @@ def controlplane(
     """
     import datetime as dt
 
-    from sandbox.control.server import ControlPlaneSettings, run
+    from sandbox.control.plane import ControlPlaneSettings
+    from sandbox.control.server import run
     from sandbox.mesh.schema import Duration
 
     if not istio.is_dir():

@@ -1,5 +1,6 @@
-"""`sandbox console`: the web console (overview, JSON API) and, without --tracing, the built-in
-trace collector the sidecars send Zipkin spans to."""
+"""`sandbox console`: the web console (Kiali's pages and JSON API) and, without --tracing, the
+built-in trace collector the sidecars send Zipkin spans to. `sandbox dashboard`: open a running
+mesh's console, Prometheus or tracing UI in the browser, as `istioctl dashboard kiali` does."""
 
 from __future__ import annotations
 
@@ -22,7 +23,19 @@ def _base_url(option: str, value: str | None) -> str | None:
     return value.rstrip("/")
 
 
+DASHBOARDS = {
+    "console": "console",
+    "kiali": "console",
+    "prometheus": "prometheus",
+    "tracing": "tracing",
+    "jaeger": "tracing",
+}
+CONSOLE_HOME = "/console/overview"
+
+
 def register(app: typer.Typer) -> None:
+    app.command()(dashboard)
+
     @app.command()
     def console(
         port: Annotated[int, typer.Option(help="Port of the console (Kiali's is 20001).")] = 20001,
@@ -46,6 +59,10 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--file", "-f", help="Compose file of the mesh (default: found from the current directory)."),
         ] = None,
+        istio: Annotated[
+            Path | None,
+            typer.Option(help="The Istio directory the console edits (default: the running mesh's, else istio/)."),
+        ] = None,
         max_traces: Annotated[
             int, typer.Option(help="Built-in collector: traces kept (oldest evicted).")
         ] = DEFAULT_MAX_TRACES,
@@ -53,9 +70,17 @@ def register(app: typer.Typer) -> None:
             int, typer.Option(help="Built-in collector: spans kept in all (about 1 KB each).")
         ] = DEFAULT_MAX_SPANS,
     ) -> None:
-        """Serve the console: an overview of workloads, proxy sync state and recent traces, a JSON API
-        (/api/status), and Jaeger's query API on a built-in Zipkin collector (POST /api/v2/spans)."""
+        """Serve the console: Kiali's pages (overview, traffic graph, applications, workloads, services,
+        Istio config with its editor and the service wizards, security, proxy status) and its JSON API
+        (/api/namespaces/...), /api/status, and Jaeger's query API on a built-in Zipkin collector
+        (POST /api/v2/spans).
+
+        Changing the mesh needs the console's token: $SANDBOX_CONSOLE_TOKEN (sandbox up sets it), else
+        the project's .sandbox/state/console-token, else one made now and printed with the URL."""
+        import os
+
         from sandbox.console.app import ConsoleSettings, run
+        from sandbox.runtime import consoletoken
         from sandbox.runtime.project import ProjectNotFound, find_project
 
         if not 0 <= port <= 65535:
@@ -67,11 +92,18 @@ def register(app: typer.Typer) -> None:
         if max_traces < 1 or max_spans < 1:
             raise usage_error("--max-traces and --max-spans must be at least 1")
         try:
-            project = find_project(compose_file)
+            project = find_project(compose_file, istio)
         except ProjectNotFound as exc:
             if compose_file is not None:
                 raise usage_error(str(exc)) from None
             project = None  # no mesh here: the console still serves its collector and the control plane's view
+        token = os.environ.pop(consoletoken.TOKEN_ENV, None) or (consoletoken.read(project) if project else None)
+        if token is None:  # started by hand, no mesh of ours: a token for this run, shown to whoever started it
+            import secrets
+
+            token = secrets.token_urlsafe(24)
+            url = consoletoken.console_url(f"http://{'127.0.0.1' if bind in ('0.0.0.0', '') else bind}:{port}", token)
+            typer.echo(f"console: open {url} to change the mesh from the browser", err=True)
         settings = ConsoleSettings(
             port=port,
             bind=bind,
@@ -82,5 +114,48 @@ def register(app: typer.Typer) -> None:
             project=project,
             max_traces=max_traces,
             max_spans=max_spans,
+            istio_dir=istio.resolve() if istio else None,
+            token=token,
         )
         raise typer.Exit(run(settings))
+
+
+def dashboard(
+    which: Annotated[str, typer.Argument(help="console (or kiali), prometheus, or tracing (or jaeger).")] = "console",
+    compose_file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="Compose file of the mesh (default: found from the current directory)."),
+    ] = None,
+    no_open: Annotated[bool, typer.Option("--no-open", help="Print the URL only; open no browser.")] = False,
+) -> None:
+    """Open a running mesh's console, Prometheus or tracing UI in the browser (like `istioctl dashboard
+    kiali`) and print its URL. The browser is Python's choice: $BROWSER when set, else the desktop's."""
+    import webbrowser
+
+    from sandbox.runtime.project import ProjectNotFound, find_project, read_record
+
+    key = DASHBOARDS.get(which)
+    if key is None:
+        raise usage_error(f"the dashboard must be one of console, prometheus, tracing, not {which!r}")
+    try:
+        project = find_project(compose_file)
+    except ProjectNotFound as exc:
+        raise usage_error(str(exc)) from None
+    record = read_record(project)
+    if record is None:
+        typer.echo(f"error: no mesh is running for {project.compose_file} (run sandbox up)", err=True)
+        raise typer.Exit(1)
+    base = record.urls.get(key)
+    if not base:
+        reason = {"prometheus": "Prometheus is not installed", "tracing": "no tracing backend runs"}.get(key, "")
+        typer.echo(f"error: this mesh has no {which} URL{': ' + reason if reason else ''}", err=True)
+        raise typer.Exit(1)
+    if key == "console":
+        from sandbox.runtime import consoletoken
+
+        url = consoletoken.console_url(base, consoletoken.read(project), CONSOLE_HOME) or base
+    else:
+        url = base.rstrip("/")
+    typer.echo(url)
+    if not no_open and not webbrowser.open(url):
+        typer.echo("(no browser found: open the URL yourself)", err=True)

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from sandbox.commands import EXIT_FINDINGS, EXIT_OK, usage_error
+from sandbox.runtime.start import engine_answers, runtime_named
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
-    from sandbox.runtime.base import ComponentFailed, ProgressEvent, Runtime, StatusReport
+    from sandbox.runtime.base import ComponentFailed, ProgressEvent, StatusReport
     from sandbox.runtime.project import MeshRecord, Project
 
 FileOption = Annotated[
@@ -36,6 +38,52 @@ def register(app: typer.Typer) -> None:
     app.command()(status)
     app.command()(logs)
 
+    @app.command("local-daemon", hidden=True)
+    def local_daemon(
+        run_dir: Annotated[Path | None, typer.Argument(help="The run directory with plan.json.")] = None,
+        warm: Annotated[bool, typer.Option("--warm", help="Preload now; read the run directory from stdin.")] = False,
+        serve: Annotated[
+            str | None, typer.Option("--serve", help="Fork a supervisor per request on this Unix socket.")
+        ] = None,
+    ) -> None:
+        """The local runtime's supervisor (started by `up`), or a server of supervisors (the pytest fixture's)."""
+        from sandbox.runtime import localdaemon
+
+        if serve is not None:
+            raise typer.Exit(localdaemon.serve(serve, ForkedEntry(app)))
+        if (run_dir is None) != warm:
+            raise usage_error("pass RUN_DIR or --warm")
+
+        raise typer.Exit(localdaemon.main(run_dir, ForkedEntry(app)))
+
+
+class ForkedEntry:
+    """How a component forked from the daemon's preloaded code runs its command line: through the
+    click command typer makes of the app, built once in `warm()` during the preload. Typer otherwise
+    rebuilds it on every call (~0.1 s of CPU for sandbox's commands) and imports its parameter
+    adapters, pydantic among them, on the first parse (~0.2 s): measured in each forked child, that
+    was a third of a sidecar's start."""
+
+    def __init__(self, app: typer.Typer) -> None:
+        self.app = app
+        self.command: Any = None
+
+    def warm(self) -> None:
+        import contextlib
+
+        import typer.main
+
+        command = typer.main.get_command(self.app)
+        with contextlib.suppress(Exception):  # only warms the parser: nothing runs
+            command.make_context("sandbox", [], resilient_parsing=True)
+        self.command = command
+
+    def __call__(self, args: list[str]) -> None:
+        if self.command is None:
+            self.app(args=args, prog_name="sandbox")
+        else:
+            self.command(args=args, prog_name="sandbox")
+
 
 def _project(file: Path | None, istio: Path | None = None) -> Project:
     from sandbox.runtime.project import ProjectNotFound, find_project
@@ -44,25 +92,6 @@ def _project(file: Path | None, istio: Path | None = None) -> Project:
         return find_project(file, istio)
     except ProjectNotFound as exc:
         raise usage_error(str(exc)) from None
-
-
-def runtime_named(name: str) -> Runtime:
-    if name == "compose":
-        from sandbox.runtime.compose import ComposeRuntime
-
-        return ComposeRuntime()
-    from sandbox.runtime.local import LocalRuntime
-
-    return LocalRuntime()
-
-
-def engine_answers() -> bool:
-    """Whether a Docker engine answers (`--runtime auto` picks compose then)."""
-    try:
-        from sandbox.runtime.docker_engine import engine_available
-    except ImportError:  # the docker SDK is missing: no compose runtime either
-        return False
-    return engine_available(timeout=2.0)
 
 
 class ProgressPrinter:
@@ -89,12 +118,23 @@ def _print_failure(failure: ComponentFailed) -> None:
     typer.echo("Everything that was started has been stopped.", err=True)
 
 
-def _url_table(record: MeshRecord) -> str:
+def _url_table(record: MeshRecord, project: Project) -> str:
     from sandbox.runtime.project import URL_KEYS
 
+    urls = user_urls(record.urls, project)
     width = max(len(k) for k in URL_KEYS)
-    rows = [f"  {key:<{width}}  {record.urls.get(key) or 'off'}" for key in URL_KEYS]
+    rows = [f"  {key:<{width}}  {urls.get(key) or 'off'}" for key in URL_KEYS]
     return "\n".join(rows)
+
+
+def user_urls(urls: Mapping[str, str | None], project: Project) -> dict[str, str | None]:
+    """The URLs as a person opens them: the console's page with the mesh's token (which lets the
+    browser change the mesh through the console)."""
+    from sandbox.runtime import consoletoken
+
+    out = dict(urls)
+    out["console"] = consoletoken.console_url(urls.get("console"), consoletoken.read(project))
+    return out
 
 
 def up(
@@ -116,40 +156,31 @@ def up(
     did not become ready, 2 unusable arguments.
     """
     from sandbox.runtime.base import ComponentFailed, RuntimeFailure, UpOptions
-    from sandbox.runtime.preflight import check, check_runtime, read_inputs, warnings
-    from sandbox.runtime.project import read_record
+    from sandbox.runtime.preflight import check_runtime
+    from sandbox.runtime.start import prepare, running
 
     for problem in check_runtime(runtime):
         raise usage_error(f"--runtime: {problem.message}")
     if timeout <= 0:
         raise usage_error("--timeout must be positive")
     project = _project(file, istio)
-    running = read_record(project)
-    if running is not None and runtime_named(running.runtime).is_running(project, running):
+    found = running(project)
+    if found is not None:
         typer.echo(
-            f"error: the mesh of {project.compose_file} is already running ({running.runtime} runtime): "
+            f"error: the mesh of {project.compose_file} is already running ({found[0].runtime} runtime): "
             "see `sandbox status`, or stop it with `sandbox down`",
             err=True,
         )
         raise typer.Exit(EXIT_FINDINGS)
-    chosen = runtime if runtime != "auto" else ("compose" if engine_answers() else "local")
-    engine = runtime_named(chosen)
-    warm_up = getattr(engine, "warm_up", None)
-    if warm_up is not None:  # the local runtime's supervisor preloads while the preflight runs
-        warm_up(project)
-    inputs = read_inputs(project.compose_file, project.istio_dir)
-    problems = check(inputs, chosen)
-    if not problems:
-        problems = engine.preflight(project, inputs)
-    for diagnostic in warnings(inputs):
+    launch = prepare(project, runtime)
+    chosen, engine = launch.runtime, launch.engine
+    for diagnostic in launch.warnings:
         typer.echo(diagnostic.format(), err=True)
-    if problems:
-        cancel = getattr(engine, "cancel_warm_up", None)
-        if cancel is not None:
-            cancel()
-        for diagnostic in problems:
+    if launch.problems:
+        launch.cancel()
+        for diagnostic in launch.problems:
             typer.echo(diagnostic.format(), err=True)
-        typer.echo(f"error: {len(problems)} problem(s) found; nothing was started", err=True)
+        typer.echo(f"error: {len(launch.problems)} problem(s) found; nothing was started", err=True)
         raise typer.Exit(EXIT_FINDINGS)
 
     typer.echo(f"Starting the mesh of {project.compose_file} ({chosen} runtime)")
@@ -157,9 +188,9 @@ def up(
     record: MeshRecord | None = None
     restore = _signals_as_interrupts()  # one handler from here on: no moment where Ctrl-C skips the stop
     try:
-        record = engine.up(project, inputs.topology, UpOptions(detach=detach, timeout=timeout), ProgressPrinter())
+        record = launch.up(UpOptions(detach=detach, timeout=timeout), ProgressPrinter())
         typer.echo(f"\nMesh '{record.project}' is ready ({chosen} runtime, {time.monotonic() - began:.1f} s):")
-        typer.echo(_url_table(record))
+        typer.echo(_url_table(record, project))
         if detach:
             typer.echo("\nStop it with: sandbox down" + (f" -f {file}" if file else ""))
             raise typer.Exit(EXIT_OK)
@@ -185,9 +216,7 @@ def up(
         typer.echo("Stopped.")
     finally:
         restore()
-        cancel = getattr(engine, "cancel_warm_up", None)
-        if cancel is not None:  # unused if up failed before handing it the plan
-            cancel()
+        launch.cancel()  # the warm supervisor, unused if up failed before handing it the plan
 
 
 def _signals_as_interrupts() -> Callable[[], None]:
@@ -243,7 +272,9 @@ def status(
 
     Exit status: 0 running with every workload ready, 1 not running or not all ready, 2 unusable
     arguments. `--output json` keys: runtime, project, running, urls {ingress, console, prometheus,
-    tracing}, components, workloads [{name, app, version, namespace, ready, sync, replicas}].
+    tracing}, components, workloads [{name, app, version, namespace, ready, sync, address, replicas
+    [{node, ready, sync, address}]}]. `address` is where a client outside the mesh (a workload
+    without a sidecar, a test) reaches the workload's inbound listener; `sync` is NONE without a sidecar.
     """
     import json
 
@@ -258,6 +289,7 @@ def status(
         report = StatusReport.not_running(project)
     else:
         report = runtime_named(record.runtime).status(project, record)
+        report = replace(report, urls=user_urls(report.urls, project))
     if output == "json":
         typer.echo(json.dumps(report.to_data(), indent=2))
     else:
@@ -267,6 +299,8 @@ def status(
 
 
 def render_status(report: StatusReport, project: Project) -> str:
+    from sandbox.runtime.base import NO_SIDECAR
+
     if not report.running and not report.components:
         return f"No mesh is running for {project.compose_file} (start one with `sandbox up`)."
     state = "running" if report.running else "NOT RUNNING (its supervisor is gone; `sandbox down` cleans up)"
@@ -284,8 +318,10 @@ def render_status(report: StatusReport, project: Project) -> str:
     rows = []
     for w in report.workloads:
         ready = sum(r.ready for r in w.replicas)
-        rows.append((w.name, w.app, w.version or "-", w.namespace, f"{ready}/{len(w.replicas)}", w.sync))
-    lines.append(_table(("WORKLOAD", "APP", "VERSION", "NAMESPACE", "READY", "SYNC"), rows))
+        address = ", ".join(r.address for r in w.replicas if r.address) or "-"
+        sync = "no sidecar" if w.sync == NO_SIDECAR else w.sync
+        rows.append((w.name, w.app, w.version or "-", w.namespace, f"{ready}/{len(w.replicas)}", sync, address))
+    lines.append(_table(("WORKLOAD", "APP", "VERSION", "NAMESPACE", "READY", "SYNC", "ADDRESS"), rows))
     lines.append("")
     lines.append("URLS")
     width = max(len(k) for k in report.urls)
@@ -308,7 +344,7 @@ def logs(
     tail: Annotated[int | None, typer.Option("--tail", help="Only the last N lines of each.")] = None,
 ) -> None:
     """Print the logs of a workload's app (or, with --proxy, its sidecar's access log), of a
-    component (controlplane, istio-ingressgateway, prometheus, console), or of everything.
+    component (controlplane, istio-ingressgateway, istio-egressgateway, prometheus, console), or of everything.
 
     Exit status: 0, 1 nothing is running, 2 an unknown workload or unusable arguments.
     """

@@ -65,9 +65,8 @@ def _change(
     deleting: bool,
     keys: list[tuple[str, str, str]] | None = None,
 ) -> None:
-    from sandbox.control.watcher import read_config_dir
-    from sandbox.mesh.topology import load_compose
-    from sandbox.operator.apply import plan_apply, plan_delete, plan_delete_keys, read_inputs, write
+    from sandbox.operator.apply import read_inputs, write
+    from sandbox.operator.edit import plan_change
 
     if not files and not keys:
         raise usage_error("pass -f FILE, -f DIR or -f - (stdin)" + (", or KIND NAME..." if deleting else ""))
@@ -78,14 +77,7 @@ def _change(
     if problems:
         raise typer.Exit(EXIT_FINDINGS)
     istio_dir = located.istio_dir
-    current = {name: data.decode("utf-8", "replace") for name, data in read_config_dir(istio_dir).items()}
-    topology = load_compose(located.project.compose_file)
-    if keys:
-        plan = plan_delete_keys(current, keys, topology)
-    elif deleting:
-        plan = plan_delete(current, inputs, topology)
-    else:
-        plan = plan_apply(istio_dir, current, inputs, topology)
+    plan = plan_change(istio_dir, located.project.compose_file, inputs, deleting=deleting, keys=keys)
     for d in plan.warnings:
         typer.echo(f"Warning: {d.format()}", err=True)
     if not plan.ok:
@@ -145,6 +137,7 @@ def delete(
 
     Exit status: 0 deleted, 1 refused or a resource not found, 2 unusable arguments.
     """
+    import sandbox.mesh.legacy  # noqa: F401 - registers the legacy kinds (sandbox delete clusterrbacconfig default)
     from sandbox.mesh.resources import lookup_kind
 
     keys = None
@@ -223,7 +216,9 @@ def proxy_status(compose: ComposeOption = None) -> None:
 
 def proxy_config(
     first: Annotated[str, typer.Argument(help="WORKLOAD, or a section followed by WORKLOAD (istioctl order).")],
-    second: Annotated[str | None, typer.Argument(help="all, routes, clusters, endpoints, listeners, secrets.")] = None,
+    second: Annotated[
+        str | None, typer.Argument(help="all, routes, clusters, endpoints, listeners, authz, secrets.")
+    ] = None,
     compose: Annotated[
         Path | None, typer.Option("--compose", "-c", help="Compile offline from this compose file (with --istio).")
     ] = None,
@@ -283,10 +278,10 @@ def _live_proxy_config(workload: str, section: str, compose: Path | None, output
     import json
 
     from sandbox.control.proxyconfig import render
-    from sandbox.control.snapshot import ProxySnapshot
     from sandbox.operator.client import Unreachable, get_json
     from sandbox.operator.mesh import NoMesh
     from sandbox.operator.views import live_endpoints_table, secrets_table
+    from sandbox.xds.snapshot import ProxySnapshot
 
     try:
         record = _locate(compose).running()
@@ -335,9 +330,8 @@ def wait(
     stale is printed) or no mesh running, 2 unusable arguments.
     """
     from sandbox.mesh.schema import Duration
-    from sandbox.operator.client import Unreachable, get_json
     from sandbox.operator.mesh import NoMesh
-    from sandbox.operator.views import not_synced
+    from sandbox.operator.sync import wait_synced
 
     if not synced:
         raise usage_error("say what to wait for: --synced")
@@ -349,23 +343,12 @@ def wait(
         record = _locate(compose).running()
     except NoMesh as exc:
         raise _fail(str(exc)) from None
-    expected = [p.node for p in record.proxies]
-    deadline = time.monotonic() + limit
-    problems: list[str] = []
-    while True:
-        try:
-            sync = get_json(record.control_plane, "/api/v1/sync", timeout=min(5.0, max(0.5, limit)))
-            problems = not_synced(sync, expected)
-            if not problems:
-                for name in sync.get("rejected", []):
-                    typer.echo(f"warning: {name} is rejected; its last good version is in force", err=True)
-                raise typer.Exit(EXIT_OK)
-        except Unreachable as exc:
-            problems = [str(exc)]
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(0.05)
+    result = wait_synced(record, limit)
+    if result.synced:
+        for name in result.rejected:
+            typer.echo(f"warning: {name} is rejected; its last good version is in force", err=True)
+        raise typer.Exit(EXIT_OK)
     typer.echo(f"error: not in sync after {timeout}:", err=True)
-    for problem in problems:
+    for problem in result.problems:
         typer.echo(f"  {problem}", err=True)
     raise typer.Exit(EXIT_FINDINGS)

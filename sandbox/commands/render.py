@@ -121,8 +121,17 @@ def _render(
     chosen = None if tracing == "off" else tracing
     images = replace(upstream_images(), sandbox=image)
     try:
+        from sandbox.runtime import consoletoken
+
+        console = console_available()
         rendered = render_project(
-            project, topology, output_dir=output, images=images, tracing=chosen, console=console_available()
+            project,
+            topology,
+            output_dir=output,
+            images=images,
+            tracing=chosen,
+            console=console,
+            console_token=consoletoken.ensure(project) if console else None,
         )
     except RuntimeFailure as exc:
         typer.echo(f"error: {exc}", err=True)

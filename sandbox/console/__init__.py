@@ -11,4 +11,9 @@ Parts (pure logic apart from I/O):
 - views.py: the overview's view data (the /api/status JSON and the page both render it), the trace page's rows.
 - templates/: jinja2 pages (overview, trace) with inline CSS; nothing is fetched from elsewhere.
 - app.py: the aiohttp application and `run()` behind `sandbox console`.
+- reader.py (reads) and writer.py (writes, through `sandbox apply`'s planner): the only I/O of the
+  Kiali views; data.py shapes them with the pure modules, api.py answers JSON, pages.py HTML.
+- changes.py: Kiali's config API (create, replace, merge patch, delete) and the service wizards
+  (wizards.py, wizard_state.py); edits.py turns bodies and the planner's verdict into JSON.
+- access.py: the token and Origin every write needs; security.py: mTLS and authorization per workload.
 """

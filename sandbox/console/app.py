@@ -6,6 +6,8 @@ the built-in trace collector.
     GET /api/health        the console's own readiness (JSON); /healthz/ready the same as text
     POST /api/v2/spans     Zipkin ingest (built-in collector only)
     GET /api/services, /api/traces, ...   Jaeger's query API (ours, or passed through to --tracing)
+    /api/namespaces/...    Kiali's API (api.py reads; changes.py writes, each needing the token: access.py)
+    /console/...           the pages (pages.py)
 
 The mesh record (.sandbox/mesh.json) is read on every status request: the runtime writes it once
 the mesh is ready, which is after the console starts.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,15 +29,21 @@ import jinja2
 from aiohttp import web
 
 from sandbox import __version__
+from sandbox.console import api
+from sandbox.console.access import Access
+from sandbox.console.changes import Changes
 from sandbox.console.collector import MAX_BODY, Collector
-from sandbox.console.jaeger import trace_json
+from sandbox.console.data import ConsoleData
 from sandbox.console.mesh import DEFAULT_CONTROL_PLANE, probe, read_control_plane
-from sandbox.console.spans import normalize_trace_id
+from sandbox.console.pages import STATIC_DIR, Pages
+from sandbox.console.reader import MeshReader
 from sandbox.console.store import DEFAULT_MAX_SPANS, DEFAULT_MAX_TRACES, TraceStore
 from sandbox.console.tracesource import JaegerTraces, LocalTraces, TraceSource
-from sandbox.console.views import WorkloadInfo, format_age, format_duration, overview, trace_view
+from sandbox.console.views import WorkloadInfo, format_age, format_duration, overview
+from sandbox.console.writer import ConfigWriter
 from sandbox.runtime.project import MeshRecord, Project, read_record
-from sandbox.signals import until_stopped
+from sandbox.service import bind_error
+from sandbox.service import run as run_service
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,8 @@ class ConsoleSettings:
     project: Project | None = None
     max_traces: int = DEFAULT_MAX_TRACES
     max_spans: int = DEFAULT_MAX_SPANS
+    istio_dir: Path | None = None  # default: the mesh record's, else the project's istio/
+    token: str | None = None  # what writes need (runtime/consoletoken.py); None: one made for this process
 
 
 def _code_class(code: int) -> str:
@@ -75,42 +85,13 @@ def templates() -> jinja2.Environment:
     return env
 
 
-class _Topology:
-    """The Compose file's workloads, re-read when the file changes (a bad file keeps the last good list)."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._mtime: float | None = None
-        self._workloads: list[WorkloadInfo] = []
-
-    def workloads(self) -> list[WorkloadInfo]:
-        if self.path is None:
-            return []
-        try:
-            mtime = self.path.stat().st_mtime
-        except OSError:
-            return self._workloads
-        if mtime != self._mtime:
-            from sandbox.mesh.topology import load_compose
-
-            try:
-                topology = load_compose(self.path)
-            except Exception:  # an unreadable file is analyze's to report; the page keeps the last list
-                log.warning("cannot read %s; keeping the last workload list", self.path, exc_info=True)
-                return self._workloads
-            self._mtime = mtime
-            self._workloads = [
-                WorkloadInfo(w.name, w.app, w.version, w.namespace, w.replicas, w.inject) for w in topology.workloads
-            ]
-        return self._workloads
-
-
 class Console:
     def __init__(self, settings: ConsoleSettings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.done = asyncio.Event()  # (sandbox.service) nothing ends the console but a signal
+        self.failure: Exception | None = None
         self._clock = clock
         self._env = templates()
-        self._topology = _Topology(settings.project.compose_file if settings.project else None)
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._zipkin_runner: web.AppRunner | None = None
@@ -126,6 +107,22 @@ class Console:
             self.store = TraceStore(settings.max_traces, settings.max_spans)
             self.traces = LocalTraces(self.store, self._url("/api/v2/spans"))
         self.started_at = clock()
+        self.reader = MeshReader(settings.project, settings.control_plane, settings.prometheus, self._current_session)
+        self.writer = ConfigWriter(settings.project, self._istio_dir)
+        self.data = ConsoleData(self.reader, self.traces, clock, self.writer)
+        self.token = settings.token or secrets.token_urlsafe(24)
+        self.access = Access(self.token)
+
+    def _istio_dir(self) -> Path | None:
+        """Where the console writes: --istio, else the running mesh's Istio directory."""
+        if self.settings.istio_dir is not None:
+            return self.settings.istio_dir
+        record = self.record()
+        return Path(record.istio_dir) if record is not None and record.istio_dir else None
+
+    def _current_session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "the console is not started"
+        return self._session
 
     def _url(self, path: str, port: int | None = None) -> str:
         host = self.settings.bind if self.settings.bind not in ("0.0.0.0", "::", "") else "127.0.0.1"
@@ -134,9 +131,13 @@ class Console:
 
     # -- wiring ----------------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_get("/", self._page)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.access.middleware])
+        app.router.add_get("/", self._root)
         app.router.add_get("/api/status", self._status)
+        api.add_routes(app, self.data)
+        Changes(self.data, self.writer, self.access).add_routes(app)
+        Pages(self.data, self._env, self.status, self._clock, self.access).add_routes(app)
+        app.router.add_static("/static/", STATIC_DIR, append_version=False)
         app.router.add_get("/api/health", self._health)
         app.router.add_get("/healthz/ready", self._ready)
         if self.store is not None:
@@ -203,7 +204,10 @@ class Console:
             now=self._clock(),
             record=record,
             compose_file=str(project.compose_file) if project else None,
-            topology=self._topology.workloads(),
+            topology=[
+                WorkloadInfo(w.name, w.app, w.version, w.namespace, w.replicas, w.inject)
+                for w in self.reader.topology().workloads
+            ],
             control_plane=control_plane,
             prometheus=prometheus,
             tracing=self.traces.describe(),
@@ -216,26 +220,12 @@ class Console:
     async def _status(self, _request: web.Request) -> web.Response:
         return web.json_response(await self.status())
 
-    async def _page(self, request: web.Request) -> web.Response:
-        data = await self.status()
-        refresh = request.query.get("refresh", "")
-        html = self._env.get_template("overview.html").render(
-            status=data, now=self._clock(), refresh=int(refresh) if refresh.isdigit() and int(refresh) > 0 else None
-        )
-        return web.Response(text=html, content_type="text/html")
+    async def _root(self, _request: web.Request) -> web.Response:
+        raise web.HTTPFound("/console/overview")
 
     async def _trace_page(self, request: web.Request) -> web.Response:
-        """One trace of the built-in collector (with an external Jaeger, its own UI shows traces)."""
-        assert self.store is not None
-        trace_id = normalize_trace_id(request.match_info["trace_id"])
-        spans = self.store.get(trace_id) if trace_id else None
-        if not spans:
-            raise web.HTTPNotFound(
-                text=f"no trace {request.match_info['trace_id']} in the collector (it may be evicted)"
-            )
-        view = trace_view(trace_json(spans))
-        html = self._env.get_template("trace.html").render(trace=view, now=self._clock(), refresh=None)
-        return web.Response(text=html, content_type="text/html")
+        """The old address of a trace page: the console's trace page now reads either source."""
+        raise web.HTTPMovedPermanently(f"/console/traces/{request.match_info['trace_id']}")
 
     async def _health(self, _request: web.Request) -> web.Response:
         return web.json_response(
@@ -252,22 +242,15 @@ class Console:
 
 
 def run(settings: ConsoleSettings) -> int:
-    """`sandbox console`: serve until SIGINT/SIGTERM; 1 when the port cannot be bound."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """`sandbox console`: serve until SIGINT/SIGTERM (exit codes: sandbox.service)."""
 
-    async def main() -> int:
+    async def start() -> Console:
         console = Console(settings)
         try:
             await console.start()
         except OSError as exc:
-            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
-            log.error("cannot listen on %s:%d: %s", settings.bind, settings.port, reason)
             await console.stop()
-            return 1
-        try:
-            await until_stopped()
-        finally:
-            await console.stop()
-        return 0
+            raise bind_error(exc, f"{settings.bind}:{settings.port}") from None
+        return console
 
-    return asyncio.run(main())
+    return run_service(start)

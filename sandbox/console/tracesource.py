@@ -8,6 +8,7 @@ recent-traces list is built from Jaeger JSON by the same `summarize()`.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -16,6 +17,8 @@ from aiohttp import web
 
 from sandbox.console.jaeger import TraceSummary, summarize, trace_json
 from sandbox.console.mesh import describe_error, get_json, join
+from sandbox.console.query import QueryError, parse_query
+from sandbox.console.spans import normalize_trace_id
 from sandbox.console.store import TraceStore
 
 JAEGER_SELF = ("jaeger", "jaeger-query", "jaeger-all-in-one")  # Jaeger traces its own API calls
@@ -34,6 +37,14 @@ class TraceSource(Protocol):
         """The tracing block of /api/status (mode, URLs, counts)."""
         ...
 
+    async def search(self, service: str, limit: int, lookback: str) -> tuple[list[dict[str, Any]], str | None]:
+        """A service's traces in Jaeger JSON, newest first, and why none could be read (or None)."""
+        ...
+
+    async def trace(self, trace_id: str) -> tuple[dict[str, Any] | None, str | None]:
+        """One trace in Jaeger JSON (None when unknown), and why it could not be read (or None)."""
+        ...
+
 
 class LocalTraces:
     mode = "builtin"
@@ -47,6 +58,19 @@ class LocalTraces:
         rows = [s for s in found if s is not None]
         rows.sort(key=lambda s: s.start_time, reverse=True)
         return rows, None
+
+    async def search(self, service: str, limit: int, lookback: str) -> tuple[list[dict[str, Any]], str | None]:
+        params = {"service": [service], "limit": [str(limit)], "lookback": [lookback]}
+        try:
+            query = parse_query(params, int(time.time() * 1_000_000))
+        except QueryError as exc:
+            return [], str(exc)
+        return [trace_json(spans) for spans in self.store.find(query)], None
+
+    async def trace(self, trace_id: str) -> tuple[dict[str, Any] | None, str | None]:
+        normalized = normalize_trace_id(trace_id)
+        spans = self.store.get(normalized) if normalized else None
+        return (trace_json(spans) if spans else None), None
 
     def describe(self) -> dict[str, Any]:
         stats = self.store.stats
@@ -103,6 +127,31 @@ class JaegerTraces:
         url = join(self.base, f"/api/traces?service={quote(service)}&limit={limit}&lookback={RECENT_LOOKBACK}")
         data = await get_json(self.session, url)
         return list(data.get("data") or []) if isinstance(data, dict) else []
+
+    async def search(self, service: str, limit: int, lookback: str) -> tuple[list[dict[str, Any]], str | None]:
+        if self.session is None:
+            return [], "not started"
+        url = join(self.base, f"/api/traces?service={quote(service)}&limit={limit}&lookback={quote(lookback)}")
+        try:
+            data = await get_json(self.session, url)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return [], describe_error(exc)
+        traces = data.get("data") if isinstance(data, dict) else None
+        return [t for t in traces or () if isinstance(t, dict)], None
+
+    async def trace(self, trace_id: str) -> tuple[dict[str, Any] | None, str | None]:
+        if self.session is None:
+            return None, "not started"
+        try:
+            async with self.session.get(join(self.base, f"/api/traces/{quote(trace_id)}")) as resp:
+                if resp.status == 404:
+                    return None, None
+                resp.raise_for_status()
+                data = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return None, describe_error(exc)
+        found = (data.get("data") or [None])[0] if isinstance(data, dict) else None
+        return (found if isinstance(found, dict) else None), None
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -17,7 +17,8 @@ from typing import Any
 
 from sandbox.console.jaeger import TraceSummary
 from sandbox.console.mesh import ControlPlaneReport, Probe
-from sandbox.runtime.project import URL_KEYS, MeshRecord, node_name
+from sandbox.mesh.names import node_name
+from sandbox.runtime.project import URL_KEYS, MeshRecord
 
 # Worst first when a workload has several proxies.
 SEVERITY = {"NACK": 5, "DISCONNECTED": 4, "UNKNOWN": 3, "STALE": 2, "SYNCED": 1, "NO SIDECAR": 0}
@@ -90,6 +91,17 @@ def workloads_view(
     return out
 
 
+def expected_nodes(topology: Any) -> list[str]:
+    """Every sidecar a Compose topology runs (one per replica of a workload with a sidecar, and the
+    gateways): what a mesh is in sync with when it has no record to list them."""
+    return [
+        node_name(w.name, replica, w.replicas)
+        for w in topology.workloads
+        if w.inject or w.builtin
+        for replica in range(w.replicas)
+    ]
+
+
 def _count_states(workloads: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     counts = {state: 0 for state in SEVERITY if state != "NO SIDECAR"}
     for w in workloads:
@@ -102,7 +114,7 @@ def trace_link(summary: TraceSummary, tracing: Mapping[str, Any], jaeger_ui: str
     """Where a trace row points: the Jaeger UI when one runs, else our own trace page."""
     if tracing.get("mode") == "jaeger" and jaeger_ui:
         return f"{jaeger_ui.rstrip('/')}/trace/{summary.trace_id}"
-    return f"/traces/{summary.trace_id}"
+    return f"/console/traces/{summary.trace_id}"
 
 
 def overview(
@@ -171,6 +183,15 @@ def format_age(start_us: int | float, now: float) -> str:
 SPAN_DETAIL_TAGS = ("http.method", "http.url", "upstream_cluster", "response_flags", "peer.address")
 
 
+def _node(node_id: Any) -> tuple[str, str] | None:
+    """(proxy node, namespace) from Istio's node id `sidecar~IP~<node>.<namespace>~<domain>`."""
+    parts = str(node_id or "").split("~")
+    if len(parts) != 4 or "." not in parts[2]:
+        return None
+    node, _, namespace = parts[2].rpartition(".")
+    return node, namespace
+
+
 def trace_view(trace: Mapping[str, Any]) -> dict[str, Any]:
     """A Jaeger JSON trace -> the trace page's rows: spans depth-first under their parents, each
     with its offset and width as a share of the whole trace (the waterfall)."""
@@ -209,6 +230,7 @@ def trace_view(trace: Mapping[str, Any]) -> dict[str, Any]:
                     "statusCode": int(str(status)) if str(status).isdigit() else None,
                     "error": tags.get("error") in (True, "true"),
                     "details": [(k, tags[k]) for k in SPAN_DETAIL_TAGS if k in tags],
+                    "node": _node(tags.get("node_id")),
                 }
             )
             walk(span["spanID"], depth + 1)

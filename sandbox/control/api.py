@@ -8,6 +8,9 @@
                       Compose file's and the endpoints file's
   GET /api/v1/sync    {synced, pending (changes on disk not applied yet), proxies (as
                       /debug/syncz), rejected files}: `sandbox wait --synced` polls it
+  GET /debug/syncz    (served by server.py) each proxy's sync state, and the mTLS mode its
+                      inbound listener enforces (`mtls`: STRICT, PERMISSIVE, DISABLE or "-",
+                      `mtlsPolicy`: the PeerAuthentication that decided it) for proxy-status
 
 Views are pure functions of the store and push state; the handlers only serialise them.
 """
@@ -22,10 +25,11 @@ from aiohttp import web
 from sandbox.control.push import SyncState
 from sandbox.control.store import FileState, FileStatus
 from sandbox.mesh.legacy.common import document
+from sandbox.mesh.peerauth import inbound_mode
 from sandbox.mesh.resources import Resource, lookup_kind
 
 if TYPE_CHECKING:
-    from sandbox.control.server import ControlPlane
+    from sandbox.control.plane import ControlPlane
 
 PREFIX = "/api/v1"
 
@@ -91,6 +95,19 @@ def files_json(plane: ControlPlane) -> dict[str, Any]:
         "compose": status_json(plane.store.topology_status),
         "endpoints": status_json(endpoints) if endpoints is not None else None,
     }
+
+
+def proxies_json(plane: ControlPlane) -> list[dict[str, Any]]:
+    """/debug/syncz: the push server's per-proxy state, with the mTLS mode each sidecar enforces
+    on its inbound port under the config in force."""
+    state = plane.store.state
+    rows = plane.push.sync_status()
+    for row in rows:
+        workload = state.topology.workload(row["workload"])
+        mode = inbound_mode(state, workload) if workload is not None else None
+        row["mtls"] = mode.mode.value if mode is not None else "-"
+        row["mtlsPolicy"] = mode.source if mode is not None else ""
+    return rows
 
 
 def sync_json(plane: ControlPlane) -> dict[str, Any]:

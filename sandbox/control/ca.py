@@ -6,7 +6,7 @@ control-plane restart. Workload keys are generated here, live only in memory and
 the authenticated push connection (the SDS analog); they are never written and never logged
 (`WorkloadCertificate.__repr__` leaves the key out).
 
-Defaults follow Istio (reference: istio-semantics.md 2.2): 24 h workload TTL, 10-year root,
+Defaults follow Istio (reference: docs/reference/istio-semantics.md 2.2): 24 h workload TTL, 10-year root,
 rotation at 50% of the lifetime with a +-1% jitter (SECRET_GRACE_PERIOD_RATIO and its jitter).
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sandbox.mesh.names import DEFAULT_TRUST_DOMAIN, spiffe_id
+from sandbox.xds.certificate import WorkloadCertificate
 
 DEFAULT_WORKLOAD_TTL = dt.timedelta(hours=24)
 ROOT_TTL = dt.timedelta(days=3650)
@@ -35,24 +35,6 @@ ROOT_CERT, ROOT_KEY = "root-cert.pem", "root-key.pem"
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-@dataclass(frozen=True)
-class WorkloadCertificate:
-    """A workload's certificate chain, its private key (in memory only) and the root to trust."""
-
-    spiffe_id: str
-    cert_pem: str
-    key_pem: str = field(repr=False)
-    root_pem: str
-    serial: int
-    not_before: dt.datetime  # backdated by CLOCK_SKEW
-    not_after: dt.datetime
-    issued_at: dt.datetime  # the start of the lifetime rotation counts from (not the backdated not_before)
-
-    @property
-    def certificate(self) -> x509.Certificate:
-        return x509.load_pem_x509_certificate(self.cert_pem.encode())
 
 
 class MeshCA:
@@ -120,9 +102,11 @@ class MeshCA:
         )
         return WorkloadCertificate(
             spiffe_id=identity,
-            cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
-            key_pem=key.private_bytes(_PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode(),
-            root_pem=self.root_pem,
+            cert_chain=cert.public_bytes(serialization.Encoding.PEM).decode(),
+            private_key=key.private_bytes(
+                _PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ).decode(),
+            root_cert=self.root_pem,
             serial=serial,
             not_before=not_before,
             not_after=not_after,
@@ -131,6 +115,12 @@ class MeshCA:
 
 
 _PEM = serialization.Encoding.PEM
+_PKCS8 = serialization.PrivateFormat.PKCS8
+
+
+def parsed(cert: WorkloadCertificate) -> x509.Certificate:
+    """The leaf certificate of `cert`'s chain."""
+    return x509.load_pem_x509_certificate(cert.cert_chain.encode())
 
 
 def rotation_time(
@@ -143,17 +133,6 @@ def rotation_time(
     """When to replace a cert: `expiry - grace`, grace = lifetime * (ratio +- jitter) (Istio's rotateTime)."""
     grace = ratio + jitter * (2 * rng.random() - 1)
     return not_after - (not_after - not_before) * grace
-
-
-def rotation_due(cert: WorkloadCertificate | x509.Certificate, now: dt.datetime, rng: random.Random) -> bool:
-    """True once `cert` has used up about half its life. Pass an rng seeded per certificate
-    (e.g. `random.Random(serial)`) for a stable answer across calls. For a parsed certificate the
-    life starts at not_before, which this CA backdates by CLOCK_SKEW: fine for TTLs of hours."""
-    if isinstance(cert, WorkloadCertificate):
-        start, end = cert.issued_at, cert.not_after
-    else:
-        start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    return now >= rotation_time(start, end, rng)
 
 
 def ensure_private_dir(path: str | Path) -> Path:

@@ -1,8 +1,9 @@
-"""compile(mesh, proxy) -> ProxySnapshot: what one sidecar (or the ingress gateway) needs. Pure.
+"""compile(mesh, proxy) -> ProxySnapshot: what one sidecar (or a gateway) needs. Pure.
 
-Istio's rules (../shared/reference/istio-semantics.md §1.1-§1.3):
-- sidecars take the VirtualServices bound to `mesh` (the default when `gateways` is empty); the
-  ingress gateway takes those bound to a Gateway whose selector picks it;
+Istio's rules (docs/reference/istio-semantics.md §1.1-§1.3):
+- sidecars take the VirtualServices bound to `mesh` (the default when `gateways` is empty); a
+  gateway (istio-ingressgateway, istio-egressgateway) takes those bound to a Gateway whose
+  selector picks it;
 - sidecars use one VS per host (the first by creation order, here file order; the analyzer flags
   the conflict), gateways merge them (order kept, catch-all routes last);
 - a service with no VS (or whose VS yields no route for this proxy) gets the default route to
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from sandbox.control import snapshot as snap
+from sandbox.control.compile_access import JwksResolver, access_policy, no_jwks
 from sandbox.control.compile_clusters import SharedClusters, default_endpoints
 from sandbox.control.compile_routes import (
     cluster_namer,
@@ -25,24 +28,48 @@ from sandbox.control.compile_routes import (
     selects_proxy,
     translate_route,
 )
+from sandbox.control.compile_telemetry import telemetry_policy
 from sandbox.control.delegate import expand_delegates
 from sandbox.control.registry import HTTP_PROTOCOLS, EndpointResolver, RegistryService, build_registry, visible_to
 from sandbox.control.scope import EgressScope, egress_scope
 from sandbox.mesh.names import ClusterKey, host_matches, hosts_overlap, labels_match, spiffe_id
+from sandbox.mesh.peerauth import peer_mode
 from sandbox.mesh.resources import Resource, VirtualServiceSpec
+from sandbox.mesh.resources.gateway import GatewaySpec, Server
+from sandbox.mesh.secrets import resolve_secret
 from sandbox.mesh.state import MeshState
 from sandbox.mesh.topology import Workload
+from sandbox.xds import snapshot as snap
+from sandbox.xds.canonical import compact
+from sandbox.xds.identity import ProxyIdentity
 
-__all__ = ["EndpointResolver", "UnknownProxy", "compile", "default_endpoints"]
+__all__ = ["CompileCache", "EndpointResolver", "UnknownProxy", "compile", "default_endpoints"]
 
 MESH_GATEWAY = "mesh"
-_SHARED = SharedClusters()  # proxies compiled against one MeshState share their clusters
 
 VS = Resource[VirtualServiceSpec]
 
 
 class UnknownProxy(LookupError):
     """The named workload is not in the Compose file (or has no sidecar)."""
+
+
+class CompileCache:
+    """What compiling every proxy against one config generation shares, owned by whoever compiles
+    (the control plane keeps one per generation, as istiod's XdsCache sits on its server): the
+    clusters, built once per service port and proxy namespace and encoded once for every snapshot
+    that holds them, and each workload's sealed snapshot."""
+
+    def __init__(self) -> None:
+        self.clusters = SharedClusters()
+        self.snapshots: dict[str, snap.ProxySnapshot | None] = {}  # workload -> snapshot (None: cannot compile)
+        self._encoded: dict[int, tuple[snap.Cluster, Any]] = {}  # id -> (the cluster, kept so its id stays unique)
+
+    def encode_cluster(self, cluster: snap.Cluster) -> Any:
+        found = self._encoded.get(id(cluster))
+        if found is None or found[0] is not cluster:
+            found = self._encoded[id(cluster)] = (cluster, compact(cluster))
+        return found[1]
 
 
 @dataclass(frozen=True)
@@ -67,10 +94,15 @@ def compile(
     proxy: str,
     endpoints: EndpointResolver = default_endpoints,
     app_address: str | None = None,
+    cache: CompileCache | None = None,
+    jwks: JwksResolver = no_jwks,
 ) -> snap.ProxySnapshot:
     """The sealed snapshot for workload `proxy`. `endpoints` spells each replica's address for
     the runtime in use; `app_address` is where the inbound side reaches the app (default
-    127.0.0.1:<port>). Raises UnknownProxy for a name the topology lacks."""
+    127.0.0.1:<port>); `cache` shares clusters across the proxies of one generation; `jwks`
+    gives the keys fetched for a RequestAuthentication's jwksUri. Raises UnknownProxy for a name
+    the topology lacks."""
+    cache = cache or CompileCache()
     workload = mesh.topology.workload(proxy)
     if workload is None or not (workload.inject or workload.builtin):
         known = ", ".join(sorted(w.name for w in mesh.topology.workloads if w.inject or w.builtin))
@@ -87,7 +119,9 @@ def compile(
     clusters: list[snap.Cluster] = []
     for service in services:
         for port in service.ports:
-            clusters.extend(_SHARED.get(mesh, service, port, workload.namespace, workload.labels, endpoints))
+            clusters.extend(
+                cache.clusters.get(mesh, service, port, workload.namespace, workload.labels, endpoints, router)
+            )
     hashed = frozenset(c.name for c in clusters if c.traffic_policy.load_balancer.consistent_hash is not None)
     p = _Proxy(workload, gateways, hashed, scope, mode)
     route_configs = _gateway_route_configs(mesh, p, services) if router else _sidecar_route_configs(mesh, p, services)
@@ -104,9 +138,10 @@ def compile(
                 port=workload.port,
                 app_address=app_address or f"127.0.0.1:{workload.port}",
                 cluster=str(ClusterKey.inbound(workload.port)),
+                mtls=peer_mode(mesh, workload.namespace, workload.labels, workload.port).mode.value,
             ),
         )
-    identity = snap.ProxyIdentity(
+    identity = ProxyIdentity(
         workload=workload.name,
         namespace=workload.namespace,
         service_account=workload.service_account,
@@ -122,7 +157,9 @@ def compile(
         clusters=tuple(clusters),
         inbound=inbound,
         mesh=snap.MeshConfig(outbound_traffic_policy=mode, trust_domain=trust_domain),
-    ).seal()
+        telemetry=telemetry_policy(mesh, workload),
+        access=access_policy(mesh, workload, {c.name for c in clusters}, jwks),
+    ).seal(cache.encode_cluster)
 
 
 # --------------------------------------------------------------------------- shared
@@ -310,13 +347,18 @@ def _gateway_route_configs(
 ) -> list[snap.RouteConfiguration]:
     by_fqdn = {s.fqdn: s for s in services}
     servers: dict[int, list[tuple[str, str, bool]]] = {}  # port -> [(gateway "ns/name", host, httpsRedirect)]
+    terminations: dict[int, list[snap.ServerTLS]] = {}
     for gw in mesh.gateways:
         name = f"{gw.namespace}/{gw.name}"
         if name not in p.gateways:
             continue
         for server in gw.spec.servers:
-            if (server.port.protocol or "HTTP").upper() not in HTTP_PROTOCOLS:
-                continue  # HTTPS/TLS termination comes with the security work
+            protocol = (server.port.protocol or "HTTP").upper()
+            termination = server_tls(mesh, gw, server) if protocol == "HTTPS" else None
+            if protocol not in HTTP_PROTOCOLS and termination is None:
+                continue  # TLS passthrough and TCP come with the protocols
+            if termination is not None:
+                terminations.setdefault(server.port.number, []).append(termination)
             https_redirect = bool(server.tls and server.tls.https_redirect)
             for host in server.hosts or ("*",):
                 servers.setdefault(server.port.number, []).append((name, host, https_redirect))
@@ -353,8 +395,39 @@ def _gateway_route_configs(
             )
             for host, routes in hosts.items()
         )
-        configs.append(snap.RouteConfiguration(name=f"http.{port}", port=port, virtual_hosts=vhosts))
+        tls = tuple(terminations.get(port, ()))
+        name = f"https.{port}" if tls else f"http.{port}"
+        configs.append(snap.RouteConfiguration(name=name, port=port, virtual_hosts=vhosts, tls=tls))
     return configs
+
+
+def server_tls(mesh: MeshState, gw: Resource[GatewaySpec], server: Server) -> snap.ServerTLS | None:
+    """An HTTPS server's TLS termination, its certificate resolved to files (mesh.secrets)."""
+    tls = server.tls
+    if tls is None or tls.mode is None or tls.mode.value not in ("SIMPLE", "MUTUAL", "ISTIO_MUTUAL"):
+        return None  # PASSTHROUGH and AUTO_PASSTHROUGH forward TLS untouched: TCP, with the protocols
+    mode = tls.mode.value
+    hosts = tuple(dict.fromkeys(h.rpartition("/")[2].lower() for h in server.hosts)) or ("*",)
+    cert, key, ca, problem = tls.server_certificate or "", tls.private_key or "", tls.ca_certificates or "", ""
+    base = Path(mesh.topology.file).parent
+    if tls.credential_name and mode != "ISTIO_MUTUAL":
+        paths = resolve_secret(mesh.topology.settings, tls.credential_name, base, mutual=mode == "MUTUAL")
+        cert, key, ca, problem = paths.cert, paths.key, paths.cacert or ca, paths.problem
+    elif mode != "ISTIO_MUTUAL" and not (cert and key):
+        problem = "neither credentialName nor serverCertificate and privateKey"
+    return snap.ServerTLS(
+        mode=mode,
+        hosts=hosts,
+        server_certificate=cert,
+        private_key=key,
+        ca_certificates=ca,
+        subject_alt_names=tuple(tls.subject_alt_names),
+        min_protocol_version=tls.min_protocol_version.value if tls.min_protocol_version else "",
+        max_protocol_version=tls.max_protocol_version.value if tls.max_protocol_version else "",
+        credential_name=tls.credential_name or "",
+        problem=problem,
+        source=f"Gateway/{gw.namespace}/{gw.name}",
+    )
 
 
 # §1.3 Gateway `tls.httpsRedirect`: every request on that server gets a 301 to https (Envoy require_tls)

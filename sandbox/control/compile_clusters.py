@@ -1,46 +1,53 @@
 """DestinationRules -> clusters: the DR lookup path, subset/port-level merging, Istio's defaults, endpoints.
 
-Reference: ../shared/reference/istio-semantics.md §1.2 (lookup path, merging, every default).
+Reference: docs/reference/istio-semantics.md §1.2 (lookup path, merging, every default).
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-from sandbox.control import snapshot as snap
 from sandbox.control.registry import EndpointResolver, RegistryService, endpoints, visible_to
 from sandbox.mesh import resources as res
-from sandbox.mesh.names import ClusterKey, host_matches, labels_match
+from sandbox.mesh.names import ClusterKey, host_matches, labels_match, spiffe_id
 from sandbox.mesh.resources.destinationrule import (
     ClientTLSSettings,
     ConnectionPoolSettings,
     LoadBalancerSettings,
     OutlierDetection,
-    PortTrafficPolicy,
     SimpleLB,
     Subset,
 )
+from sandbox.mesh.secrets import SecretPaths, resolve_client_secret
 from sandbox.mesh.state import MeshState
 from sandbox.mesh.topology import Workload
+from sandbox.xds import snapshot as snap
 
 ROOT_NAMESPACE = "istio-system"
 
 
 def default_endpoints(workload: Workload, replica: int, port: int) -> str:
     """`<workload>:<port>` (Compose service names resolve on the project network); extra replicas
-    are `<workload>-<n>` (1-based), the names a runtime gives copies."""
+    are `<workload>-<n>` (1-based), the names a runtime gives copies. A gateway's service port is
+    served on its targetPort (istio-egressgateway:8080 for port 80)."""
     name = workload.name if workload.replicas <= 1 else f"{workload.name}-{replica + 1}"
-    return f"{name}:{port}"
+    return f"{name}:{workload.target_port(port) if workload.builtin else port}"
 
 
 def endpoints_from_mapping(addresses: Mapping[tuple[str, int], str]) -> EndpointResolver:
-    """A resolver from {(workload name, replica): "host:port"}; unlisted replicas use the default."""
+    """A resolver from {(workload name, replica): "host:port"}, where a name `<workload>:<port>`
+    gives the address of one service port (a gateway's listeners); unlisted replicas use the default."""
 
     def resolve(workload: Workload, replica: int, port: int) -> str:
-        return addresses.get((workload.name, replica)) or default_endpoints(workload, replica, port)
+        return (
+            addresses.get((f"{workload.name}:{port}", replica))
+            or addresses.get((workload.name, replica))
+            or default_endpoints(workload, replica, port)
+        )
 
     return resolve
 
@@ -54,6 +61,7 @@ class MergedRule:
     traffic_policy: res.TrafficPolicy | None
     subsets: tuple[Subset, ...]
     sources: tuple[str, ...]
+    selected: bool = False  # a rule chose this proxy by workloadSelector (credentialName then applies)
 
 
 def find_destination_rule(
@@ -77,8 +85,8 @@ def _rules_in(
         selector = dr.spec.workload_selector
         if (
             selector is not None
-            and selector.labels
-            and (dr.namespace != proxy_namespace or not labels_match(selector.labels, dict(proxy_labels)))
+            and selector.match_labels
+            and (dr.namespace != proxy_namespace or not labels_match(selector.match_labels, dict(proxy_labels)))
         ):
             continue
         host = mesh.resolve(dr.spec.host, dr.namespace)
@@ -99,52 +107,64 @@ def _merge(found: list[tuple[str, res.Resource[res.DestinationRuleSpec]]]) -> Me
             policy = dr.spec.traffic_policy
         for subset in dr.spec.subsets:
             subsets.setdefault(subset.name, subset)
-    return MergedRule(found[0][0], policy, tuple(subsets.values()), tuple(dr.ref for _, dr in found))
+    selected = any(dr.spec.workload_selector is not None and dr.spec.workload_selector.match_labels for _, dr in found)
+    return MergedRule(found[0][0], policy, tuple(subsets.values()), tuple(dr.ref for _, dr in found), selected)
 
 
-@dataclass(frozen=True)
-class _Policy:
-    load_balancer: LoadBalancerSettings | None = None
-    connection_pool: ConnectionPoolSettings | None = None
-    outlier_detection: OutlierDetection | None = None
-    tls: ClientTLSSettings | None = None
-    port_level_settings: tuple[PortTrafficPolicy, ...] = ()
-
-
-def merge_traffic_policy(
-    top: res.TrafficPolicy | None, subset: res.TrafficPolicy | None, port: int
-) -> tuple[
+Settings = tuple[
     LoadBalancerSettings | None, ConnectionPoolSettings | None, OutlierDetection | None, ClientTLSSettings | None
-]:
-    """Istio's MergeTrafficPolicy: each subset-level setting replaces the top-level one whole;
-    then a portLevelSettings entry for this port replaces all four, with no inheritance (omitted
-    fields fall back to defaults, §1.2)."""
-    merged = _Policy()
-    for level in (top, subset):
-        if level is None:
-            continue
-        merged = _Policy(
-            level.load_balancer or merged.load_balancer,
-            level.connection_pool or merged.connection_pool,
-            level.outlier_detection or merged.outlier_detection,
-            level.tls or merged.tls,
-            level.port_level_settings or merged.port_level_settings,
-        )
-    for pls in merged.port_level_settings:
+]
+
+
+def _at_port(policy: res.TrafficPolicy, port: int) -> Settings:
+    """One level's settings for `port`: a portLevelSettings entry for it replaces all four, with no
+    inheritance (omitted fields fall back to defaults, §1.2)."""
+    for pls in policy.port_level_settings:
         if pls.port is not None and pls.port.number == port:
             return pls.load_balancer, pls.connection_pool, pls.outlier_detection, pls.tls
-    return merged.load_balancer, merged.connection_pool, merged.outlier_detection, merged.tls
+    return policy.load_balancer, policy.connection_pool, policy.outlier_detection, policy.tls
+
+
+def merge_traffic_policy(top: res.TrafficPolicy | None, subset: res.TrafficPolicy | None, port: int) -> Settings:
+    """Istio's MergeTrafficPolicy: the top level is resolved for the port first (its
+    portLevelSettings), then each setting the subset sets replaces it whole, and the subset's own
+    portLevelSettings for the port replace all four. So a subset's policy wins over the top
+    level's port-level settings."""
+    merged: Settings = _at_port(top, port) if top is not None else (None, None, None, None)
+    if subset is None:
+        return merged
+    for pls in subset.port_level_settings:
+        if pls.port is not None and pls.port.number == port:
+            return pls.load_balancer, pls.connection_pool, pls.outlier_detection, pls.tls
+    lb, pool, outlier, tls = merged
+    return (
+        subset.load_balancer or lb,
+        subset.connection_pool or pool,
+        subset.outlier_detection or outlier,
+        subset.tls or tls,
+    )
+
+
+Credentials = Callable[[str, bool, bool], SecretPaths]
+"""(credentialName, mutual, verify the server) -> the secret's files (mesh.secrets.resolve_client_secret)."""
 
 
 def resolve_traffic_policy(
-    top: res.TrafficPolicy | None, subset: res.TrafficPolicy | None, port: int, all_have_sidecars: bool
+    top: res.TrafficPolicy | None,
+    subset: res.TrafficPolicy | None,
+    port: int,
+    all_accept_mtls: bool,
+    identities: tuple[str, ...] = (),
+    credentials: Credentials | None = None,
 ) -> snap.TrafficPolicy:
+    """The cluster's policy; `identities`: the SPIFFE IDs its servers may present under ISTIO_MUTUAL;
+    `credentials` resolves a `credentialName` where it applies to this proxy (None: it does not)."""
     lb, pool, outlier, tls = merge_traffic_policy(top, subset, port)
     return snap.TrafficPolicy(
         load_balancer=_load_balancer(lb),
         connection_pool=_connection_pool(pool),
         outlier_detection=_outlier(outlier),
-        tls=_tls(tls, all_have_sidecars),
+        tls=_tls(tls, all_accept_mtls, identities, credentials),
     )
 
 
@@ -228,13 +248,47 @@ def _outlier(od: OutlierDetection | None) -> snap.OutlierDetectionPolicy | None:
     )
 
 
-def _tls(tls: ClientTLSSettings | None, all_have_sidecars: bool) -> snap.TLSSettings:
+def _tls(
+    tls: ClientTLSSettings | None,
+    all_accept_mtls: bool,
+    identities: tuple[str, ...],
+    credentials: Credentials | None = None,
+) -> snap.TLSSettings:
     if tls is None or tls.mode is None:
-        # §1.2 auto mTLS (enableAutoMtls: true): Istio mTLS when the server side has a sidecar
-        return snap.TLSSettings(mode="ISTIO_MUTUAL" if all_have_sidecars else "DISABLE", auto=True)
+        # §1.2 auto mTLS (enableAutoMtls: true): Istio mTLS to each endpoint whose sidecar accepts it
+        mode = "ISTIO_MUTUAL" if all_accept_mtls else "DISABLE"
+        return snap.TLSSettings(mode=mode, auto=True, subject_alt_names=identities)
+    mode = str(tls.mode.value)
+    if mode == "ISTIO_MUTUAL":
+        return snap.TLSSettings(mode=mode, auto=False, sni=tls.sni, subject_alt_names=identities)
+    ca, cert, key, problem = tls.ca_certificates, tls.client_certificate, tls.private_key, ""
+    if tls.credential_name and credentials is not None and mode in ("SIMPLE", "MUTUAL"):
+        # Istio fetches the secret over SDS and ignores the file fields; here it names files the
+        # proxy reads: paths go in the snapshot, never key material
+        paths = credentials(tls.credential_name, mode == "MUTUAL", not tls.insecure_skip_verify)
+        ca, cert, key, problem = paths.cacert or None, paths.cert or None, paths.key or None, paths.problem
     return snap.TLSSettings(
-        mode=str(tls.mode.value), auto=False, sni=tls.sni, subject_alt_names=tuple(tls.subject_alt_names)
+        mode=mode,
+        auto=False,
+        sni=tls.sni,
+        subject_alt_names=tuple(tls.subject_alt_names),
+        ca_certificates=ca,
+        client_certificate=cert,
+        private_key=key,
+        credential_name=tls.credential_name,
+        insecure_skip_verify=bool(tls.insecure_skip_verify),
+        problem=problem,
     )
+
+
+def credentials_for(mesh: MeshState) -> Credentials:
+    """credentialName -> files, from the Compose file's x-sandbox.secrets (relative to the file)."""
+    settings, base = mesh.topology.settings, Path(mesh.topology.file).parent
+
+    def resolve(name: str, mutual: bool, verify: bool) -> SecretPaths:
+        return resolve_client_secret(settings, name, base, mutual, verify)
+
+    return resolve
 
 
 def build_clusters(
@@ -244,19 +298,26 @@ def build_clusters(
     proxy_namespace: str,
     proxy_labels: Mapping[str, str],
     resolver: EndpointResolver,
+    router: bool = False,
 ) -> list[snap.Cluster]:
-    """The default cluster of a service port plus one per DR subset (Istio builds every subset)."""
+    """The default cluster of a service port plus one per DR subset (Istio builds every subset).
+    A `credentialName` applies at a gateway (`router`), or at a sidecar the rule selects by labels."""
+    trust_domain = mesh.topology.settings.trust_domain_or_default
     rule = find_destination_rule(mesh, service.fqdn, service.namespace, proxy_namespace, proxy_labels)
     top = rule.traffic_policy if rule else None
     source = ", ".join(rule.sources) if rule else ""
+    credentials = credentials_for(mesh) if rule is not None and (router or rule.selected) else None
     subsets: list[tuple[str, Mapping[str, str], res.TrafficPolicy | None]] = [("", {}, None)]
     subsets += [(s.name, s.labels, s.traffic_policy) for s in (rule.subsets if rule else ())]
     clusters = []
     for name, labels, subset_policy in subsets:
         members = endpoints(mesh, service, port, labels, resolver)
-        # auto mTLS only where every endpoint has a sidecar (a mesh subset with no endpoints keeps it)
-        sidecars = all(e.sidecar for e in members) and (service.mesh is not None or bool(members))
-        policy = resolve_traffic_policy(top, subset_policy, port, sidecars)
+        # auto mTLS where every endpoint accepts it (a mesh subset with no endpoints keeps it)
+        mutual = all(e.mtls for e in members) and (service.mesh is not None or bool(members))
+        identities = tuple(
+            sorted({spiffe_id(e.namespace, e.service_account, trust_domain) for e in members if e.sidecar})
+        )
+        policy = resolve_traffic_policy(top, subset_policy, port, mutual, identities, credentials)
         if service.resolution == "NONE" and (policy.load_balancer.simple == "LEAST_REQUEST"):
             # resolution NONE: Envoy ORIGINAL_DST, the connection goes where the app sent it
             policy = replace(policy, load_balancer=snap.LoadBalancer(simple="PASSTHROUGH"))
@@ -287,7 +348,7 @@ class SharedClusters:
         self._mesh: weakref.ref[MeshState] | None = None
         self._resolver: EndpointResolver | None = None
         self._by_labels = False
-        self._entries: dict[tuple[str, int, str, tuple[tuple[str, str], ...]], list[snap.Cluster]] = {}
+        self._entries: dict[tuple[str, int, str, tuple[tuple[str, str], ...], bool], list[snap.Cluster]] = {}
 
     def get(
         self,
@@ -297,16 +358,19 @@ class SharedClusters:
         proxy_namespace: str,
         proxy_labels: Mapping[str, str],
         resolver: EndpointResolver,
+        router: bool = False,
     ) -> list[snap.Cluster]:
         if self._mesh is None or self._mesh() is not mesh or self._resolver is not resolver:
             self._mesh, self._resolver, self._entries = weakref.ref(mesh), resolver, {}
             self._by_labels = any(
-                dr.spec.workload_selector is not None and dr.spec.workload_selector.labels
+                dr.spec.workload_selector is not None and dr.spec.workload_selector.match_labels
                 for dr in mesh.destination_rules
             )
         labels = tuple(sorted(proxy_labels.items())) if self._by_labels else ()
-        key = (service.fqdn, port, proxy_namespace, labels)
+        key = (service.fqdn, port, proxy_namespace, labels, router)
         found = self._entries.get(key)
         if found is None:
-            found = self._entries[key] = build_clusters(mesh, service, port, proxy_namespace, proxy_labels, resolver)
+            found = self._entries[key] = build_clusters(
+                mesh, service, port, proxy_namespace, proxy_labels, resolver, router
+            )
         return found

@@ -2,7 +2,7 @@
 
 One Envoy route per (HTTPRoute, match block); a match whose `port` differs from the listener port,
 or whose sourceLabels / sourceNamespace / gateways do not select this proxy, is dropped here;
-a catch-all route ends the list. Reference: ../shared/reference/istio-semantics.md §1.1.
+a catch-all route ends the list. Reference: docs/reference/istio-semantics.md §1.1.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import binascii
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
-from sandbox.control import snapshot as snap
 from sandbox.mesh.names import ClusterKey
 from sandbox.mesh.resources.common import StringMatch
 from sandbox.mesh.resources.virtualservice import (
@@ -25,6 +24,7 @@ from sandbox.mesh.resources.virtualservice import (
     HTTPRetry,
     HTTPRoute,
 )
+from sandbox.xds import snapshot as snap
 
 ClusterNamer = Callable[[Destination], str]
 SUPPORTED_REDIRECT_CODES = (301, 302, 303, 307, 308)  # route.go ApplyRedirect; others drop the action
@@ -41,14 +41,27 @@ def string_matcher(match: StringMatch | None, *, presence: bool = False) -> snap
     return snap.StringMatcher(kind=kind, value=getattr(match, kind))
 
 
-def _keyed(entries: Mapping[str, StringMatch], *, lower: bool) -> tuple[snap.KeyMatcher, ...]:
+CLAIMS = "@request.auth.claims"
+
+
+def claim_path(key: str) -> str:
+    """`@request.auth.claims.a.b` or `@request.auth.claims[a][b]` -> `a.b` (Istio's ToRoutingClaim)."""
+    rest = key[len(CLAIMS) :]
+    if rest.startswith("["):
+        return ".".join(part for part in rest.strip("[]").split("][") if part)
+    return rest.lstrip(".")
+
+
+def _keyed(entries: Mapping[str, StringMatch], *, lower: bool, claims: bool = False) -> tuple[snap.KeyMatcher, ...]:
+    """The entries that are (`claims`) or are not JWT claim keys, as matchers."""
     out = []
     for name in sorted(entries):
-        if name.startswith("@request.auth.claims"):  # JWT claim routing: gateways only, not modelled yet
+        if name.startswith(CLAIMS) != claims:
             continue
         matcher = string_matcher(entries[name], presence=True)
         assert matcher is not None
-        out.append(snap.KeyMatcher(name=name.lower() if lower else name, match=matcher))
+        key = claim_path(name) if claims else name.lower() if lower else name
+        out.append(snap.KeyMatcher(name=key, match=matcher))
     return tuple(out)
 
 
@@ -68,6 +81,8 @@ def route_match(match: HTTPMatchRequest | None) -> snap.RouteMatch:
         headers=_keyed({k: v for k, v in match.headers.items() if k not in _PSEUDO}, lower=True),
         without_headers=_keyed(match.without_headers, lower=True),
         query_params=_keyed(match.query_params, lower=False),
+        claims=_keyed(match.headers, lower=False, claims=True),
+        without_claims=_keyed(match.without_headers, lower=False, claims=True),
     )
 
 
@@ -81,7 +96,8 @@ def is_catch_all(m: snap.RouteMatch) -> bool:
         or (m.uri.kind == "prefix" and m.uri.value == "/")
         or (m.uri.kind == "regex" and m.uri.value == ".*")
     )
-    return uri_all and not (m.headers or m.without_headers or m.query_params or m.method or m.scheme or m.authority)
+    conditions = m.headers or m.without_headers or m.query_params or m.claims or m.without_claims
+    return uri_all and not (conditions or m.method or m.scheme or m.authority)
 
 
 def selects_proxy(

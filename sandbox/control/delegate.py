@@ -1,7 +1,7 @@
 """VirtualService delegation: a root route `delegate: {name, namespace}` is replaced by the
 delegate's routes, each with its matches merged into the root's (one level only).
 
-Istio's rules (../shared/reference/istio-semantics.md §1.1 Delegate; istio's
+Istio's rules (docs/reference/istio-semantics.md §1.1 Delegate; istio's
 mergeVirtualServicesIfNeeded): the delegate's matches must lie within the root's (a uri under the
 root's prefix, no contradicting header, method, port...), otherwise that combination does not take
 effect; a field the delegate route leaves unset (rewrite, timeout, retries, fault, mirror, CORS,

@@ -1,6 +1,6 @@
 """`sandbox proxy-config`: a ProxySnapshot shown as istioctl shows Envoy config (pure rendering).
 
-Sections: routes, clusters, endpoints, listeners, all. Formats: table (istioctl's columns), json,
+Sections: routes, clusters, endpoints, listeners, authz, all. Formats: table (istioctl's columns), json,
 yaml. The same functions serve the offline view (compiled from files) and, later, a live proxy's
 admin endpoint, since both start from a snapshot.
 """
@@ -11,9 +11,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sandbox.control.snapshot import ProxySnapshot, Route, RouteMatch, StringMatcher
+from sandbox.mesh.schema import encode
+from sandbox.xds.snapshot import ProxySnapshot, Route, RouteMatch, StringMatcher
 
-SECTIONS = ("all", "routes", "clusters", "endpoints", "listeners")
+SECTIONS = ("all", "routes", "clusters", "endpoints", "listeners", "authz")
 FORMATS = ("table", "json", "yaml")
 
 
@@ -29,6 +30,11 @@ def section_data(snapshot: ProxySnapshot, section: str) -> Any:
         return [{"cluster": c["name"], "endpoints": c["endpoints"]} for c in data["clusters"] if c["endpoints"]]
     if section == "listeners":
         return {"identity": data["identity"], "inbound": data["inbound"], "mesh": data["mesh"]}
+    if section == "authz":
+        access = data["access"]
+        for policy, compiled in zip(access["policies"], snapshot.access.policies, strict=True):
+            policy["rules"] = [encode(rule) or {} for rule in compiled.rules]  # as written: from, notPrincipals
+        return access
     raise ValueError(f"unknown section {section!r} (one of {', '.join(SECTIONS)})")
 
 
@@ -46,6 +52,7 @@ def render(snapshot: ProxySnapshot, section: str, fmt: str) -> str:
         "routes": routes_table,
         "clusters": clusters_table,
         "endpoints": endpoints_table,
+        "authz": authz_table,
     }
     if section == "all":
         return "\n\n".join(f(snapshot) for f in parts.values())
@@ -150,6 +157,52 @@ def clusters_table(snapshot: ProxySnapshot) -> str:
         source = _vs_name(c.source)
         rows.append([c.service or c.name, str(c.port or "-"), c.subset or "-", "outbound", lb, tp.tls.mode, od, source])
     return table(["SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "LB", "TLS", "OUTLIER", "DESTINATION RULE"], rows)
+
+
+def authz_table(snapshot: ProxySnapshot) -> str:
+    """The policies in force, in the order the proxy evaluates them (as `istioctl x authz check`
+    lists them), then the JWT providers of its RequestAuthentications."""
+    access = snapshot.access
+    rows = []
+    for p in access.policies:
+        notes = []
+        if p.provider:
+            notes.append(f"provider {p.provider}")
+        if p.dry_run:
+            notes.append("dry run: logged, not enforced")
+        if p.action == "ALLOW" and not p.rules:
+            notes.append("allows nothing")
+        if p.action == "AUDIT":
+            notes.append("never decides")
+        name = f"{p.name}.{p.namespace}" if p.namespace else p.name
+        rows.append([p.action, name, str(len(p.rules)), "; ".join(notes) or "-"])
+    if not rows:
+        rows.append(["-", "(none: every request is allowed)", "-", "-"])
+    out = table(["ACTION", "AUTHORIZATIONPOLICY", "RULES", "NOTE"], rows)
+    jwt = []
+    for j in access.jwt:
+        keys = _count_keys(j.jwks)
+        source = j.jwks_uri or "inline"
+        where = [f"{h.name}: {h.prefix}".rstrip() for h in j.from_headers] + [f"?{p}" for p in j.from_params]
+        where += [f"cookie {c}" for c in j.from_cookies]
+        ref = j.source.split("/")
+        owner = f"{ref[2]}.{ref[1]}" if len(ref) == 3 else j.source or "-"
+        jwt.append([j.issuer, f"{source} ({keys})", ", ".join(where) or "Authorization: Bearer, ?access_token", owner])
+    if jwt:
+        out += "\n\n" + table(["JWT ISSUER", "JWKS", "TOKEN FROM", "REQUESTAUTHENTICATION"], jwt)
+    for provider in access.providers:
+        out += f"\n\nCUSTOM provider {provider.name}: {provider.cluster} (timeout {provider.timeout:g}s)"
+    return out
+
+
+def _count_keys(jwks: str) -> str:
+    try:
+        keys = json.loads(jwks).get("keys", []) if jwks else None
+    except (ValueError, AttributeError):
+        keys = None
+    if keys is None:
+        return "no keys: tokens fail"
+    return f"{len(keys)} key" + ("" if len(keys) == 1 else "s")
 
 
 def endpoints_table(snapshot: ProxySnapshot) -> str:

@@ -1,11 +1,8 @@
 """The push server: one long-lived WebSocket per sidecar, xDS-style ACK/NACK per nonce.
 
-Protocol (JSON text frames; the client side is sandbox/proxy/subscription.py):
-  sidecar -> hello {node, workload, namespace, service_account, token, version (applied, "" if none)}
-  server  -> hello {version}, then `snapshot {version, nonce, snapshot}` whenever this proxy's
-             snapshot version changes, and `certificate {nonce, spiffe_id, cert_chain, private_key,
-             root_cert, serial, not_before, not_after}` on connect and before the cert's half-life
-  sidecar -> ack {nonce, version} | nack {nonce, version (still applied), error}
+The messages are sandbox/xds/messages.py's (the client side is sandbox/proxy/subscription.py):
+a Hello, then a SnapshotPush whenever this proxy's snapshot version changes and a CertificatePush
+on connect and before the certificate's half-life, each answered by an Ack or a Nack.
 
 A hello whose token does not match the identity it claims is refused: the socket closes with code
 4401 and a reason naming the identity, and `refused` counts it. As in xDS, a NACK leaves the
@@ -18,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
 import random
 import secrets
@@ -30,13 +26,25 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from sandbox.control.ca import WorkloadCertificate, rotation_time
-from sandbox.control.tokens import ProxyIdentity
+from sandbox.control.ca import rotation_time
+from sandbox.xds import messages
+from sandbox.xds.certificate import WorkloadCertificate
+from sandbox.xds.identity import ProxyIdentity
+from sandbox.xds.messages import (
+    CLOSE_BAD_HELLO,
+    CLOSE_SUPERSEDED,
+    CLOSE_UNAUTHENTICATED,
+    PUSH_PATH,
+    Ack,
+    CertificatePush,
+    Hello,
+    Nack,
+    SnapshotPush,
+    Welcome,
+)
 
 log = logging.getLogger(__name__)
 
-PATH = "/v1/push"
-CLOSE_BAD_HELLO, CLOSE_UNAUTHENTICATED, CLOSE_SUPERSEDED = 4400, 4401, 4409
 HELLO_TIMEOUT = 10.0
 HEARTBEAT = 5.0  # WebSocket pings: a dead peer is noticed within ~2 heartbeats
 MAX_DISCONNECTED = 256
@@ -158,7 +166,7 @@ class PushServer:
         self._refresh_since = 0.0
 
     def add_routes(self, app: web.Application) -> None:
-        app.router.add_get(PATH, self.handle)
+        app.router.add_get(PUSH_PATH, self.handle)
         app.on_shutdown.append(self._shutdown)
 
     @property
@@ -222,7 +230,7 @@ class PushServer:
         hello = await self._read_hello(ws)
         if hello is None:
             return ws
-        identity, node, version = hello
+        identity, node, version = hello.identity, hello.node, hello.version
         old = self._connections.pop(node, None)
         if old is not None:  # closing waits for the peer's reply: not on this handler's path
             log.warning("%s: a new connection replaces the current one (two sidecars with one node name?)", node)
@@ -241,7 +249,7 @@ class PushServer:
         self.stats.connections += 1
         sender = asyncio.create_task(self._sender(conn), name=f"push:{node}")
         try:
-            await ws.send_json({"type": "hello", "version": status.version_sent})
+            await ws.send_str(messages.encode(Welcome(status.version_sent)))
             self._refresh(conn, self._clock())
             await self._receive(conn)
         finally:
@@ -262,28 +270,24 @@ class PushServer:
         for status in sorted(gone, key=lambda s: s.connected_at)[: max(0, len(gone) - MAX_DISCONNECTED)]:
             del self.proxies[status.node]
 
-    async def _read_hello(self, ws: web.WebSocketResponse) -> tuple[ProxyIdentity, str, str] | None:
+    async def _read_hello(self, ws: web.WebSocketResponse) -> Hello | None:
         try:
             msg = await ws.receive(timeout=HELLO_TIMEOUT)
-            data = json.loads(msg.data) if msg.type is WSMsgType.TEXT else None
-            if not isinstance(data, dict) or data.get("type") != "hello":
+            hello = messages.from_proxy(msg.data) if msg.type is WSMsgType.TEXT else None
+            if not isinstance(hello, Hello):
                 raise ValueError("the first message must be a hello")
-            fields = [data.get(k) for k in ("workload", "namespace", "service_account", "token", "node", "version")]
-            if not all(isinstance(f, str) for f in fields) or not all(fields[:4]):
-                raise ValueError("hello needs workload, namespace, service_account, token, node and version")
         except (TimeoutError, ValueError) as exc:
             self.stats.refused += 1
-            await ws.close(code=CLOSE_BAD_HELLO, message=str(exc).encode()[:120])
+            await ws.close(code=CLOSE_BAD_HELLO, message=f"bad hello: {exc}".encode()[:120])
             return None
-        workload, namespace, service_account, token, node, version = (str(f) for f in fields)
-        identity = ProxyIdentity(workload, namespace, service_account)
-        if not self._authenticate(identity, token):
+        me = hello.identity
+        if not self._authenticate(me, hello.token):
             self.stats.refused += 1
-            reason = f"bootstrap token does not match {workload} ({namespace}/{service_account})"
+            reason = f"bootstrap token does not match {me.workload} ({me.namespace}/{me.service_account})"
             log.warning("refused a sidecar: %s", reason)
             await ws.close(code=CLOSE_UNAUTHENTICATED, message=reason.encode()[:120])
             return None
-        return identity, node or workload, version
+        return hello
 
     async def _sender(self, conn: _Connection) -> None:
         """Wakes on every change; sends only what differs from what this proxy was last sent."""
@@ -321,9 +325,7 @@ class PushServer:
             if len(self._messages) >= 4096:
                 self._messages.clear()
             nonce = secrets.token_hex(8)
-            head = json.dumps({"type": "snapshot", "version": version, "nonce": nonce})
-            text = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-            found = self._messages[version] = (f'{head[:-1]}, "snapshot": {text}}}'.encode(), nonce)
+            found = self._messages[version] = (messages.encode(SnapshotPush(version, nonce, payload)).encode(), nonce)
         return found
 
     async def _send_certificate(self, conn: _Connection) -> None:
@@ -334,22 +336,10 @@ class PushServer:
             log.exception("%s: issuing a certificate failed", conn.status.node)
             return
         conn.cert_nonce = secrets.token_hex(8)
-        conn.status.cert_serial = f"{cert.serial:x}"
+        conn.status.cert_serial = cert.serial_hex
         conn.status.cert_expiry = cert.not_after.isoformat()
         self.stats.certificates += 1
-        await conn.ws.send_json(
-            {
-                "type": "certificate",
-                "nonce": conn.cert_nonce,
-                "spiffe_id": cert.spiffe_id,
-                "cert_chain": cert.cert_pem,
-                "private_key": cert.key_pem,
-                "root_cert": cert.root_pem,
-                "serial": f"{cert.serial:x}",
-                "not_before": cert.not_before.isoformat(),
-                "not_after": cert.not_after.isoformat(),
-            }
-        )
+        await conn.ws.send_str(messages.encode(CertificatePush(conn.cert_nonce, cert)))
         due = rotation_time(cert.issued_at, cert.not_after, self._rng)
         delay = max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds())
         conn.rotation = asyncio.get_running_loop().call_later(delay, self._rotate, conn)
@@ -364,18 +354,19 @@ class PushServer:
             if msg.type is not WSMsgType.TEXT:
                 continue
             try:
-                data = json.loads(msg.data)
-                kind, nonce = data["type"], data["nonce"]
-            except (ValueError, KeyError, TypeError):
-                log.warning("%s: ignoring a malformed message", status.node)
+                reply = messages.from_proxy(msg.data)
+            except ValueError as exc:
+                log.warning("%s: ignoring a malformed message (%s)", status.node, exc)
                 continue
-            if nonce == conn.cert_nonce:
-                if kind == "nack":
-                    log.warning("%s rejected its certificate: %s", status.node, data.get("error", ""))
+            if isinstance(reply, Hello):
+                continue  # only the first message may be a hello
+            if reply.nonce == conn.cert_nonce:
+                if isinstance(reply, Nack):
+                    log.warning("%s rejected its certificate: %s", status.node, reply.error)
                 continue
-            if nonce != status.nonce_sent:
+            if reply.nonce != status.nonce_sent:
                 continue  # a reply to a push that a newer one superseded
-            if kind == "ack":
+            if isinstance(reply, Ack):
                 self.stats.acks += 1
                 status.version_acked, status.last_ack = status.version_sent, self._wall()
                 status.nack_version = status.nack_reason = ""
@@ -384,9 +375,9 @@ class PushServer:
                 status.pending_since = None
                 for listener in self.ack_listeners:
                     listener(status)
-            elif kind == "nack":
+            else:
                 self.stats.nacks += 1
-                status.nack_version, status.nack_reason = status.version_sent, str(data.get("error", ""))[:1000]
+                status.nack_version, status.nack_reason = status.version_sent, reply.error
                 status.pending_since = None
                 log.warning("%s rejected version %s: %s", status.node, status.version_sent, status.nack_reason)
 

@@ -1,7 +1,7 @@
 """The service registry one proxy sees: Compose mesh services plus visible ServiceEntries.
 
 Istio builds routes and clusters from one registry whatever a host's origin (Kubernetes Services
-or ServiceEntries); so does compile. Reference: ../shared/reference/istio-semantics.md §1.4.
+or ServiceEntries); so does compile. Reference: docs/reference/istio-semantics.md §1.4.
 """
 
 from __future__ import annotations
@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from sandbox.control import snapshot as snap
 from sandbox.mesh.names import labels_match
+from sandbox.mesh.peerauth import peer_mode
 from sandbox.mesh.resources import Resource, ServiceEntrySpec
 from sandbox.mesh.resources.gateway import Port, Resolution
+from sandbox.mesh.resources.security import MTLSMode
 from sandbox.mesh.state import MeshState
 from sandbox.mesh.topology import Service, Workload
+from sandbox.xds import snapshot as snap
 
 EndpointResolver = Callable[[Workload, int, int], str]
 """(workload, replica index, service port) -> "host:port" the client sidecar connects to."""
@@ -70,6 +72,9 @@ def build_registry(mesh: MeshState, proxy_namespace: str) -> list[RegistryServic
     for s in mesh.topology.services:
         if s.port is not None:  # the Compose port is HTTP: the sandbox's data plane speaks HTTP/1.1
             out.append(RegistryService(s.fqdn, s.namespace, (s.port,), (s.port,), name=s.name, mesh=s))
+    for s in mesh.topology.gateway_services:  # istio-egressgateway: every port of its Service
+        http = tuple(p.port for p in s.ports if p.http)
+        out.append(RegistryService(s.fqdn, s.namespace, tuple(p.port for p in s.ports), http, name=s.name, mesh=s))
     known = {s.fqdn for s in out}
     for se in mesh.service_entries:
         if not visible_to(se.spec.export_to, se.namespace, proxy_namespace) or not se.spec.ports:
@@ -90,7 +95,7 @@ def endpoints(
 ) -> tuple[snap.Endpoint, ...]:
     """The endpoints of `svc` on `port` whose labels carry `selector` (a subset's labels)."""
     if svc.mesh is not None:
-        return _workload_endpoints(mesh, svc.mesh.workloads, selector, resolver)
+        return _workload_endpoints(mesh, svc.mesh.workloads, selector, resolver, port)
     assert svc.entry is not None
     spec = svc.entry.spec
     if spec.workload_selector is not None and spec.workload_selector.labels:
@@ -99,7 +104,7 @@ def endpoints(
             for w in mesh.topology.workloads
             if w.namespace == svc.namespace and not w.builtin and labels_match(spec.workload_selector.labels, w.labels)
         )
-        return _workload_endpoints(mesh, names, selector, resolver)
+        return _workload_endpoints(mesh, names, selector, resolver, port)
     resolution = svc.resolution
     if resolution == Resolution.NONE.value:
         return ()  # ORIGINAL_DST: the proxy connects where the app was going
@@ -135,25 +140,35 @@ def endpoints(
 
 
 def _workload_endpoints(
-    mesh: MeshState, names: tuple[str, ...], selector: Mapping[str, str], resolver: EndpointResolver
+    mesh: MeshState, names: tuple[str, ...], selector: Mapping[str, str], resolver: EndpointResolver, port: int
 ) -> tuple[snap.Endpoint, ...]:
     """Every replica of the named workloads, addressed at the workload's own port (its sidecar
-    captures that port; for a mesh service it is also the service port)."""
+    captures that port; for a mesh service it is also the service port); a gateway's at the
+    service port `port`, which the resolver maps to the listener serving it."""
     out: list[snap.Endpoint] = []
     for name in names:
         workload = mesh.topology.workload(name)
-        if workload is None or workload.port is None or not labels_match(dict(selector), workload.labels):
+        if workload is None or not labels_match(dict(selector), workload.labels):
             continue
+        target = port if workload.builtin else workload.port
+        if target is None:
+            continue
+        # auto mTLS: a sidecar (not a gateway: Istio labels only sidecars tlsMode=istio) accepts mutual
+        # TLS unless its PeerAuthentication is DISABLE
+        mtls = workload.inject and not workload.builtin
+        if mtls and peer_mode(mesh, workload.namespace, workload.labels, target).mode is MTLSMode.DISABLE:
+            mtls = False
         for replica in range(workload.replicas):
             out.append(
                 snap.Endpoint(
-                    address=resolver(workload, replica, workload.port),
+                    address=resolver(workload, replica, target),
                     workload=workload.name,
                     namespace=workload.namespace,
                     service_account=workload.service_account,
                     labels=dict(workload.labels),
                     replica=replica,
                     sidecar=workload.inject,
+                    mtls=mtls,
                 )
             )
     return tuple(out)

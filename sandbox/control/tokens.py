@@ -11,25 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.control.ca import ensure_private_dir, write_private
+from sandbox.xds.identity import ProxyIdentity
 
 SECRET_FILE = "mesh-secret"
 SECRET_BYTES = 32
-
-
-@dataclass(frozen=True)
-class ProxyIdentity:
-    workload: str  # the Compose service, e.g. reviews-v2
-    namespace: str
-    service_account: str
-
-    def message(self) -> bytes:
-        # Length-prefixed fields: ("a/b", "c") and ("a", "b/c") must not sign the same bytes.
-        parts = (self.workload, self.namespace, self.service_account)
-        return b"sandbox-bootstrap-v1" + b"".join(len(p.encode()).to_bytes(4, "big") + p.encode() for p in parts)
 
 
 class TokenAuthority:
@@ -49,7 +37,7 @@ class TokenAuthority:
         return cls(path.read_bytes())
 
     def issue(self, identity: ProxyIdentity) -> str:
-        return hmac.new(self._secret, identity.message(), hashlib.sha256).hexdigest()
+        return hmac.new(self._secret, identity.token_message(), hashlib.sha256).hexdigest()
 
     def verify(self, identity: ProxyIdentity, token: str) -> bool:
         return hmac.compare_digest(self.issue(identity).encode(), token.encode("utf-8", "replace"))

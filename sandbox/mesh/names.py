@@ -93,3 +93,9 @@ def principal(namespace: str, service_account: str, trust_domain: str = DEFAULT_
 def labels_match(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     """True when every selector label is present with the same value (an empty selector matches)."""
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def node_name(workload: str, replica: int, replicas: int) -> str:
+    """A proxy's node name: the workload's name when it has one replica, else `<workload>-<n>`
+    (1-based), the names control.compile_clusters.default_endpoints resolves."""
+    return workload if replicas <= 1 else f"{workload}-{replica + 1}"

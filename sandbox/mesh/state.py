@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -18,6 +17,7 @@ from sandbox.mesh.resources import (
     Resource,
     ServiceEntrySpec,
     SidecarSpec,
+    TelemetrySpec,
     VirtualServiceSpec,
     WorkloadEntrySpec,
 )
@@ -75,14 +75,18 @@ class MeshState:
     def authorization_policies(self) -> tuple[Resource[AuthorizationPolicySpec], ...]:
         return self.of_kind("AuthorizationPolicy")
 
+    @property
+    def telemetries(self) -> tuple[Resource[TelemetrySpec], ...]:
+        return self.of_kind("Telemetry")
+
     @cached_property
     def namespaces(self) -> frozenset[str]:
         return self.topology.namespaces | {r.namespace for r in self.resources}
 
     @cached_property
     def service_hosts(self) -> frozenset[str]:
-        """FQDNs of the mesh services the Compose file defines."""
-        return frozenset(s.fqdn for s in self.topology.services)
+        """FQDNs of the mesh services the Compose file defines, and the egress gateway's."""
+        return frozenset(s.fqdn for s in (*self.topology.services, *self.topology.gateway_services))
 
     def resolve(self, host: str, namespace: str) -> str:
         return resolve_host(host, namespace, self.namespaces)
@@ -94,6 +98,3 @@ class MeshState:
         for dr in self.destination_rules:
             index[self.resolve(dr.spec.host, dr.namespace)].append(dr)
         return {k: tuple(v) for k, v in index.items()}
-
-    def with_resources(self, resources: Iterable[Resource[Any]]) -> MeshState:
-        return MeshState(tuple(resources), self.topology)

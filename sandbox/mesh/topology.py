@@ -14,14 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.mesh.diagnostics import Diagnostic, Severity, join_path
+from sandbox.mesh.extensions import ExtensionProvider
 from sandbox.mesh.names import DEFAULT_TRUST_DOMAIN, labels_match, service_fqdn
 from sandbox.mesh.resources.common import model
 from sandbox.mesh.resources.meta import Origin
 from sandbox.mesh.schema import Decoder
 from sandbox.mesh.yamlsrc import Document, parse_documents
 
-INGRESS_NAMESPACE = "istio-system"
+INGRESS_NAMESPACE = "istio-system"  # where Istio's gateways run (both built-in gateways here)
+INGRESS_GATEWAY = "istio-ingressgateway"
 INGRESS_LABELS = {"istio": "ingressgateway", "app": "istio-ingressgateway"}
+EGRESS_GATEWAY = "istio-egressgateway"
+EGRESS_LABELS = {"istio": "egressgateway", "app": "istio-egressgateway"}
 DEFAULT_INGRESS_PORT = 8080
 MAX_PORT = 65535
 
@@ -44,10 +48,26 @@ class LocalSpec:
 
 
 @model
+class ServicePort:
+    """One port of the service as a Kubernetes Service declares it (`sandbox export/import kubernetes`
+    keep them); the name carries Istio's protocol prefix (`http`, `grpc-web`, `tcp-db`)."""
+
+    name: str
+    port: int
+    target_port: int | None = None  # the container's port; default: `port`
+
+    @property
+    def http(self) -> bool:
+        """Istio's protocol selection by port name: `http`, `http2`, `grpc`, `grpc-web` (+ `-suffix`)."""
+        return self.name.lower().split("-")[0] in ("http", "http2", "grpc")
+
+
+@model
 class WorkloadSettings:
     """A service's `x-sandbox` key."""
 
     port: int | None = None
+    ports: tuple[ServicePort, ...] = ()
     namespace: str | None = None
     service_account: str | None = None
     replicas: int | None = None
@@ -67,12 +87,25 @@ class OutboundTrafficPolicySettings:
 
 
 @model
+class SecretFiles:
+    """A TLS secret as files (the keys of Istio's generic secret: cert, key, cacert)."""
+
+    cert: str | None = None
+    key: str | None = None
+    cacert: str | None = None
+
+
+@model
 class MeshSettings:
     """The top-level `x-sandbox` key."""
 
     ingress: IngressSettings | None = None
     trust_domain: str | None = None
     outbound_traffic_policy: OutboundTrafficPolicySettings | None = None
+    # Kubernetes secrets by name (a Gateway's or DestinationRule's credentialName): a directory with
+    # tls.crt, tls.key and ca.crt (or cert, key, cacert), or the files named one by one (mesh.secrets)
+    secrets: dict[str, str | SecretFiles] = field(default_factory=dict)
+    extension_providers: tuple[ExtensionProvider, ...] = ()  # meshConfig's (mesh/extensions.py)
 
     @property
     def ingress_port(self) -> int:
@@ -102,12 +135,17 @@ class Workload:
     interception: Interception = Interception.PROXY
     image: str | None = None
     local: LocalSpec | None = None
-    builtin: bool = False  # the ingress gateway sandbox adds itself
+    builtin: bool = False  # a gateway sandbox adds itself (istio-ingressgateway, istio-egressgateway)
+    ports: tuple[ServicePort, ...] = ()  # x-sandbox.ports: the service's ports in a cluster
     origin: Origin = field(default_factory=lambda: Origin("<builtin>"), compare=False)
 
     @property
     def fqdn(self) -> str:
         return service_fqdn(self.app, self.namespace)
+
+    def target_port(self, port: int) -> int:
+        """The port this workload serves service port `port` on (its Service's targetPort)."""
+        return next((p.target_port or p.port for p in self.ports if p.port == port), port)
 
     def matches(self, selector: dict[str, str]) -> bool:
         return bool(selector) and labels_match(selector, self.labels)
@@ -119,6 +157,7 @@ class Service:
     namespace: str
     port: int | None
     workloads: tuple[str, ...]
+    ports: tuple[ServicePort, ...] = ()
 
     @property
     def fqdn(self) -> str:
@@ -144,21 +183,58 @@ class Topology:
     def workload(self, name: str) -> Workload | None:
         return next((w for w in self.workloads if w.name == name), None)
 
+    @property
+    def ingress(self) -> Workload:
+        found = self.workload(INGRESS_GATEWAY)
+        return found if found is not None and found.builtin else ingress_gateway(self.settings)
+
+    @property
+    def gateway_services(self) -> tuple[Service, ...]:
+        """The Services of built-in gateways that proxies route to (istio-egressgateway's ports 80
+        and 443). The ingress gateway declares none: the sandbox reaches it from outside only."""
+        return tuple(
+            Service(w.app, w.namespace, None, (w.name,), w.ports) for w in self.workloads if w.builtin and w.ports
+        )
+
 
 def empty_topology() -> Topology:
-    return Topology("<none>", (ingress_gateway(MeshSettings()),), ())
+    return Topology("<none>", (ingress_gateway(MeshSettings()), egress_gateway()), ())
 
 
 def ingress_gateway(settings: MeshSettings) -> Workload:
     return Workload(
-        "istio-ingressgateway",
-        "istio-ingressgateway",
+        INGRESS_GATEWAY,
+        INGRESS_GATEWAY,
         "",
         INGRESS_NAMESPACE,
         "istio-ingressgateway-service-account",
         dict(INGRESS_LABELS),
         settings.ingress_port,
         builtin=True,
+    )
+
+
+# istio-egressgateway's Service in Istio's demo profile: port 80 -> targetPort 8080, 443 -> 8443
+EGRESS_PORTS = (
+    ServicePort(name="http2", port=80, target_port=8080),
+    ServicePort(name="https", port=443, target_port=8443),
+)
+
+
+def egress_gateway() -> Workload:
+    """Istio's egress gateway (demo profile): a router like the ingress gateway, whose Service the
+    sidecars route to (a VirtualService sends external hosts through it). It always runs, as in the
+    demo profile, so Istio's egress tasks work without a restart."""
+    return Workload(
+        EGRESS_GATEWAY,
+        EGRESS_GATEWAY,
+        "",
+        INGRESS_NAMESPACE,
+        "istio-egressgateway-service-account",
+        dict(EGRESS_LABELS),
+        None,
+        builtin=True,
+        ports=EGRESS_PORTS,
     )
 
 
@@ -197,7 +273,7 @@ def parse_compose(source: str | bytes, file: str) -> Topology:
             plain.append(str(name))
         else:
             workloads.append(workload)
-    workloads.append(ingress_gateway(settings))
+    workloads += (ingress_gateway(settings), egress_gateway())
     mesh_services = _group_services(workloads, document, decoder)
     return Topology(file, tuple(workloads), mesh_services, settings, tuple(plain), (*diagnostics, *decoder.diagnostics))
 
@@ -273,8 +349,15 @@ def _workload(
         return None
     settings = settings or WorkloadSettings()
     port = _valid_port(settings.port, decoder, join_path(path, "x-sandbox/port"), "x-sandbox.port")
+    ports = _service_ports(settings, decoder, join_path(path, "x-sandbox/ports"))
     if settings.port is None:
-        port = _port_from_compose(spec)
+        port = ports[0].port if ports else _port_from_compose(spec)
+    elif ports and port is not None and all(p.port != port for p in ports):
+        decoder.error(
+            "SBX307",
+            f"x-sandbox.port {port} is not one of x-sandbox.ports ({', '.join(str(p.port) for p in ports)})",
+            join_path(path, "x-sandbox/port"),
+        )
     if port is None and settings.port is None:  # a bad x-sandbox.port already has its error
         decoder.report(
             "SBX302",
@@ -302,8 +385,23 @@ def _workload(
         settings.interception or Interception.PROXY,
         image if isinstance(image, str) else None,
         settings.local,
+        ports=ports,
         origin=origin,
     )
+
+
+def _service_ports(settings: WorkloadSettings, decoder: Decoder, path: str) -> tuple[ServicePort, ...]:
+    """The x-sandbox.ports whose numbers are TCP ports (each bad one gets an SBX306 error)."""
+    kept = []
+    for i, entry in enumerate(settings.ports):
+        here = join_path(path, i)
+        if any(d.path.startswith(here + "/") or d.path == here for d in decoder.diagnostics):
+            continue  # already reported (a missing or mistyped field)
+        port = _valid_port(entry.port, decoder, join_path(here, "port"), "a port")
+        target = _valid_port(entry.target_port, decoder, join_path(here, "targetPort"), "a targetPort")
+        if port is not None and (entry.target_port is None or target is not None):
+            kept.append(entry)
+    return tuple(kept)
 
 
 def _group_services(workloads: Iterable[Workload], document: Document, decoder: Decoder) -> tuple[Service, ...]:
@@ -321,6 +419,13 @@ def _group_services(workloads: Iterable[Workload], document: Document, decoder: 
                 "one mesh service has one port",
                 join_path("services", members[-1].name),
             )
+        declared = list(dict.fromkeys(w.ports for w in members if w.ports))  # in file order
+        if len(declared) > 1:
+            decoder.error(
+                "SBX304",
+                f"workloads of service '{app}' disagree on x-sandbox.ports: one mesh service has one set of ports",
+                join_path("services", members[-1].name),
+            )
         seen: dict[str, str] = {}
         for w in members:
             if w.version in seen:
@@ -332,5 +437,6 @@ def _group_services(workloads: Iterable[Workload], document: Document, decoder: 
                     join_path("services", w.name),
                 )
             seen.setdefault(w.version, w.name)
-        services.append(Service(app, namespace, ports[0] if ports else None, tuple(w.name for w in members)))
+        named = declared[0] if declared else ()
+        services.append(Service(app, namespace, ports[0] if ports else None, tuple(w.name for w in members), named))
     return tuple(services)

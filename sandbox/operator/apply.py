@@ -82,7 +82,8 @@ class _Directory:
         self.where: dict[Key, str] = {}
         for path, parsed in self.files.items():
             for r in parsed.loaded.resources:
-                self.where.setdefault(r.key, path)
+                if not r.origin.translated_from:  # made from a legacy resource, defined by no document
+                    self.where.setdefault(r.key, path)
         self.touched: set[str] = set()
 
     def existing(self, key: Key) -> Resource[Any] | None:
@@ -185,29 +186,57 @@ def plan_apply(
     if not loaded.resources:
         empty = Diagnostic("SBX007", Severity.ERROR, "no Istio resources to apply", inputs[0].source if inputs else "-")
         return Plan(refused=(empty,))
+    return plan_edit(istio_dir, files, inputs, (), topology, analyzer)
+
+
+def plan_edit(
+    istio_dir: str | Path,
+    files: Mapping[str, str],
+    inputs: Sequence[Input],
+    remove: Sequence[Key],
+    topology: Topology,
+    analyzer: Analyzer | None = _default_analyzer,
+) -> Plan:
+    """Apply `inputs` and delete `remove` in one change, validated once (putting back a set of
+    rules may need both at the same time: a route and the subsets it names)."""
+    loaded, errors = _load(inputs)
+    if errors:
+        return Plan(refused=errors)
     directory = _Directory(files)
     changes: list[Change] = []
     for item in inputs:
         for text, resources in document_texts(item.name, item.text):
             for r in resources:
-                body = text if len(resources) == 1 else dump_yaml(manifest(r))
-                existing = directory.existing(r.key)
-                if existing is not None:
-                    path = directory.where[r.key]
-                    if existing == r:
-                        changes.append(Change(r.kind, r.name, r.namespace, "unchanged", path))
-                        continue
-                    directory.file(path).replace(r.key, r, body)
-                    changes.append(Change(r.kind, r.name, r.namespace, "configured", path))
-                else:
-                    path = str(Path(istio_dir) / target_name(item.source, r, item.root))
-                    directory.file(path).append(r.key, body)
-                    directory.where[r.key] = path
-                    changes.append(Change(r.kind, r.name, r.namespace, "created", path))
+                changes.append(_put(directory, istio_dir, item, r, text if len(resources) == 1 else None))
+    changes += [_remove(directory, key) for key in remove]
     refused, warnings = _validate(directory, topology, analyzer, loaded.resources)
     if refused:
         return Plan(tuple(changes), refused=refused, warnings=warnings)
     return Plan(tuple(changes), directory.writes(), warnings=warnings)
+
+
+def _put(directory: _Directory, istio_dir: str | Path, item: Input, r: Resource[Any], text: str | None) -> Change:
+    body = text if text is not None else dump_yaml(manifest(r))
+    existing = directory.existing(r.key)
+    if existing is not None:
+        path = directory.where[r.key]
+        if existing == r:
+            return Change(r.kind, r.name, r.namespace, "unchanged", path)
+        directory.file(path).replace(r.key, r, body)
+        return Change(r.kind, r.name, r.namespace, "configured", path)
+    path = str(Path(istio_dir) / target_name(item.source, r, item.root))
+    directory.file(path).append(r.key, body)
+    directory.where[r.key] = path
+    return Change(r.kind, r.name, r.namespace, "created", path)
+
+
+def _remove(directory: _Directory, key: Key) -> Change:
+    kind, namespace, name = key
+    path = directory.where.pop(key, None)
+    if path is None:
+        return Change(kind, name, namespace, "not found")
+    directory.file(path).replace(key, None, None)
+    return Change(kind, name, namespace, "deleted", path)
 
 
 def plan_delete(
@@ -220,7 +249,8 @@ def plan_delete(
     loaded, errors = _load(inputs)
     if errors:
         return Plan(refused=errors)
-    return plan_delete_keys(files, [r.key for r in loaded.resources], topology, analyzer)
+    keys = [r.key for r in loaded.resources if not r.origin.translated_from]  # a translation goes with its source
+    return plan_delete_keys(files, keys, topology, analyzer)
 
 
 def plan_delete_keys(
@@ -230,20 +260,7 @@ def plan_delete_keys(
     analyzer: Analyzer | None = _default_analyzer,
 ) -> Plan:
     """Delete resources named by (kind, namespace, name), as `sandbox delete vs reviews` does."""
-    directory = _Directory(files)
-    changes: list[Change] = []
-    for key in keys:
-        kind, namespace, name = key
-        path = directory.where.pop(key, None)
-        if path is None:
-            changes.append(Change(kind, name, namespace, "not found"))
-            continue
-        directory.file(path).replace(key, None, None)
-        changes.append(Change(kind, name, namespace, "deleted", path))
-    refused, warnings = _validate(directory, topology, analyzer)
-    if refused:
-        return Plan(tuple(changes), refused=refused, warnings=warnings)
-    return Plan(tuple(changes), directory.writes(), warnings=warnings)
+    return plan_edit("", files, (), keys, topology, analyzer)
 
 
 def read_inputs(paths: Sequence[str], stdin: Callable[[], str]) -> tuple[list[Input], list[str]]:

@@ -38,7 +38,8 @@ class YamlFile:
         loaded = load_text(text, path)
         by_document: dict[int, list[Key]] = {}
         for r in loaded.resources:
-            by_document.setdefault(r.origin.document, []).append(r.key)
+            if not r.origin.translated_from:  # a legacy document's translation is not written there
+                by_document.setdefault(r.origin.document, []).append(r.key)
         documents, _ = parse_documents(text, path)
         lines = text.splitlines(keepends=True)
         starts = [1 if i == 0 else d.line for i, d in enumerate(documents)]

@@ -6,6 +6,7 @@ Tables follow kubectl and istioctl: upper-case headers, two spaces between colum
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from collections.abc import Sequence
@@ -74,13 +75,15 @@ def resources_output(resources: Sequence[dict[str, Any]], fmt: str, now: float, 
 
 
 def proxy_status_table(proxies: Sequence[dict[str, Any]], expected: Sequence[tuple[str, str, str]] = ()) -> str:
-    """Like `istioctl proxy-status`: one line per sidecar, its sync state and the version it runs.
-    `expected` (node, workload, namespace) are the mesh's sidecars: one that never connected shows too."""
+    """Like `istioctl proxy-status`: one line per sidecar, its sync state, the mTLS mode its inbound
+    listener enforces (the PeerAuthentication in force for its port: STRICT, PERMISSIVE, DISABLE;
+    "-" for a gateway) and the version it runs. `expected` (node, workload, namespace) are the
+    mesh's sidecars: one that never connected shows too."""
     rows = []
     seen = {p["proxy"] for p in proxies}
     for node, workload, namespace in expected:
         if node not in seen:
-            rows.append([f"{node}.{namespace}", workload, "DISCONNECTED", "-", "never", "never connected"])
+            rows.append([f"{node}.{namespace}", workload, "DISCONNECTED", "-", "-", "never", "never connected"])
     for p in proxies:
         state = p["state"]
         reason = ""
@@ -96,12 +99,13 @@ def proxy_status_table(proxies: Sequence[dict[str, Any]], expected: Sequence[tup
                 f"{p['proxy']}.{p['namespace']}",
                 p["workload"],
                 state,
+                p.get("mtls") or "-",
                 p["versionAcked"] or "-",
                 f"{age(last)} ago" if last is not None else "never",
                 reason,
             ]
         )
-    return table(["NAME", "WORKLOAD", "STATUS", "VERSION", "LAST ACK", "REASON"], rows)
+    return table(["NAME", "WORKLOAD", "STATUS", "MTLS", "VERSION", "LAST ACK", "REASON"], rows)
 
 
 def not_synced(sync: dict[str, Any], expected: Sequence[str] = ()) -> list[str]:
@@ -126,32 +130,46 @@ def not_synced(sync: dict[str, Any], expected: Sequence[str] = ()) -> list[str]:
 
 
 def secrets_table(certs: dict[str, Any], now_iso: str | None = None) -> str:
-    """`proxy-config secrets`: istioctl's columns, from the sidecar's /certs (never a key)."""
-    rows = []
+    """`proxy-config secrets`: istioctl's columns plus the SPIFFE ID, from the sidecar's /certs: the
+    workload certificate in use (`default`), the mesh root it trusts (`ROOTCA`) and the root's
+    SHA-256 fingerprint. Never a key (the endpoint has none)."""
+    now = _instant(now_iso) if now_iso else None
+    rows, fingerprints = [], []
     for entry in certs.get("certificates", []):
-        for chain in entry.get("cert_chain", []):
-            sans = ", ".join(s.get("uri", "") for s in chain.get("subject_alt_names", []))
-            valid = (
-                "true"
-                if now_iso is None or chain.get("valid_from", "") <= now_iso <= chain.get("expiration_time", "")
-                else "false"
-            )
-            rows.append(
-                [
-                    entry.get("name", "default"),
-                    "Cert Chain",
-                    "ACTIVE",
-                    valid,
-                    chain.get("serial_number", ""),
-                    sans,
-                    chain.get("expiration_time", ""),
-                    chain.get("valid_from", ""),
-                ]
-            )
+        kinds = (("cert_chain", entry.get("name", "default"), "Cert Chain"), ("ca_cert", "ROOTCA", "CA"))
+        for key, default_name, kind in kinds:
+            for cert in entry.get(key, []):
+                sans = ", ".join(v for s in cert.get("subject_alt_names", []) for v in s.values()) or "-"
+                start, end = _instant(cert.get("valid_from", "")), _instant(cert.get("expiration_time", ""))
+                valid = now is None or (start is not None and end is not None and start <= now <= end)
+                name = cert.get("name", default_name)
+                rows.append(
+                    [
+                        name,
+                        kind,
+                        "ACTIVE",
+                        "true" if valid else "false",
+                        cert.get("serial_number", "") or "-",
+                        sans,
+                        cert.get("expiration_time", "") or "-",
+                        cert.get("valid_from", "") or "-",
+                    ]
+                )
+                if cert.get("sha256_fingerprint"):
+                    fingerprints.append(f"{name} SHA-256 fingerprint: {cert['sha256_fingerprint']}")
     if not rows:
         return "no workload certificate yet (a sidecar started from a snapshot file has none)"
     header = ["RESOURCE NAME", "TYPE", "STATUS", "VALID CERT", "SERIAL NUMBER", "SPIFFE ID", "NOT AFTER", "NOT BEFORE"]
-    return table(header, rows)
+    return "\n".join([table(header, rows), *fingerprints])
+
+
+def _instant(text: str) -> dt.datetime | None:
+    """An ISO 8601 time (Envoy's `Z` or an offset; none means UTC), None when unreadable."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def live_endpoints_table(clusters: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Access log lines in Istio's default TEXT format (istio-semantics.md §3.3, `EnvoyTextLogFormat`):
+"""Access log lines in Istio's default TEXT format (docs/reference/istio-semantics.md §3.3, `EnvoyTextLogFormat`):
 
 [%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" %RESPONSE_CODE%
 %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS%
@@ -8,7 +8,9 @@
 %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS%
 %REQUESTED_SERVER_NAME% %ROUTE_NAME%
 
-(one line; `encoding="JSON"` writes Istio's JSON encoding instead). Missing values print `-`;
+(one line; `encoding="JSON"` writes Istio's JSON encoding instead). Missing values print `-`, so
+a TCP connection's record (a CONNECT tunnel's: no method, path or protocol, response code 0) prints
+as Envoy's TCP proxy fills the same format: `"- - -" 0 ...`;
 START_TIME is UTC with milliseconds, as Envoy prints it;
 DURATION and the upstream service time are whole milliseconds. Lines are formatted when the
 request ends and written in one call per flush (every second, or sooner when the buffer fills),
@@ -24,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from sandbox.proxy.record import LogRecord
+from sandbox.proxy.record import RequestRecord
 
 
 class _StartTimes:
@@ -53,25 +55,26 @@ start_time_text = _StartTimes().format  # START_TIME as the TEXT format prints i
 _start_time = start_time_text
 
 
-def format_line(r: LogRecord) -> str:
-    # One f-string, `or "-"` inline: this runs once per request (at flush time), so it is kept flat.
+def format_line(r: RequestRecord) -> str:
+    # One f-string, `or "-"` inline: this runs once per request, so it is kept flat (compiled, each
+    # field is a direct read of the record).
     st = r.upstream_service_time
     return (
         f'[{_start_time(r.start_time)}] "{r.method or "-"} {r.path or "-"} {r.protocol or "-"}" {r.response_code} '
         f"{r.response_flags or '-'} {r.response_code_details or '-'} {r.connection_termination_details or '-'} "
         f'"{r.upstream_transport_failure_reason or "-"}" {r.bytes_received} {r.bytes_sent} {int(r.duration * 1000)} '
-        f'{"-" if st is None else int(st * 1000 + 1e-6)} "{r.x_forwarded_for or "-"}" "{r.user_agent or "-"}" '
+        f'{str(st) if st >= 0 else "-"} "{r.x_forwarded_for or "-"}" "{r.user_agent or "-"}" '
         f'"{r.request_id or "-"}" "{r.authority or "-"}" "{r.upstream_host or "-"}" {r.upstream_cluster or "-"} '
         f"{r.upstream_local_address or '-'} {r.downstream_local_address or '-'} {r.downstream_remote_address or '-'} "
         f"{r.requested_server_name or '-'} {r.route_name or '-'}\n"
     )
 
 
-def format_json(r: LogRecord) -> str:
+def format_json(r: RequestRecord) -> str:
     """Istio's JSON encoding (accessLogEncoding: JSON): the same fields, snake_case keys, null for
     what is missing."""
 
-    def opt(value: str | None) -> str | None:
+    def opt(value: str) -> str | None:
         return value if value and value != "-" else None
 
     line = {
@@ -87,9 +90,7 @@ def format_json(r: LogRecord) -> str:
         "bytes_received": r.bytes_received,
         "bytes_sent": r.bytes_sent,
         "duration": int(r.duration * 1000),
-        "upstream_service_time": None
-        if r.upstream_service_time is None
-        else int(r.upstream_service_time * 1000 + 1e-6),
+        "upstream_service_time": None if r.upstream_service_time < 0 else r.upstream_service_time,
         "x_forwarded_for": opt(r.x_forwarded_for),
         "user_agent": opt(r.user_agent),
         "request_id": opt(r.request_id),
@@ -116,26 +117,18 @@ class AccessLog:
         encoding: str = "TEXT",
     ) -> None:
         self._write = write or _stdout_write
-        self.text = encoding.upper() != "JSON"  # Istio's TEXT format (the default): log_line() takes ready lines
-        self._format = format_line if self.text else format_json
+        self.text = encoding.upper() != "JSON"  # Istio's TEXT format (the default), else its JSON encoding
         self.max_buffered = max_buffered
         self.flush_interval = flush_interval
         self._buffer: list[str] = []
         self.lines_written = 0
 
-    def log(self, rec: LogRecord) -> None:
+    def log(self, rec: RequestRecord) -> None:
         # Formatted now, while the record is fresh in the cache; only text is kept. Holding the
         # records instead (to format at flush) kept ~256 exchanges alive and made the cyclic GC
         # walk them about ten times as often (measured: ~3.5 us per request).
         buffer = self._buffer
-        buffer.append(self._format(rec))
-        if len(buffer) >= self.max_buffered:
-            self.flush()
-
-    def log_line(self, line: str) -> None:
-        """A line already in the TEXT format (the data path formats its own; `text` says it may)."""
-        buffer = self._buffer
-        buffer.append(line)
+        buffer.append(format_line(rec) if self.text else format_json(rec))
         if len(buffer) >= self.max_buffered:
             self.flush()
 

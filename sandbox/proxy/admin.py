@@ -1,8 +1,10 @@
 """The sidecar's admin (15000), Prometheus (15020) and readiness (15021) endpoints, in aiohttp.
 
 What `istioctl proxy-config`, Prometheus and probes expect of Envoy and the Istio agent:
-- 15000 `/config_dump`: the snapshot as JSON; `/certs`: the workload certificate (serial,
-  SPIFFE ID, validity; never the key) when the source has one (`certificate`); `/clusters`: per host health (healthy or
+- 15000 `/config_dump`: the snapshot as JSON; `/certs`: the workload certificate in use and the
+  mesh root it trusts (serial, SANs, validity, the root's SHA-256 fingerprint; never a key) when the
+  source has one (`certificate_in_use`); `/stats/prometheus` as on 15020 (Envoy's admin serves it
+  too); `/clusters`: per host health (healthy or
   failed_outlier_check), ejections, active requests, request counts, plus each cluster's
   circuit-breaker limits, gauges and overflow counters; Envoy's `name::host::stat::value` text, or
   `?format=json`; `/stats`: plain `name: value` counters (`?filter=<regex>`, `?format=json`);
@@ -15,6 +17,7 @@ The endpoints only read through `AdminSource`, which the sidecar process impleme
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -23,9 +26,10 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from sandbox.control.snapshot import ProxySnapshot
 from sandbox.proxy.cluster import ClusterState
 from sandbox.proxy.tracing import SpanReporter
+from sandbox.xds.certificate import WorkloadCertificate
+from sandbox.xds.snapshot import ProxySnapshot
 
 
 class AdminTelemetry(Protocol):
@@ -161,6 +165,7 @@ def stats(source: AdminSource) -> list[tuple[str, int]]:
         out.extend((prefix + "circuit_breakers.default." + k, v) for k, v in state.breaker.gauges().items())
         if state.outlier is not None:
             out.extend((prefix + "outlier_detection." + k, v) for k, v in state.outlier.stats().items())
+    out.extend(getattr(source, "filter_stats", ()))  # http.<prefix>.rbac.denied, jwt_authn.*, ext_authz.*
     spans = source.telemetry.spans
     if spans is not None:
         out.append(("tracing.zipkin.spans_sent", spans.spans_sent))
@@ -172,17 +177,66 @@ def stats(source: AdminSource) -> list[tuple[str, int]]:
 # --------------------------------------------------------------------------- handlers
 
 
-def certs_json(bundle: Any) -> dict[str, Any]:
-    """Envoy's /certs shape for the workload certificate (the SDS secret): no key material."""
-    if bundle is None:
+def certs_json(cert: WorkloadCertificate | None, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Envoy's /certs shape for the SDS secrets in use: the workload certificate (`cert_chain`, the
+    secret `default`) and the mesh root it trusts (`ca_cert`, `ROOTCA`), each with its serial, SANs,
+    validity and days until expiration, plus (beyond Envoy) the SHA-256 fingerprint of each root.
+    Never key material."""
+    if cert is None:
         return {"certificates": []}
+    now = now or dt.datetime.now(dt.UTC)
     chain = {
-        "serial_number": bundle.serial,
-        "subject_alt_names": [{"uri": bundle.spiffe_id}],
-        "valid_from": bundle.not_before,
-        "expiration_time": bundle.not_after,
+        "path": "<inline>",
+        "serial_number": cert.serial_hex,
+        "subject_alt_names": [{"uri": cert.spiffe_id}],
+        "days_until_expiration": _days_until(cert.not_after, now),
+        "valid_from": _timestamp(cert.not_before),
+        "expiration_time": _timestamp(cert.not_after),
     }
-    return {"certificates": [{"name": "default", "cert_chain": [chain], "ca_cert": [{"name": "ROOTCA"}]}]}
+    return {"certificates": [{"name": "default", "cert_chain": [chain], "ca_cert": ca_details(cert.root_cert, now)}]}
+
+
+def ca_details(pem: str, now: dt.datetime) -> list[dict[str, Any]]:
+    """Each root certificate in `pem` as Envoy's CertificateDetails (a CA rotation trusts two)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        roots = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError:
+        return [{"name": "ROOTCA", "path": "<inline>", "error": "not a PEM certificate"}]
+    details = []
+    for root in roots:
+        try:
+            san = root.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = [{"uri": str(v)} for v in san.get_values_for_type(x509.UniformResourceIdentifier)]
+            names += [{"dns": str(v)} for v in san.get_values_for_type(x509.DNSName)]
+        except x509.ExtensionNotFound:
+            names = []
+        details.append(
+            {
+                "name": "ROOTCA",
+                "path": "<inline>",
+                "serial_number": f"{root.serial_number:x}",
+                "subject": root.subject.rfc4514_string(),
+                "subject_alt_names": names,
+                "days_until_expiration": _days_until(root.not_valid_after_utc, now),
+                "valid_from": _timestamp(root.not_valid_before_utc),
+                "expiration_time": _timestamp(root.not_valid_after_utc),
+                "sha256_fingerprint": root.fingerprint(hashes.SHA256()).hex(":").upper(),
+            }
+        )
+    return details
+
+
+def _timestamp(moment: dt.datetime) -> str:
+    """A protobuf Timestamp in JSON, as Envoy writes it: UTC with a Z."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _days_until(moment: dt.datetime, now: dt.datetime) -> str:
+    """Envoy's days_until_expiration: whole days left, 0 once expired (a uint64: a JSON string)."""
+    return str(max(0, (moment - now).days))
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -215,7 +269,10 @@ def admin_app(source: AdminSource) -> web.Application:
         return web.Response(text="".join(f"{k}: {v}\n" for k, v in values))
 
     async def certs(request: web.Request) -> web.Response:
-        return _json(certs_json(getattr(source, "certificate", None)))
+        return _json(certs_json(getattr(source, "certificate_in_use", None)))
+
+    async def prometheus(request: web.Request) -> web.Response:
+        return _prometheus_response(source)
 
     async def ready(request: web.Request) -> web.Response:
         loaded = source.snapshot is not None
@@ -224,8 +281,9 @@ def admin_app(source: AdminSource) -> web.Application:
     async def index(request: web.Request) -> web.Response:
         return web.Response(
             text="/clusters  upstream clusters, hosts, breakers (?format=json)\n"
-            "/certs  the workload certificate (no key)\n"
+            "/certs  the workload certificate and the mesh root (no key)\n"
             "/config_dump  the current snapshot\n/ready  readiness\n/stats  counters (?filter=, ?format=json)\n"
+            "/stats/prometheus  the istio_* metrics (as on the stats port)\n"
         )
 
     app = web.Application()
@@ -234,14 +292,19 @@ def admin_app(source: AdminSource) -> web.Application:
     app.router.add_get("/clusters", clusters)
     app.router.add_get("/certs", certs)
     app.router.add_get("/stats", stats_handler)
+    app.router.add_get("/stats/prometheus", prometheus)
     app.router.add_get("/ready", ready)
     return app
 
 
+def _prometheus_response(source: AdminSource) -> web.Response:
+    body = source.telemetry.prometheus_text().encode()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 def stats_app(source: AdminSource) -> web.Application:
     async def prometheus(request: web.Request) -> web.Response:
-        body = source.telemetry.prometheus_text().encode()
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return _prometheus_response(source)
 
     app = web.Application()
     app.router.add_get("/stats/prometheus", prometheus)

@@ -9,7 +9,8 @@ ports it cannot listen on (as Envoy rejects just that listener). Failing to bind
 ports (admin, 15001, 15006) is fatal: the process exits 2, as a sidecar that cannot listen is useless.
 
 The workload certificate (the SDS secret) stays in this object's memory; the admin endpoint shows
-its serial, SPIFFE ID and validity, never the key. mTLS in the data path comes later.
+its serial, SPIFFE ID and validity, never the key. As a sandbox.service component, `done` and
+`failure` say when and why the process must end.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from sandbox.control.snapshot import ProxySnapshot
 from sandbox.proxy.admin import AdminServers, start_admin
 from sandbox.proxy.cluster import ClusterState
-from sandbox.proxy.process import ProxyOptions, Sidecar
-from sandbox.proxy.subscription import PUSH_PATH, CertificateBundle, Identity, Subscription
+from sandbox.proxy.sidecar import ProxyOptions, Sidecar
+from sandbox.proxy.subscription import Subscription
 from sandbox.proxy.tracing import SpanReporter
+from sandbox.service import StartupError
+from sandbox.xds.certificate import WorkloadCertificate
+from sandbox.xds.messages import PUSH_PATH, Hello
+from sandbox.xds.snapshot import ProxySnapshot
 
 log = logging.getLogger(__name__)
 
@@ -48,28 +52,27 @@ class ProxyAgent:
         *,
         snapshot: ProxySnapshot | None = None,
         control_plane: str | None = None,
-        identity: Identity | None = None,
+        hello: Hello | None = None,
         on_ready: Callable[[ProxyAgent], None] | None = None,
+        certificate: WorkloadCertificate | None = None,
     ) -> None:
         if snapshot is None and control_plane is None:
             raise ValueError("a sidecar needs a snapshot file or a control plane")
-        if control_plane is not None and identity is None:
+        if control_plane is not None and hello is None:
             raise ValueError("subscribing needs the proxy's identity")
         self.options = options
-        self.identity = identity
+        self.identity = hello.identity if hello is not None else None
         self.sidecar: Sidecar | None = None
-        self.certificate: CertificateBundle | None = None
-        self.failed: OSError | None = None  # set when the first listeners cannot be bound
+        self.certificate = certificate  # from files (`--certs`) until the control plane pushes one
+        self.failure: Exception | None = None  # why the process must end (its first listeners cannot bind)
         self.done = asyncio.Event()  # set on a fatal error
         self._initial = snapshot
-        self._on_ready = on_ready
+        self.on_ready = on_ready
         self._admin: AdminServers | None = None
         self._lock = asyncio.Lock()  # one snapshot at a time (file and control plane may race at start)
-        self.subscription = (
-            Subscription(push_url(control_plane), identity, self)
-            if control_plane is not None and identity is not None
-            else None
-        )
+        self.subscription = None
+        if control_plane is not None and hello is not None:
+            self.subscription = Subscription(push_url(control_plane), hello, self)
 
     # -- what the admin endpoints read (AdminSource) ---------------------------------------------
     @property
@@ -83,6 +86,16 @@ class ProxyAgent:
     @property
     def telemetry(self) -> Any:
         return self.sidecar.telemetry if self.sidecar is not None else _NoTelemetry()
+
+    @property
+    def certificate_in_use(self) -> WorkloadCertificate | None:
+        """What the sidecar's TLS presents now; before it runs, the certificate it will start with."""
+        in_use = self.sidecar.certificate_in_use if self.sidecar is not None else None
+        return in_use or self.certificate
+
+    @property
+    def filter_stats(self) -> list[tuple[str, int]]:
+        return self.sidecar.filter_stats if self.sidecar is not None else []
 
     @property
     def ports(self) -> dict[str, int]:
@@ -123,18 +136,25 @@ class ProxyAgent:
             raise ValueError(f"snapshot is for {ident.workload}.{ident.namespace}, not {me.workload}.{me.namespace}")
         first = self.sidecar is None
         await self._apply(snapshot)
-        if first and self.sidecar is not None and self.sidecar.gateway_problems:
-            raise OSError(errno.EADDRNOTAVAIL, "; ".join(self.sidecar.gateway_problems))
+        if first and self.sidecar is not None:
+            problems = self.sidecar.gateway_problems + self.sidecar.tls_problems
+            if problems:
+                raise OSError(errno.EADDRNOTAVAIL, "; ".join(problems))
 
-    def on_certificate(self, bundle: CertificateBundle) -> None:
+    def on_certificate(self, certificate: WorkloadCertificate) -> None:
         me = self.identity
-        if me is not None and not bundle.spiffe_id.endswith(f"/ns/{me.namespace}/sa/{me.service_account}"):
-            raise ValueError(f"certificate for {bundle.spiffe_id}, not {me.namespace}/{me.service_account}")
-        if self.certificate is None or self.certificate.serial != bundle.serial:
+        if me is not None and not certificate.spiffe_id.endswith(f"/ns/{me.namespace}/sa/{me.service_account}"):
+            raise ValueError(f"certificate for {certificate.spiffe_id}, not {me.namespace}/{me.service_account}")
+        if self.certificate is None or self.certificate.serial != certificate.serial:
             log.info(
-                "workload certificate %s serial %s, valid until %s", bundle.spiffe_id, bundle.serial, bundle.not_after
+                "workload certificate %s serial %s, valid until %s",
+                certificate.spiffe_id,
+                certificate.serial_hex,
+                certificate.not_after.isoformat(),
             )
-        self.certificate = bundle
+        self.certificate = certificate
+        if self.sidecar is not None:
+            self.sidecar.set_certificate(certificate)
 
     async def _apply(self, snapshot: ProxySnapshot) -> None:
         async with self._lock:
@@ -148,23 +168,25 @@ class ProxyAgent:
 
     async def _install(self, snapshot: ProxySnapshot) -> None:
         sidecar = Sidecar(snapshot, self.options)
+        if self.certificate is not None:  # pushed before the first snapshot: mTLS from the first connection
+            sidecar.set_certificate(self.certificate)
         try:
             await sidecar.start(admin=False)
         except OSError as exc:
             await sidecar.stop()
-            self.failed = exc
+            self.failure = StartupError(str(exc.strerror or exc))
             self.done.set()
             raise
         self.sidecar = sidecar
-        if sidecar.gateway_problems:  # the gateway serves the ports it has; the NACK says what is missing
-            for problem in sidecar.gateway_problems:
+        if sidecar.gateway_problems or sidecar.tls_problems:  # it serves what it can; the NACK says the rest
+            for problem in sidecar.gateway_problems + sidecar.tls_problems:
                 log.error("%s", problem)
         # Everything built so far lives as long as the process: keep it out of the cyclic GC's full
         # collections, which otherwise rescan it every few thousand requests (measured: ~12 us/request).
         gc.collect()
         gc.freeze()
-        if self._on_ready is not None:
-            self._on_ready(self)
+        if self.on_ready is not None:
+            self.on_ready(self)
 
 
 def push_url(control_plane: str) -> str:

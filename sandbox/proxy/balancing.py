@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-from sandbox.control.snapshot import ConsistentHash, Endpoint, LoadBalancer
 from sandbox.proxy.decision import RequestHead
+from sandbox.xds.snapshot import ConsistentHash, Endpoint, LoadBalancer
 
 MIN_RING_SIZE_DEFAULT = 1024  # Istio ringHash.minimumRingSize default
 MAX_RING_SIZE = 8 * 1024 * 1024  # Envoy's maximum_ring_size default

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sandbox.control.snapshot import MAX_UINT32, ConnectionPool
+from sandbox.xds.snapshot import MAX_UINT32, ConnectionPool
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,11 @@ import random
 import time
 from collections.abc import Callable, Iterator
 
-from sandbox.control.snapshot import PASSTHROUGH_CLUSTER, Cluster, ProxySnapshot
 from sandbox.proxy.balancing import Balancer, Host, HostSet, Passthrough, Pick, RingHash, make_balancer
 from sandbox.proxy.circuitbreaker import CircuitBreaker, Thresholds
 from sandbox.proxy.decision import RequestHead
 from sandbox.proxy.outlier import OutlierDetector
+from sandbox.xds.snapshot import PASSTHROUGH_CLUSTER, Cluster, ProxySnapshot
 
 Clock = Callable[[], float]
 
@@ -91,15 +91,15 @@ class ClusterState:
 
     def pick(self, request: RequestHead | None = None, source_ip: str = "") -> Host | None:
         outlier = self.outlier
-        if outlier is not None and self.clock() >= outlier.next_sweep:
-            outlier.sweep(self.clock())
+        if outlier is not None:
+            outlier.maybe_sweep(self.clock())
         return self.balancer.pick(request, source_ip)
 
     def pick_with_cookie(self, request: RequestHead, source_ip: str, connection: str) -> Pick | None:
         """pick() for a cluster that `makes_cookies`: the host, and the Set-Cookie to answer with (if any)."""
         outlier = self.outlier
-        if outlier is not None and self.clock() >= outlier.next_sweep:
-            outlier.sweep(self.clock())
+        if outlier is not None:
+            outlier.maybe_sweep(self.clock())
         balancer = self.balancer
         assert isinstance(balancer, RingHash)
         return balancer.pick_with_cookie(request, source_ip, connection)

@@ -3,15 +3,16 @@
 The data path only carries it out: forward to `cluster` (with `path`/`authority` rewritten,
 after `delay`, unless `abort_status` is set), or answer locally (`redirect`, `direct_response`,
 `no_route`, `no_cluster`) with `status`, `body` and `response_flags`. Statuses, bodies and flags
-follow Envoy as Istio configures it (../shared/reference/istio-semantics.md §1.5).
+follow Envoy as Istio configures it (docs/reference/istio-semantics.md §1.5).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from sandbox.control.snapshot import NO_RETRY, HeaderMutation, RetryPolicy
+from sandbox.xds.snapshot import NO_RETRY, HeaderMutation, RetryPolicy
 
 FAULT_ABORT_BODY = "fault filter abort"  # Envoy's fault filter local reply (§1.1 Fault)
 FLAG_NO_ROUTE = "NR"
@@ -59,6 +60,7 @@ class RouteDecision:
     service: str = ""  # destination service FQDN when known
     operation: str = ""  # Envoy's decorator: the span name, e.g. `reviews.default.svc.cluster.local:9080/*`
     response_flags: str = "-"
+    details: str = ""  # RESPONSE_CODE_DETAILS of a local reply, where its kind does not say (cors_response)
 
     @property
     def local_reply(self) -> bool:
@@ -84,6 +86,7 @@ class RequestHead:
     headers: dict[str, str]
     port: int
     scheme: str
+    claims: dict[str, Any] | None  # the verified JWT's payload (jwt_authn), for `@request.auth.claims` matches
 
     def __init__(
         self, method: str, path: str, authority: str, headers: dict[str, str], port: int, scheme: str = "http"
@@ -94,6 +97,7 @@ class RequestHead:
         self.headers = headers
         self.port = port
         self.scheme = scheme
+        self.claims = None
 
 
 def shadow_authority(authority: str) -> str:

@@ -1,48 +1,50 @@
 """Carrying out a RouteDecision for one downstream request: the exchange state machine.
 
-`Exchange` is driven by callbacks from both sockets: the downstream connection feeds it the
-request (`start`, `request_body`, `request_complete`), the upstream connection feeds it the
-response (`upstream_head`, `upstream_body`, `upstream_done`, `upstream_failed`). Response bytes are
-handed to the downstream connection inside the upstream's callback (it writes them at the end of the
-loop's pass, writes.py), so a plain proxied request costs no task and no future. Timers exist only
-when the route asks for them (timeout, per-try timeout, fault delay, retry backoff).
+`Exchange` is driven by callbacks from both sides: its downstream connection feeds it the request
+(`start`, `request_body`, `request_complete`), its upstream connection the response
+(`upstream_head`, `upstream_body`, `upstream_done`, `upstream_failed`). It talks to them through
+seams (downstream.Downstream, upstream.UpstreamConnection and the pools) and to time through
+timers.Timers, never to a socket or the loop, so sans-io tests drive it with fakes and a manual
+clock. Response bytes are handed to the downstream inside the upstream's callback (the downstream
+writes them at the end of the loop's pass, writes.py), so a plain proxied request costs no task
+and no future. Timers exist only when the route asks for them (timeout, per-try timeout, fault
+delay, retry backoff).
 
-Envoy's edge behaviour (istio-semantics.md §1.5): connect failure 503 UF, upstream reset before
-headers 503 UC, upstream protocol error 502 UPE, route timeout 504 UT, overflow 503 UO with
-`x-envoy-overloaded: true`, nothing healthy 503 UH, no route 404 NR, fault abort FI; retries add
-`x-envoy-attempt-count` and URX when they run out; an upstream reset after the response started
-closes the downstream connection.
+The exchange is also the request's record (record.RequestRecord): it fills the fields as it goes
+and hands itself to telemetry once, when it ends.
+
+Envoy's edge behaviour (docs/reference/istio-semantics.md §1.5): connect failure 503 UF, upstream
+reset before headers 503 UC, upstream protocol error 502 UPE, route timeout 504 UT, overflow 503
+UO with `x-envoy-overloaded: true`, nothing healthy 503 UH, no route 404 NR, unknown cluster 503
+NC, fault abort FI; retries add `x-envoy-attempt-count`, avoid the hosts already tried (Istio's
+previous_hosts predicate) and flag URX when they run out; an upstream reset after the response
+started closes the downstream connection. RESPONSE_CODE_DETAILS says which, in Envoy's words.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import TYPE_CHECKING
-
-from sandbox.control.snapshot import PASSTHROUGH_CLUSTER, Endpoint
 from sandbox.proxy import http1
-from sandbox.proxy.accesslog import start_time_text
 from sandbox.proxy.balancing import Host, Passthrough
 from sandbox.proxy.cluster import ClusterState
-from sandbox.proxy.context import ForwardContext
+from sandbox.proxy.context import XFCC, ForwardContext
 from sandbox.proxy.decision import DecisionKind, RequestHead, RouteDecision
+from sandbox.proxy.downstream import Downstream
 from sandbox.proxy.flags import join_flags
-from sandbox.proxy.metrics import PEER_METADATA_HEADER, Edge
-from sandbox.proxy.mirror import Mirror
+from sandbox.proxy.metrics import PEER_METADATA_HEADER
+from sandbox.proxy.mirror import Mirror, shadow_request
+from sandbox.proxy.record import RequestRecord
 from sandbox.proxy.retry import Backoff, Failure, Outcome, should_retry
-from sandbox.proxy.tracecontext import TraceContext
+from sandbox.proxy.timers import Timer
 from sandbox.proxy.upstream import (
     CONNECTION_FAILURE,
+    CONNECTION_TERMINATION,
     OVERFLOW,
     PROTOCOL_ERROR,
     EndpointPool,
     UpstreamConnection,
     UpstreamSink,
 )
-
-if TYPE_CHECKING:
-    from sandbox.proxy.server import DownstreamConnection
+from sandbox.xds.snapshot import PASSTHROUGH_CLUSTER, Endpoint, HeaderMutation
 
 __all__ = ["RETRY_BUFFER_LIMIT", "Exchange", "ForwardContext"]
 
@@ -50,37 +52,47 @@ RETRY_BUFFER_LIMIT = 1 << 20  # Envoy's per-connection buffer limit: bigger bodi
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _FORWARDED_PROTO = "x-forwarded-proto: http\r\n"
+_FORWARDED_PROTO_TLS = "x-forwarded-proto: https\r\n"
 _ATTEMPT_1 = b"x-envoy-attempt-count: 1\r\n\r\n"
 _CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
 _CLOSE_LINE = b"connection: close\r\n"
 _NO_BODY: list[bytes] = []
+_NO_MUTATIONS: tuple[HeaderMutation, ...] = ()
+
+# RESPONSE_CODE_DETAILS as Envoy writes them (envoy/stream_info/stream_info.h ResponseCodeDetailValues)
+VIA_UPSTREAM = "via_upstream"
+EARLY_RESET = "upstream_reset_before_response_started{%s}"
+LATE_RESET = "upstream_reset_after_response_started{%s}"
+DETAILS_BY_KIND = {
+    DecisionKind.NO_ROUTE: "route_not_found",
+    DecisionKind.NO_CLUSTER: "cluster_not_found",
+    DecisionKind.REDIRECT: "direct_response",
+    DecisionKind.DIRECT_RESPONSE: "direct_response",
+}
 
 
-class Exchange(UpstreamSink):
-    """One downstream request and its response, from headers to the last byte.
+def _reason(reason: str) -> str:
+    """`connection failure` -> `connection_failure`, as Envoy puts a reset reason in the details."""
+    return reason.replace(" ", "_")
 
-    It is also the request's telemetry record (record.LogRecord): the access log and spans read
-    its attributes and properties when they are formatted, in batches, so a request builds no
-    record of its own."""
+
+class Exchange(RequestRecord, UpstreamSink):
+    """One downstream request and its response, from headers to the last byte."""
 
     # Class-level defaults: a request sets only what differs, which matters at tens of thousands a second.
     decision: RouteDecision | None = None
     cluster: ClusterState | None = None
     host: Host | None = None
-    upstream_host = ""
     endpoint: Endpoint | None = None
-    trace: TraceContext | None = None
-    edge: Edge | None = None
     peer_header: str | None = None
     set_cookie: str | None = None  # a generated consistent-hash cookie for the response
     pool: EndpointPool | None = None  # the pool we wait in for a connection
     conn: UpstreamConnection | None = None
+    tried: list[Host] | None = None  # hosts of earlier attempts (Istio's previous_hosts predicate)
     up_head = b""
     attempt = 0
     backoff: Backoff | None = None
     retries_held = 0
-    response_code = 0  # the status sent downstream; 0 while none was
-    flags = ""
     resp_started = False
     resp_chunked = False
     finished = False
@@ -93,25 +105,15 @@ class Exchange(UpstreamSink):
     # The request body kept for retries and mirrors (None: too big to keep). Bodiless requests share this
     # empty list: llhttp calls on_body only for requests whose framing has_body saw, which get their own.
     body: list[bytes] | None = _NO_BODY
-    timer: asyncio.TimerHandle | None = None  # per-try timeout, delay or backoff
-    route_timer: asyncio.TimerHandle | None = None
+    timer: Timer | None  # per-try timeout, delay or backoff (set in __init__: compiled, mypyc drops
+    route_timer: Timer | None  # the class-level default of an attribute typed with a Protocol)
     up_start = 0.0
-    service_time = -1
     body_size = 0
-    bytes_received = 0
-    bytes_sent = 0
-    duration = 0.0
-    # LogRecord fields this data path never sets (no TLS, no gRPC yet)
-    response_code_details: str | None = None
-    connection_termination_details: str | None = None
-    upstream_transport_failure_reason: str | None = None
-    upstream_local_address: str | None = None
-    requested_server_name: str | None = None
-    grpc_status = ""
+    up_mtls = False  # the last attempt's upstream connection is mesh mutual TLS
 
     def __init__(
         self,
-        down: DownstreamConnection,
+        down: Downstream,
         ctx: ForwardContext,
         head: RequestHead,
         has_body: bool,
@@ -121,6 +123,7 @@ class Exchange(UpstreamSink):
         self.down = down
         self.ctx = ctx
         self.head = head
+        self.timer = self.route_timer = None
         if has_body:
             self.has_body = True
             self.request_done = False
@@ -129,91 +132,21 @@ class Exchange(UpstreamSink):
         if original_dst is not None:
             self.original_dst = original_dst
         self.resp_close = not down.keep_alive
-        self.start_time = time.time()
-        self.started = ctx.loop.time()
-        request_id = head.headers.get("x-request-id")
-        if request_id is None:
-            request_id = head.headers["x-request-id"] = ctx.request_id()
-        self.request_id = request_id
-
-    # ------------------------------------------------------------------ LogRecord (read at flush time)
-
-    @property
-    def method(self) -> str:
-        return self.head.method
-
-    @property
-    def path(self) -> str:
-        return self.head.path  # as the client sent it, before any rewrite
-
-    @property
-    def protocol(self) -> str:
-        return "HTTP/1.0" if self.http10 else "HTTP/1.1"
-
-    @property
-    def authority(self) -> str:
-        return self.head.authority
-
-    @property
-    def scheme(self) -> str:
-        return self.head.scheme
-
-    @property
-    def user_agent(self) -> str | None:
-        return self.head.headers.get("user-agent")
-
-    @property
-    def x_forwarded_for(self) -> str | None:
-        return self.head.headers.get("x-forwarded-for")
-
-    @property
-    def response_flags(self) -> str:
-        return self.flags or "-"
-
-    @property
-    def upstream_service_time(self) -> float | None:
-        return self.service_time / 1000 if self.service_time >= 0 else None
-
-    @property
-    def upstream_cluster(self) -> str | None:
-        return self.cluster.name if self.cluster is not None else None
-
-    @property
-    def downstream_local_address(self) -> str | None:
-        return self.down.local_address
-
-    @property
-    def downstream_remote_address(self) -> str | None:
-        return self.down.remote_address
-
-    @property
-    def route_name(self) -> str | None:
-        return self.decision.route_name if self.decision is not None else None
-
-    @property
-    def operation(self) -> str:
-        return self.decision.operation if self.decision is not None else ""
-
-    def text_line(self) -> str:
-        """accesslog.format_line(self), written against this class's own fields (no property calls,
-        the fields this data path never sets printed as `-`): it runs once per request. A test holds
-        the two equal."""
-        head = self.head
+        timers = ctx.timers
+        self.start_time = timers.wall()
+        self.started = timers.now()
         headers = head.headers
-        down = self.down
-        cluster = self.cluster
-        decision = self.decision
-        st = self.service_time
-        return (
-            f'[{start_time_text(self.start_time)}] "{head.method or "-"} {head.path or "-"} '
-            f'{"HTTP/1.0" if self.http10 else "HTTP/1.1"}" {self.response_code} {self.flags or "-"} - - "-" '
-            f"{self.bytes_received} {self.bytes_sent} {int(self.duration * 1000)} {st if st >= 0 else '-'} "
-            f'"{headers.get("x-forwarded-for") or "-"}" "{headers.get("user-agent") or "-"}" '
-            f'"{self.request_id or "-"}" '
-            f'"{head.authority or "-"}" "{self.upstream_host or "-"}" {cluster.name if cluster is not None else "-"} - '
-            f"{down.local_address or '-'} {down.remote_address or '-'} - "
-            f"{(decision.route_name if decision is not None else '') or '-'}\n"
-        )
+        if ctx.use_remote_address:
+            # An edge proxy (a gateway): the client's address joins X-Forwarded-For, and is the
+            # external address, before routing sees the headers (Envoy's HCM mutateRequestHeaders).
+            peer = down.peer_ip
+            xff = headers.get("x-forwarded-for")
+            headers["x-forwarded-for"] = f"{xff},{peer}" if xff else peer
+            headers["x-envoy-external-address"] = peer
+        request_id = headers.get("x-request-id")
+        if request_id is None:
+            request_id = headers["x-request-id"] = ctx.request_id()
+        self.request_id = request_id
 
     # ------------------------------------------------------------------ downstream events
 
@@ -222,14 +155,16 @@ class Exchange(UpstreamSink):
         if decision.kind is not DecisionKind.FORWARD:
             headers: tuple[tuple[str, str], ...] = (("location", decision.location),) if decision.location else ()
             if decision.response_flags != "-":
-                self.flags = decision.response_flags
-            self.local_reply(decision.status, decision.body, headers)
+                self.response_flags = decision.response_flags
+            details = decision.details or DETAILS_BY_KIND.get(decision.kind, "")
+            mutations = decision.response_headers if decision.kind is not DecisionKind.NO_CLUSTER else _NO_MUTATIONS
+            self.local_reply(decision.status, decision.body, headers, details, mutations)
             return
         if decision.timeout and self.request_done and self.route_timer is None:
-            self.route_timer = self.ctx.loop.call_later(decision.timeout, self._route_timeout)
+            self.route_timer = self.ctx.timers.call_later(decision.timeout, self._route_timeout)
         if decision.delay:
-            self.flags = join_flags(self.flags, "DI")
-            self.timer = self.ctx.loop.call_later(decision.delay, self._after_delay)
+            self.response_flags = join_flags(self.response_flags, "DI")
+            self.timer = self.ctx.timers.call_later(decision.delay, self._after_delay)
             return
         self._after_delay()
 
@@ -258,7 +193,7 @@ class Exchange(UpstreamSink):
             conn.write(http1.LAST_CHUNK)
         decision = self.decision
         if decision is not None and decision.timeout and self.route_timer is None and not self.finished:
-            self.route_timer = self.ctx.loop.call_later(decision.timeout, self._route_timeout)
+            self.route_timer = self.ctx.timers.call_later(decision.timeout, self._route_timeout)
         if self.finished:
             self._report()
             self.down.exchange_done(self)
@@ -270,16 +205,17 @@ class Exchange(UpstreamSink):
         if self.finished:
             self._report()  # answered, but the client left before sending all of its body
             return
-        self.flags = join_flags(self.flags, "DC")
+        self.response_flags = join_flags(self.response_flags, "DC")
+        self.response_code_details = "downstream_remote_disconnect"
         self._abandon_upstream()
         self._finish()
 
-    def downstream_error(self, status: int) -> None:
+    def downstream_error(self, status: int, details: str) -> None:
         """The rest of the request was malformed (Envoy: DPE): give up upstream, answer, close."""
         self._abandon_upstream()
         self.resp_close = True
-        self.flags = join_flags(self.flags, "DPE")
-        self.local_reply(status)
+        self.response_flags = join_flags(self.response_flags, "DPE")
+        self.local_reply(status, "", (), details)
 
     def downstream_paused(self, paused: bool) -> None:
         conn = self.conn
@@ -293,13 +229,16 @@ class Exchange(UpstreamSink):
         decision = self.decision
         assert decision is not None
         if decision.abort_status is not None:
-            self.flags = join_flags(self.flags, "FI")
-            self.local_reply(decision.abort_status, http1.BODY_FAULT_ABORT)
+            self.response_flags = join_flags(self.response_flags, "FI")
+            # The route's response header operations apply to its fault abort too.
+            self.local_reply(
+                decision.abort_status, http1.BODY_FAULT_ABORT, (), "fault_filter_abort", decision.response_headers
+            )
             return
         cluster = self.ctx.clusters.get(decision.cluster)
         if cluster is None:
-            self.flags = join_flags(self.flags, "NC")
-            self.local_reply(503)
+            self.response_flags = join_flags(self.response_flags, "NC")
+            self.local_reply(503, "", (), "cluster_not_found")
             return
         self.cluster = cluster
         self.up_head = self._build_upstream_head(decision)
@@ -327,8 +266,13 @@ class Exchange(UpstreamSink):
             self.trace = trace = telemetry.trace_ids.inbound(head.headers)
             self.peer_header = head.headers.get(PEER_METADATA_HEADER)
             own = trace.header_lines()
-        if "x-forwarded-proto" not in headers:
-            own = _FORWARDED_PROTO + own
+        client_cert = self.down.client_cert
+        if client_cert:  # a mutual TLS client (context.py: X-Forwarded-Client-Cert)
+            prior = headers.get(XFCC) if ctx.append_xfcc else None
+            own = f"{XFCC}: {prior},{client_cert}\r\n{own}" if prior else f"{XFCC}: {client_cert}\r\n{own}"
+        # The connection's scheme, unless an inner hop already said (a gateway, the edge, always says)
+        if ctx.use_remote_address or "x-forwarded-proto" not in headers:
+            own = (_FORWARDED_PROTO_TLS if self.down.tls else _FORWARDED_PROTO) + own
         if decision.timeout:
             own = f"x-envoy-expected-rq-timeout-ms: {int(decision.timeout * 1000)}\r\n{own}"
         if self.request_chunked:
@@ -344,20 +288,21 @@ class Exchange(UpstreamSink):
         assert cluster is not None
         if self.finished:
             return
-        if cluster.plain_pick:
-            host = cluster.pick(self.head, self.down.peer_ip)
-        elif isinstance(cluster.balancer, Passthrough):
-            host = cluster.balancer.pick_original(*self._original())
-        elif cluster.name == PASSTHROUGH_CLUSTER:
-            host = self.ctx.passthrough.pick_original(*self._original())
-        else:  # consistentHash on a cookie with a ttl (cluster.makes_cookies)
-            down = self.down
-            pick = cluster.pick_with_cookie(self.head, down.peer_ip, down.remote_address + down.local_address)
-            host = pick.host if pick is not None else None
-            if pick is not None and pick.set_cookie and self.set_cookie is None:
-                self.set_cookie = pick.set_cookie  # once, even if a retry picks again
+        host = self._pick(cluster)
+        tried = self.tried
+        if tried is not None and host is not None:
+            # Istio's retry_host_predicate previous_hosts: pick again (up to host_selection_max_attempts
+            # times) while the pick is a host an earlier attempt used; then take the last pick.
+            decision = self.decision
+            assert decision is not None
+            for _ in range(decision.retry.host_selection_max_attempts):
+                if host not in tried:
+                    break
+                host = self._pick(cluster)
+                if host is None:
+                    break
         if host is None:
-            self._fail_locally(503, "UH", http1.BODY_NO_HEALTHY)
+            self._fail_locally(503, "UH", http1.BODY_NO_HEALTHY, "no_healthy_upstream")
             return
         if not cluster.breaker.try_request():
             self._overflow()
@@ -379,6 +324,22 @@ class Exchange(UpstreamSink):
             assert isinstance(got, UpstreamConnection)
             self.upstream_connected(got)
 
+    def _pick(self, cluster: ClusterState) -> Host | None:
+        if cluster.plain_pick:
+            return cluster.pick(self.head, self.down.peer_ip)
+        if isinstance(cluster.balancer, Passthrough):
+            return cluster.balancer.pick_original(*self._original())
+        if cluster.name == PASSTHROUGH_CLUSTER:
+            return self.ctx.passthrough.pick_original(*self._original())
+        # consistentHash on a cookie with a ttl (cluster.makes_cookies)
+        down = self.down
+        pick = cluster.pick_with_cookie(self.head, down.peer_ip, down.remote_address + down.local_address)
+        if pick is None:
+            return None
+        if pick.set_cookie and self.set_cookie is None:
+            self.set_cookie = pick.set_cookie  # once, even if a retry picks again
+        return pick.host
+
     def _original(self) -> tuple[str | None, int | None]:
         if self.original_dst is not None:
             return self.original_dst
@@ -394,13 +355,19 @@ class Exchange(UpstreamSink):
             conn.pool.release(conn, True)
             return
         self.conn = conn
+        self.up_mtls = conn.mtls
         ctx = self.ctx
         conn.start(self, self.head.method == "HEAD", ctx.skip_response)
         if self.down.write_paused:
             conn.pause_reading(True)  # the client has not drained what came before: read on its resume
-        self.up_start = ctx.loop.time()
+        self.up_start = ctx.timers.now()
         attempt = self.attempt
-        head = self.up_head + (_ATTEMPT_1 if attempt == 1 else b"x-envoy-attempt-count: %d\r\n\r\n" % attempt)
+        if not ctx.attempt_count:
+            head = self.up_head + b"\r\n"
+        elif attempt == 1:
+            head = self.up_head + _ATTEMPT_1
+        else:
+            head = self.up_head + b"x-envoy-attempt-count: %d\r\n\r\n" % attempt
         body = self.body
         if body:
             if self.request_chunked:
@@ -418,13 +385,13 @@ class Exchange(UpstreamSink):
         assert decision is not None
         per_try = decision.retry.per_try_timeout
         if per_try:
-            self.timer = ctx.loop.call_later(per_try, self._per_try_timeout)
+            self.timer = ctx.timers.call_later(per_try, self._per_try_timeout)
 
     def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         """The response head; `headers` come lowercased, without hop-by-hop ones (and without
-        `server` where we write our own), and are ours to change."""
+        `server`, which this hop writes), and are ours to change."""
         ctx = self.ctx
-        loop_time = ctx.loop.time()
+        now = ctx.timers.now()
         decision = self.decision
         assert decision is not None
         retry = decision.retry
@@ -438,7 +405,8 @@ class Exchange(UpstreamSink):
         if self.timer is not None:
             self._cancel_timer()
         self.response_code = status
-        self.service_time = service_time = int((loop_time - self.up_start) * 1000)
+        self.response_code_details = VIA_UPSTREAM
+        self.upstream_service_time = service_time = int((now - self.up_start) * 1000)
         extra = b"x-envoy-upstream-service-time: " + str(service_time).encode() + b"\r\n" + ctx.server_line
         conn = self.conn
         if (conn is None or not conn.has_length) and status not in _NO_BODY_STATUS and self.head.method != "HEAD":
@@ -468,7 +436,7 @@ class Exchange(UpstreamSink):
         self.conn = None
         if conn is not None:
             # Reusable only if the whole request went out: an early answer leaves the request half-sent.
-            conn.pool.release(conn, self.request_done and conn.parser.should_keep_alive())
+            conn.pool.release(conn, self.request_done and conn.keep_alive())
         self._settle_attempt(self.response_code)
         self._finish()
 
@@ -480,13 +448,14 @@ class Exchange(UpstreamSink):
             return
         if self.resp_started:
             # Reset after the response started: nothing to say to the client but closing.
-            self.flags = join_flags(self.flags, "UPE" if reason == PROTOCOL_ERROR else "UC")
+            self.response_flags = join_flags(self.response_flags, "UPE" if reason == PROTOCOL_ERROR else "UC")
+            self.response_code_details = LATE_RESET % _reason(reason)
             self._settle_attempt(self.response_code)
             self.resp_close = True
             self.down.abort()
             self._finish()
             return
-        if reason == CONNECTION_FAILURE:
+        if reason.startswith(CONNECTION_FAILURE):
             failure = Failure.CONNECT_FAILURE
         else:
             failure = Failure.RESET
@@ -494,18 +463,23 @@ class Exchange(UpstreamSink):
                 # A pooled connection the upstream closed just as we used it: retry once on a fresh one.
                 self._end_attempt(None)
                 self.attempt -= 1
-                self.ctx.loop.call_soon(self._attempt)
+                self.ctx.timers.call_soon(self._attempt)
                 return
         report = -1 if failure is Failure.CONNECT_FAILURE else (502 if reason == PROTOCOL_ERROR else 0)
         if self._retry(Outcome(failure=failure), report_status=report):
             return
         self._end_attempt(report)
+        details = EARLY_RESET % _reason(reason)
         if failure is Failure.CONNECT_FAILURE:
-            self._fail_locally(503, "UF", http1.BODY_CONNECT_FAILURE)
+            transport = reason[len(CONNECTION_FAILURE) :]
+            if transport:  # ", transport failure reason: TLS_error:...": the handshake failed
+                self.upstream_transport_failure_reason = transport.partition(": ")[2]
+                details = EARLY_RESET % f"connection_failure,{self.upstream_transport_failure_reason}"
+            self._fail_locally(503, "UF", http1.RESET_BEFORE_HEADERS + reason, details)
         elif reason == PROTOCOL_ERROR:
-            self._fail_locally(502, "UPE", http1.BODY_PROTOCOL_ERROR)
+            self._fail_locally(502, "UPE", http1.BODY_PROTOCOL_ERROR, details)
         else:
-            self._fail_locally(503, "UC", http1.BODY_TERMINATION)
+            self._fail_locally(503, "UC", http1.BODY_TERMINATION, EARLY_RESET % _reason(CONNECTION_TERMINATION))
 
     def upstream_paused(self, paused: bool) -> None:
         self.down.pause_reading(paused)
@@ -524,17 +498,22 @@ class Exchange(UpstreamSink):
         if retry.attempts <= 0 or not should_retry(self.ctx.retry_on(retry), outcome):
             return False
         if self.attempt > retry.attempts:
-            self.flags = join_flags(self.flags, "URX")  # the retry limit is reached: this outcome stands
+            self.response_flags = join_flags(self.response_flags, "URX")  # the limit is reached: this outcome stands
             return False
         if self.body is None or (self.has_body and not self.request_done):
             return False  # the body is not (fully) buffered: nothing to replay
+        host = self.host
         self._end_attempt(report_status)
         if not cluster.breaker.try_retry():
             return False
+        if retry.retry_ignore_previous_hosts and host is not None:
+            if self.tried is None:
+                self.tried = []
+            self.tried.append(host)
         self.retries_held += 1
         if self.backoff is None:
             self.backoff = Backoff(self.ctx.rng, retry.backoff_base, retry.backoff_max)
-        self.timer = self.ctx.loop.call_later(self.backoff.next(), self._attempt)
+        self.timer = self.ctx.timers.call_later(self.backoff.next(), self._attempt)
         return True
 
     def _settle_attempt(self, report_status: int | None) -> None:
@@ -567,7 +546,7 @@ class Exchange(UpstreamSink):
         if self._retry(Outcome(failure=Failure.PER_TRY_TIMEOUT), report_status=504):
             return
         self._abandon_upstream(report_status=504)
-        self._fail_locally(504, "UT", http1.BODY_TIMEOUT)
+        self._fail_locally(504, "UT", http1.BODY_TIMEOUT, "upstream_per_try_timeout")
 
     def _route_timeout(self) -> None:
         self.route_timer = None
@@ -575,11 +554,12 @@ class Exchange(UpstreamSink):
             return
         self._abandon_upstream(report_status=504)
         if self.resp_started:
-            self.flags = join_flags(self.flags, "UT")
+            self.response_flags = join_flags(self.response_flags, "UT")
+            self.response_code_details = "response_timeout"
             self.down.abort()
             self._finish()
         else:
-            self._fail_locally(504, "UT", http1.BODY_TIMEOUT)
+            self._fail_locally(504, "UT", http1.BODY_TIMEOUT, "response_timeout")
 
     def _abandon_upstream(self, report_status: int | None = None) -> None:
         pool = self.pool
@@ -597,19 +577,58 @@ class Exchange(UpstreamSink):
     # ------------------------------------------------------------------ local replies
 
     def _overflow(self) -> None:
-        self._fail_locally(503, "UO", http1.BODY_OVERFLOW, (("x-envoy-overloaded", "true"),))
+        self._fail_locally(503, "UO", http1.BODY_OVERFLOW, EARLY_RESET % "overflow", (("x-envoy-overloaded", "true"),))
 
-    def _fail_locally(self, status: int, flag: str, body: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
-        self.flags = join_flags(self.flags, flag)
-        self.local_reply(status, body, headers)
+    def _fail_locally(
+        self, status: int, flag: str, body: str, details: str, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        self.response_flags = join_flags(self.response_flags, flag)
+        self.local_reply(status, body, headers, details)
 
-    def local_reply(self, status: int, body: str = "", headers: tuple[tuple[str, str], ...] = ()) -> None:
-        """Answer the client ourselves (Envoy's local reply) and end the exchange."""
+    def deny(
+        self,
+        decision: RouteDecision | None,
+        status: int,
+        body: str,
+        headers: tuple[tuple[str, str], ...],
+        details: str,
+        flag: str,
+    ) -> None:
+        """A filter before the router refused the request (filters.py: a bad token, RBAC, ext_authz).
+        It is logged with the route it would have taken, as Envoy's HCM resolves that first."""
+        if decision is not None:
+            self.decision = decision
+            if decision.kind is DecisionKind.FORWARD:
+                self.upstream_cluster = decision.cluster
+        if flag:
+            self.response_flags = join_flags(self.response_flags, flag)
+        self.local_reply(status, body, headers, details)
+
+    def local_reply(
+        self,
+        status: int,
+        body: str = "",
+        headers: tuple[tuple[str, str], ...] = (),
+        details: str = "",
+        mutations: tuple[HeaderMutation, ...] = _NO_MUTATIONS,
+    ) -> None:
+        """Answer the client ourselves (Envoy's local reply) and end the exchange. `mutations`:
+        the route's response header operations, for the replies Envoy applies them to (a redirect,
+        a direct response, a fault abort)."""
         if self.finished or self.resp_started:
             return
         self.response_code = status
+        self.response_code_details = details
         self.resp_started = True
-        data = http1.local_reply(status, body, headers, close=self.resp_close, head_only=self.head.method == "HEAD")
+        data = http1.local_reply(
+            status,
+            body,
+            headers,
+            close=self.resp_close,
+            head_only=self.head.method == "HEAD",
+            server=self.ctx.server_name,
+            mutations=mutations,
+        )
         self.bytes_sent = len(body)
         self.down.write(data)
         self._finish()
@@ -642,39 +661,50 @@ class Exchange(UpstreamSink):
             self.down.pause_reading(False)
 
     def _report(self) -> None:
-        """Hand the finished exchange to telemetry, once (bytes received are final by now)."""
+        """Complete the record and hand it to telemetry, once (bytes received are final by now)."""
         if self.reported:
             return
         self.reported = True
         ctx = self.ctx
-        self.duration = ctx.loop.time() - self.started
+        self.duration = ctx.timers.now() - self.started
         if self.body:
             self.body = None  # the access log and spans may hold this exchange a while: not its body
+        head = self.head
+        headers = head.headers
+        down = self.down
+        decision = self.decision
+        cluster = self.cluster
+        self.method = head.method
+        self.path = head.path  # as the client sent it, before any rewrite
+        if self.http10:
+            self.protocol = "HTTP/1.0"
+        self.authority = head.authority
+        if head.scheme != "http":
+            self.scheme = head.scheme
+        self.user_agent = headers.get("user-agent", "")
+        self.x_forwarded_for = headers.get("x-forwarded-for", "")
+        self.downstream_local_address = down.local_address
+        self.downstream_remote_address = down.remote_address
+        if down.sni:
+            self.requested_server_name = down.sni
+        service = ""
+        if decision is not None:
+            self.route_name = decision.route_name
+            self.operation = decision.operation
+            service = decision.service
+        if cluster is not None:
+            self.upstream_cluster = cluster.name
+            if not service:
+                service = cluster.config.service
         telemetry = ctx.telemetry
         if telemetry is not None:
-            decision = self.decision
-            service = decision.service if decision is not None else ""
-            if not service and self.cluster is not None:
-                service = self.cluster.config.service
             if ctx.outbound:
-                self.edge = edge = telemetry.outbound_edge(self.endpoint, service, False)
+                self.edge = telemetry.outbound_edge(self.endpoint, service, self.up_mtls)
             else:
-                self.edge = edge = telemetry.inbound_edge(self.peer_header, None, service, False)
-            # Telemetry.finish(self), written out against this class's own fields: compiled, these are
-            # direct reads, where the LogRecord protocol would look each one up by name.
-            telemetry.metrics.record_http(
-                edge, self.response_code, self.flags, self.duration * 1000.0, self.bytes_received, self.bytes_sent
-            )
-            trace = self.trace
-            spans = telemetry.spans
-            if trace is not None and trace.sampled and spans is not None:
-                spans.submit(self)
-            access_log = telemetry.access_log
-            if access_log is not None:
-                if access_log.text:
-                    access_log.log_line(self.text_line())
-                else:
-                    access_log.log(self)
+                self.edge = telemetry.inbound_edge(self.peer_header, down.peer_principal, service, down.mtls)
+            if telemetry.header_tags:  # after any the filters set (dry-run results)
+                self.span_tags = self.span_tags + telemetry.header_tag_values(headers)
+            telemetry.finish(self, ctx.outbound)
         if ctx.on_complete is not None:
             ctx.on_complete(self)
 
@@ -684,7 +714,11 @@ class Exchange(UpstreamSink):
         decision = self.decision
         if decision is None or self.body is None:
             return
+        ctx = self.ctx
+        request = shadow_request(
+            self.up_head, decision.authority or self.head.authority, self.body, self.request_chunked
+        )
         for name in decision.mirrors:
-            cluster = self.ctx.clusters.get(name)
+            cluster = ctx.clusters.get(name)
             if cluster is not None:
-                Mirror(self, cluster).start()
+                Mirror(cluster, ctx.upstreams, ctx.timers, request, decision.timeout).start()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from http import HTTPStatus
 
-from sandbox.control.snapshot import HeaderMutation
+from sandbox.xds.snapshot import HeaderMutation
 
 # RFC 9110 §7.6.1 plus Envoy's habits: hop-by-hop headers never cross the proxy.
 HOP_BY_HOP = frozenset(
@@ -22,7 +22,7 @@ HOP_BY_HOP_BYTES = frozenset(h.encode() for h in HOP_BY_HOP)
 LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-# Envoy's local reply bodies (istio-semantics.md §1.5).
+# Envoy's local reply bodies (docs/reference/istio-semantics.md §1.5).
 RESET_BEFORE_HEADERS = "upstream connect error or disconnect/reset before headers. reset reason: "
 BODY_CONNECT_FAILURE = RESET_BEFORE_HEADERS + "connection failure"
 BODY_OVERFLOW = RESET_BEFORE_HEADERS + "overflow"
@@ -100,18 +100,23 @@ def local_reply(
     headers: tuple[tuple[str, str], ...] = (),
     close: bool = False,
     head_only: bool = False,
+    server: bytes = b"envoy",
+    mutations: tuple[HeaderMutation, ...] = (),
 ) -> bytes:
     """A response the proxy makes itself, like Envoy's local replies: text/plain body with a
-    content-length, `date` and `server: envoy`; `connection: close` when the connection ends."""
+    content-length, `date` and `server`; `connection: close` when the connection ends. `mutations`
+    are header operations to apply on top (a route's, for the local replies Envoy applies them to)."""
     data = body.encode() if isinstance(body, str) else body
-    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    content_type = "content-type: text/plain\r\n" if data else ""
-    connection = "connection: close\r\n" if close else ""
-    head = (
-        f"content-length: {len(data)}\r\n{content_type}{extra}date: {http_date().decode()}\r\n"
-        f"server: envoy\r\n{connection}\r\n"
-    ).encode("latin-1", "replace")
-    return status_line(status) + head + (b"" if head_only else data)
+    pairs = [(b"content-length", str(len(data)).encode())]
+    if data:
+        pairs.append((b"content-type", b"text/plain"))
+    pairs.extend((name.encode("latin-1", "replace"), value.encode("latin-1", "replace")) for name, value in headers)
+    pairs.append((b"date", http_date()))
+    pairs.append((b"server", server))
+    if mutations:
+        apply_response_mutations(pairs, mutations)
+    head = response_head_bytes(status, pairs, b"connection: close\r\n" if close else b"")
+    return head if head_only else head + data
 
 
 def apply_request_mutations(headers: dict[str, str], mutations: tuple[HeaderMutation, ...]) -> None:

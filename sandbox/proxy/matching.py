@@ -1,6 +1,6 @@
 """Precompiled matchers for snapshot routes: built once per snapshot, called for every request.
 
-Envoy semantics as Istio configures them (../shared/reference/istio-semantics.md §1.1): string
+Envoy semantics as Istio configures them (docs/reference/istio-semantics.md §1.1): string
 matches are case-sensitive (ignoreUriCase only for uri exact/prefix), regexes must match the
 whole value (RE2 in Envoy, Python `re` here: the common syntax is the same), the path is matched
 without its query string, `withoutHeaders` treats a missing header as empty (route.go sets
@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from sandbox.control.snapshot import KeyMatcher, RouteMatch, StringMatcher
 from sandbox.proxy.decision import RequestHead
+from sandbox.xds.snapshot import KeyMatcher, RouteMatch, StringMatcher
 
 try:
     import re2
@@ -68,6 +68,39 @@ def key_test(k: KeyMatcher, *, invert: bool = False) -> MapTest:
         return v is not None and bool(test(v))
 
     return present_and_matches
+
+
+ClaimTest = Callable[[dict[str, Any] | None], bool]
+
+
+def claim_test(k: KeyMatcher, *, invert: bool = False) -> ClaimTest:
+    """A route match on a JWT claim (`name` dot-separated for nested claims), as Istio writes it for
+    Envoy: a string claim that matches, or a list claim with a string element that matches; a
+    request without the claim (or without a verified token) does not match, and with `invert`
+    (withoutHeaders) does."""
+    path = k.name.split(".")
+    present = k.match.kind == "present"
+    test = string_test(k.match)
+
+    def holds(claims: dict[str, Any] | None) -> bool:
+        value: Any = claims
+        for part in path:
+            if not isinstance(value, dict):
+                return False
+            value = value.get(part)
+        if value is None:
+            return False
+        if present:
+            return True
+        if isinstance(value, str):
+            return bool(test(value))
+        if isinstance(value, list):
+            return any(isinstance(v, str) and bool(test(v)) for v in value)
+        return False
+
+    if invert:
+        return lambda claims: not holds(claims)
+    return holds
 
 
 def compile_regex(pattern: str) -> Any:
@@ -150,7 +183,7 @@ def parse_query(query: str) -> dict[str, str]:
 class CompiledMatch:
     """One RouteMatch, compiled. `uri` tests the path without the query string."""
 
-    __slots__ = ("authority", "headers", "method", "query", "scheme", "uri", "uri_kind", "uri_value")
+    __slots__ = ("authority", "claims", "headers", "method", "query", "scheme", "uri", "uri_kind", "uri_value")
 
     def __init__(self, m: RouteMatch) -> None:
         self.uri: StringTest | None = string_test(m.uri) if m.uri is not None else None
@@ -163,9 +196,18 @@ class CompiledMatch:
             [key_test(h) for h in m.headers] + [key_test(h, invert=True) for h in m.without_headers]
         )
         self.query: tuple[MapTest, ...] = tuple(key_test(q) for q in m.query_params)
+        # `@request.auth.claims.<path>`: the verified JWT's claims (jwt_authn puts them on the head)
+        self.claims: tuple[ClaimTest, ...] = tuple(
+            [claim_test(c) for c in m.claims] + [claim_test(c, invert=True) for c in m.without_claims]
+        )
 
     def matches(self, path: str, head: RequestHead, query: str) -> bool:
         """`path` without the query string; `query` the raw query string (parsed only if needed)."""
+        if self.claims:
+            claims = head.claims
+            for claim in self.claims:
+                if not claim(claims):
+                    return False
         if self.uri is not None and not self.uri(path):
             return False
         if self.method is not None and not self.method(head.method):

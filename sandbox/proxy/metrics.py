@@ -1,7 +1,7 @@
 """Istio's standard metrics for one proxy, in Prometheus text format.
 
 Names, label sets (in the order Istio's stats filter pushes them) and Envoy's default histogram
-buckets follow istio-semantics.md §3.1. Recording must be cheap, so the series live in plain
+buckets follow docs/reference/istio-semantics.md §3.1. Recording must be cheap, so the series live in plain
 Python lists, looked up by (edge, code, grpc status, flags) in one dict (prometheus_client's own
 Counter/Histogram cost ~1 us per inc and ~2 us per observe, four of them per request, measured
 here). Scrapes use `exposition()`, which writes the text directly; `collect()` yields the same
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from sandbox.control.snapshot import Endpoint, ProxyIdentity
+from sandbox.xds.identity import ProxyIdentity
+from sandbox.xds.snapshot import Endpoint
 
 # Envoy's default buckets (histogram_impl.cc defaultBuckets), used by all three Istio histograms.
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -119,17 +120,24 @@ class Peer:
 
     @classmethod
     def from_header(cls, value: str | None, principal: str | None = None) -> Peer:
-        """Parse `to_header` output; anything malformed is an unknown peer, never an error."""
+        """The client as the server sees it: its metadata header, believed only when a verified mutual
+        TLS certificate (`principal`, its SPIFFE ID) vouches for the namespace the header claims. A
+        plaintext client is unknown whatever it sends; anything malformed is unknown, never an error."""
+        if not principal:
+            return cls()
+        namespace_of_cert = principal.partition("/ns/")[2].partition("/")[0] or UNKNOWN
+        vouched = cls(namespace=namespace_of_cert, principal=principal)
         if not value:
-            return cls(principal=principal or UNKNOWN)
+            return vouched
         try:
             data = json.loads(base64.b64decode(value, validate=True))
             values = [str(data.get(name) or UNKNOWN)[:253] for name in PEER_LABELS]
         except (ValueError, TypeError, AttributeError):
-            return cls(principal=principal or UNKNOWN)
+            return vouched
         workload, service, revision, namespace, _claimed, app, version, cluster = values
-        # Only a verified peer certificate names the principal; the header cannot claim one.
-        return cls(workload, namespace, principal or UNKNOWN, app, version, service, revision, cluster)
+        if namespace != namespace_of_cert:
+            return vouched  # a header naming another namespace than the certificate's is not believed
+        return cls(workload, namespace, principal, app, version, service, revision, cluster)
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,6 +150,9 @@ class Edge:
     service: str  # destination service FQDN, or unknown
     protocol: str = "http"  # http | grpc | tcp
     security_policy: str = UNKNOWN  # mutual_tls | none on reporter=destination; unknown on source
+    # destination_service_name when it is not the service's: Istio's PassthroughCluster or
+    # BlackHoleCluster for traffic the registry does not know (the namespace is then unknown)
+    service_name: str = ""
 
     def head(self) -> tuple[str, ...]:
         """Labels 1..21 (everything before response_code)."""
@@ -150,6 +161,8 @@ class Edge:
         namespace = rest.partition(".")[0] if rest else UNKNOWN
         if self.service == UNKNOWN:
             name = namespace = UNKNOWN
+        if self.service_name:
+            name, namespace = self.service_name, UNKNOWN
         return (
             self.reporter,
             *self.source.values(),

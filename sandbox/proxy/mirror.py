@@ -7,49 +7,39 @@ waits for it. A mirror that cannot get a connection at once (circuit breaker) is
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING
-
 from sandbox.proxy.balancing import Host
 from sandbox.proxy.cluster import ClusterState
-from sandbox.proxy.upstream import OVERFLOW, UpstreamConnection, UpstreamSink
-
-if TYPE_CHECKING:
-    from sandbox.proxy.forwarder import Exchange
+from sandbox.proxy.decision import shadow_authority
+from sandbox.proxy.timers import Timer, Timers
+from sandbox.proxy.upstream import OVERFLOW, EndpointPool, UpstreamConnection, Upstreams, UpstreamSink
 
 MIRROR_TIMEOUT = 30.0  # a shadow request never lives longer than this
 
 
-def shadow_authority(authority: str) -> str:
-    """Envoy's mirror Host: `-shadow` appended to the host, before any port."""
-    host, sep, port = authority.rpartition(":")
-    if sep and port.isdigit() and not host.endswith(":"):
-        return f"{host}-shadow:{port}"
-    return f"{authority}-shadow"
+def shadow_request(up_head: bytes, authority: str, body: list[bytes] | None, chunked: bool) -> bytes:
+    """The whole shadow request: the primary's upstream head with the Host shadowed (and a chunked
+    body sent with its length, as it is all here), then the body."""
+    original = up_head.decode("latin-1")
+    shadow = original.replace(f"\r\nhost: {authority}\r\n", f"\r\nhost: {shadow_authority(authority)}\r\n", 1)
+    data = b"".join(body or ())
+    if chunked:
+        shadow = shadow.replace("transfer-encoding: chunked\r\n", f"content-length: {len(data)}\r\n", 1)
+    return shadow.encode("latin-1") + b"x-envoy-attempt-count: 1\r\n\r\n" + data
 
 
 class Mirror(UpstreamSink):
     """A fire-and-forget shadow copy of a request: response discarded, failures ignored."""
 
-    __slots__ = ("cluster", "conn", "head", "host", "pool", "timer", "upstreams")
-
-    def __init__(self, exchange: Exchange, cluster: ClusterState) -> None:
+    def __init__(
+        self, cluster: ClusterState, upstreams: Upstreams, timers: Timers, request: bytes, timeout: float | None
+    ) -> None:
         self.cluster = cluster
+        self.upstreams = upstreams
+        self.request = request
         self.conn: UpstreamConnection | None = None
-        self.pool: object | None = None
+        self.pool: EndpointPool | None = None
         self.host: Host | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        decision = exchange.decision
-        assert decision is not None
-        original = exchange.up_head.decode("latin-1")
-        authority = decision.authority or exchange.head.authority
-        shadow = original.replace(f"\r\nhost: {authority}\r\n", f"\r\nhost: {shadow_authority(authority)}\r\n", 1)
-        body = b"".join(exchange.body or ())
-        if exchange.request_chunked:
-            shadow = shadow.replace("transfer-encoding: chunked\r\n", f"content-length: {len(body)}\r\n", 1)
-        self.head = shadow.encode("latin-1") + b"x-envoy-attempt-count: 1\r\n\r\n" + body
-        self.timer = exchange.ctx.loop.call_later(decision.timeout or MIRROR_TIMEOUT, self._expire)
-        self.upstreams = exchange.ctx.upstreams
+        self.timer: Timer | None = timers.call_later(timeout or MIRROR_TIMEOUT, self._expire)
 
     def start(self) -> None:
         host = self.cluster.pick(None, "")
@@ -74,7 +64,7 @@ class Mirror(UpstreamSink):
             return
         self.conn = conn
         conn.start(self, False)
-        conn.write(self.head)
+        conn.write(self.request)
 
     def upstream_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         pass
@@ -86,7 +76,7 @@ class Mirror(UpstreamSink):
         conn = self.conn
         self.conn = None
         if conn is not None:
-            conn.pool.release(conn, conn.parser.should_keep_alive())
+            conn.pool.release(conn, conn.keep_alive())
         self._end()
 
     def upstream_failed(self, reason: str) -> None:
@@ -100,7 +90,7 @@ class Mirror(UpstreamSink):
     def _expire(self) -> None:
         self.timer = None
         if self.pool is not None:
-            self.pool.cancel(self)  # type: ignore[attr-defined]
+            self.pool.cancel(self)
             self.pool = None
         if self.conn is not None:
             self.conn.close()

@@ -1,7 +1,7 @@
 """Outlier detection (passive health checking) with Envoy's algorithm as Istio configures it.
 
 Sources: Envoy `outlier_detection_impl.cc` (`putHttpResponseCode`, `ejectHost`,
-`checkHostForUneject`), Istio `applyOutlierDetection`; reference: istio-semantics.md §1.2.
+`checkHostForUneject`), Istio `applyOutlierDetection`; reference: docs/reference/istio-semantics.md §1.2.
 
 - Every result lands on the host: a 5xx bumps `consecutive_5xx`; a 502/503/504 also bumps
   `consecutive_gateway` (any other 5xx resets that one); anything else resets both. Reaching a
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import math
 
-from sandbox.control.snapshot import OutlierDetectionPolicy
 from sandbox.proxy.balancing import Host, HostSet
+from sandbox.xds.snapshot import OutlierDetectionPolicy
 
 
 class OutlierDetector:

@@ -1,134 +1,102 @@
-"""What telemetry reads of one finished request, for metrics, span and access log.
+"""One finished request as telemetry reads it: metrics, span and access log from one record.
 
-`LogRecord` is the read-only view the access log, the span builder and `Telemetry.finish` use.
-The data path's `Exchange` is one itself (attributes and properties with these names), so a
-request costs no record of its own: its values are read when the batched access log and spans
-are formatted, off the request's path. `RequestRecord` is a plain one, for everything else
-(TCP proxying, tests). Field names follow Envoy's access-log operators (istio-semantics.md §3.3);
-`None` and "" print as `-`.
+`RequestRecord` is a base class, not a Protocol: the data path's Exchange is one (it fills these
+fields as the request goes), so a request builds no record of its own, and compiled, the access
+log, the span builder and `Telemetry.finish` read its fields directly. A CONNECT tunnel is one too
+(tunnel.py: Envoy's TCP proxy fields, the request's left empty). A plain RequestRecord is for
+everything else (tests). Field names follow Envoy's access-log operators
+(docs/reference/istio-semantics.md §3.3); an empty string prints as `-`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Protocol
 
 from sandbox.proxy.metrics import Edge
 from sandbox.proxy.tracecontext import TraceContext
 
 
-@dataclass(slots=True, eq=False)
 class RequestRecord:
-    start_time: float  # wall clock, seconds since the epoch (START_TIME, span timestamp)
-    method: str = "-"
-    path: str = "-"  # as the client sent it, before any rewrite (X-ENVOY-ORIGINAL-PATH?:PATH)
+    # Class-level defaults: a request sets only what differs, at tens of thousands a second.
+    start_time: float = 0.0  # wall clock, seconds since the epoch (START_TIME, span timestamp)
+    method: str = ""
+    path: str = ""  # as the client sent it, before any rewrite (X-ENVOY-ORIGINAL-PATH?:PATH)
     protocol: str = "HTTP/1.1"
-    authority: str = "-"
-    request_id: str = "-"
-    user_agent: str | None = None
-    x_forwarded_for: str | None = None
+    authority: str = ""
+    request_id: str = ""
+    user_agent: str = ""
+    x_forwarded_for: str = ""
     scheme: str = "http"
     # outcome
     duration: float = 0.0  # seconds, first byte in to last byte out (DURATION)
     response_code: int = 0  # 0: no response was sent
-    response_flags: str = "-"
-    response_code_details: str | None = None
-    connection_termination_details: str | None = None
-    upstream_transport_failure_reason: str | None = None
+    response_flags: str = ""  # e.g. "UF,URX"
+    response_code_details: str = ""  # e.g. via_upstream, route_not_found
+    connection_termination_details: str = ""
+    upstream_transport_failure_reason: str = ""
     grpc_status: str = ""  # empty for non-gRPC
     bytes_received: int = 0  # request body bytes
     bytes_sent: int = 0  # response body bytes
-    upstream_service_time: float | None = None  # seconds; x-envoy-upstream-service-time
+    upstream_service_time: int = -1  # whole milliseconds (x-envoy-upstream-service-time); -1: none
     # where it went
-    upstream_host: str | None = None
-    upstream_cluster: str | None = None
-    upstream_local_address: str | None = None
-    downstream_local_address: str | None = None
-    downstream_remote_address: str | None = None
-    requested_server_name: str | None = None
-    route_name: str | None = None
+    upstream_host: str = ""
+    upstream_cluster: str = ""
+    upstream_local_address: str = ""
+    downstream_local_address: str = ""
+    downstream_remote_address: str = ""
+    requested_server_name: str = ""
+    route_name: str = ""
     operation: str = ""  # span name, e.g. reviews.default.svc.cluster.local:9080/*
     # who: metric labels; and the trace this hop belongs to (None: tracing off)
     edge: Edge | None = None
     trace: TraceContext | None = None
+    span_tags: tuple[tuple[str, str], ...] = ()  # the Telemetry API's custom tags read from request headers
+
+    def __init__(self, start_time: float = 0.0) -> None:
+        # (The Exchange has its own __init__ and sets its fields as the request goes.)
+        self.start_time = start_time
+
+    def detached(self) -> RequestRecord:
+        """A plain copy, for whatever keeps records a while (the span queue): an Exchange drags its
+        connection, head and buffers along, and hundreds alive make the cyclic GC run more often."""
+        copy = RequestRecord()
+        copy.start_time = self.start_time
+        copy.method = self.method
+        copy.path = self.path
+        copy.protocol = self.protocol
+        copy.authority = self.authority
+        copy.request_id = self.request_id
+        copy.user_agent = self.user_agent
+        copy.x_forwarded_for = self.x_forwarded_for
+        copy.scheme = self.scheme
+        copy.duration = self.duration
+        copy.response_code = self.response_code
+        copy.response_flags = self.response_flags
+        copy.response_code_details = self.response_code_details
+        copy.connection_termination_details = self.connection_termination_details
+        copy.upstream_transport_failure_reason = self.upstream_transport_failure_reason
+        copy.grpc_status = self.grpc_status
+        copy.bytes_received = self.bytes_received
+        copy.bytes_sent = self.bytes_sent
+        copy.upstream_service_time = self.upstream_service_time
+        copy.upstream_host = self.upstream_host
+        copy.upstream_cluster = self.upstream_cluster
+        copy.upstream_local_address = self.upstream_local_address
+        copy.downstream_local_address = self.downstream_local_address
+        copy.downstream_remote_address = self.downstream_remote_address
+        copy.requested_server_name = self.requested_server_name
+        copy.route_name = self.route_name
+        copy.operation = self.operation
+        copy.edge = self.edge
+        copy.trace = self.trace
+        copy.span_tags = self.span_tags
+        return copy
 
 
-class LogRecord(Protocol):
-    """The fields of RequestRecord, read-only (an Exchange provides some as properties)."""
-
-    @property
-    def start_time(self) -> float: ...
-    @property
-    def method(self) -> str: ...
-    @property
-    def path(self) -> str: ...
-    @property
-    def protocol(self) -> str: ...
-    @property
-    def authority(self) -> str: ...
-    @property
-    def request_id(self) -> str: ...
-    @property
-    def user_agent(self) -> str | None: ...
-    @property
-    def x_forwarded_for(self) -> str | None: ...
-    @property
-    def scheme(self) -> str: ...
-    @property
-    def duration(self) -> float: ...
-    @property
-    def response_code(self) -> int: ...
-    @property
-    def response_flags(self) -> str: ...
-    @property
-    def response_code_details(self) -> str | None: ...
-    @property
-    def connection_termination_details(self) -> str | None: ...
-    @property
-    def upstream_transport_failure_reason(self) -> str | None: ...
-    @property
-    def grpc_status(self) -> str: ...
-    @property
-    def bytes_received(self) -> int: ...
-    @property
-    def bytes_sent(self) -> int: ...
-    @property
-    def upstream_service_time(self) -> float | None: ...
-    @property
-    def upstream_host(self) -> str | None: ...
-    @property
-    def upstream_cluster(self) -> str | None: ...
-    @property
-    def upstream_local_address(self) -> str | None: ...
-    @property
-    def downstream_local_address(self) -> str | None: ...
-    @property
-    def downstream_remote_address(self) -> str | None: ...
-    @property
-    def requested_server_name(self) -> str | None: ...
-    @property
-    def route_name(self) -> str | None: ...
-    @property
-    def operation(self) -> str: ...
-    @property
-    def edge(self) -> Edge | None: ...
-    @property
-    def trace(self) -> TraceContext | None: ...
-
-
-def detached(rec: LogRecord) -> RequestRecord:
-    """`rec` as a self-contained RequestRecord (one that is already is returned as is).
-
-    For whatever keeps records a while (the span queue): an Exchange drags its connection, head
-    and buffers along, and hundreds of them alive make the cyclic GC run far more often."""
-    if isinstance(rec, RequestRecord):
-        return rec
-    return RequestRecord(
-        rec.start_time, rec.method, rec.path, rec.protocol, rec.authority, rec.request_id, rec.user_agent,
-        rec.x_forwarded_for, rec.scheme, rec.duration, rec.response_code, rec.response_flags,
-        rec.response_code_details, rec.connection_termination_details, rec.upstream_transport_failure_reason,
-        rec.grpc_status, rec.bytes_received, rec.bytes_sent, rec.upstream_service_time, rec.upstream_host,
-        rec.upstream_cluster, rec.upstream_local_address, rec.downstream_local_address,
-        rec.downstream_remote_address, rec.requested_server_name, rec.route_name, rec.operation, rec.edge,
-        rec.trace,
-    )  # fmt: skip
+def record(start_time: float, **fields: object) -> RequestRecord:
+    """A RequestRecord with the given fields (tests, and telemetry outside the data path).
+    (No default for `start_time`: mypyc cannot compile a default before **kwargs.)"""
+    rec = RequestRecord(start_time)
+    for name, value in fields.items():
+        if not hasattr(RequestRecord, name):
+            raise TypeError(f"RequestRecord has no field {name!r}")
+        setattr(rec, name, value)
+    return rec

@@ -1,30 +1,20 @@
 """route(head, snapshot, rng) -> RouteDecision: Istio's HTTP routing, pure and precompiled.
 
-`RouteTable.for_snapshot` compiles a snapshot's route configurations once (cached by version);
-each call then costs a domain lookup, the first matching route's checks and one decision. Random
-draws (weighted clusters, fault and mirror percentages) come from the injected `rng`, so tests
-seed it. Semantics: ../shared/reference/istio-semantics.md §1.1 and §1.5.
+`RouteTable(snapshot)` compiles a snapshot's route configurations once (the sidecar builds one
+per snapshot it takes); each call then costs a domain lookup, the first matching route's checks and
+one decision. Random draws (weighted clusters, fault and mirror percentages) come from the
+injected `rng`, so tests seed it. Semantics: docs/reference/istio-semantics.md §1.1 and §1.5.
 
-`forward_route` is the data path's variant: where the route rewrites neither path nor authority
+The data path routes with `prototypes=True`: where the route rewrites neither path nor authority
 and adds nothing per request, it returns one decision built ahead of time, whose empty `path`
 and `authority` mean "as the request has them" (the forwarder reads them that way).
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
-from typing import ClassVar, Protocol
+from typing import Protocol
 
-from sandbox.control.snapshot import (
-    HeaderMutation,
-    ProxySnapshot,
-    Redirect,
-    Route,
-    RouteConfiguration,
-    VirtualHost,
-    WeightedCluster,
-)
 from sandbox.proxy.decision import (
     FLAG_FAULT_ABORT,
     FLAG_FAULT_DELAY,
@@ -35,8 +25,17 @@ from sandbox.proxy.decision import (
     no_route,
 )
 from sandbox.proxy.matching import CompiledMatch, regex_substitution, string_test
+from sandbox.xds.snapshot import (
+    HeaderMutation,
+    ProxySnapshot,
+    Redirect,
+    Route,
+    RouteConfiguration,
+    VirtualHost,
+    WeightedCluster,
+)
 
-__all__ = ["DecisionKind", "RandomSource", "RequestHead", "RouteDecision", "RouteTable", "forward_route", "route"]
+__all__ = ["DecisionKind", "RandomSource", "RequestHead", "RouteDecision", "RouteTable", "route"]
 
 MILLION = 1_000_000
 TIMEOUT_HEADER = "x-envoy-upstream-rq-timeout-ms"  # per-request override of the route timeout (§1.1)
@@ -209,13 +208,10 @@ class _PortTable:
 
 
 class RouteTable:
-    """A snapshot's routes, compiled. Build with `for_snapshot` (cached by snapshot version)."""
-
-    _cache: ClassVar[dict[str, RouteTable]] = {}  # a deliberate per-process cache
+    """A snapshot's routes, compiled."""
 
     def __init__(self, snapshot: ProxySnapshot) -> None:
         self.version = snapshot.version
-        self.source = weakref.ref(snapshot)
         self.ports = {rc.port: _PortTable(rc) for rc in snapshot.route_configs}
         self.router = snapshot.identity.kind == "router"
         self.clusters = frozenset(c.name for c in snapshot.clusters)
@@ -227,21 +223,6 @@ class RouteTable:
                     self.fallback = _PortTable(RouteConfiguration(name="fallback", port=0, virtual_hosts=()))
                     self.fallback.star = table.star
                     break
-
-    @classmethod
-    def for_snapshot(cls, snapshot: ProxySnapshot) -> RouteTable:
-        """Sealed snapshots share a table per version; an unsealed one (tests) gets a table tied to
-        that very object, so a reused id() can never serve another snapshot's routes."""
-        key = snapshot.version or f"id:{id(snapshot)}"
-        table = cls._cache.get(key)
-        if table is not None and not snapshot.version and table.source() is not snapshot:
-            table = None
-        if table is None:
-            table = cls(snapshot)
-            if len(cls._cache) >= 8:  # a proxy holds one or two snapshots at a time
-                cls._cache.clear()
-            cls._cache[key] = table
-        return table
 
     def virtual_host(self, head: RequestHead) -> _VirtualHost | None:
         table = self.ports.get(head.port) or self.fallback
@@ -369,41 +350,27 @@ class RouteTable:
 
 
 def route(head: RequestHead, snapshot: ProxySnapshot, rng: RandomSource) -> RouteDecision:
-    """Where this request goes under `snapshot` (first matching route of the matching virtual host)."""
-    return RouteTable.for_snapshot(snapshot).route(head, rng)
-
-
-_last: list[tuple[ProxySnapshot, RouteTable]] = []  # the data path asks about one snapshot in a row
-
-
-def forward_route(head: RequestHead, snapshot: ProxySnapshot, rng: RandomSource) -> RouteDecision:
-    """route() for the data path: a plain route's decision is shared, its empty `path` and
-    `authority` standing for the request's own (see the module docstring)."""
-    last = _last
-    if last and last[0][0] is snapshot:
-        table = last[0][1]
-    else:
-        table = RouteTable.for_snapshot(snapshot)
-        last[:] = [(snapshot, table)]
-    return table.route(head, rng, True)
+    """Where this request goes under `snapshot` (first matching route of the matching virtual host).
+    Compiles the snapshot's routes for this one call: whoever routes many requests keeps a RouteTable."""
+    return RouteTable(snapshot).route(head, rng)
 
 
 class OutboundRouter:
-    """The outbound listener's router, a compiled callable (a listener calls it once per request);
-    the sidecar points `snapshot` at each new snapshot."""
+    """The outbound listener's router, a compiled callable (a listener calls it once per request)
+    over the current snapshot's RouteTable, which the sidecar replaces with each snapshot."""
 
-    def __init__(self, snapshot: ProxySnapshot, rng: RandomSource) -> None:
-        self.snapshot = snapshot
+    def __init__(self, table: RouteTable, rng: RandomSource) -> None:
+        self.table = table
         self.rng = rng
 
     def __call__(self, head: RequestHead) -> RouteDecision:
-        return forward_route(head, self.snapshot, self.rng)
+        return self.table.route(head, self.rng, True)
 
 
 class GatewayRouter:
     """A gateway listener's router: it routes with its Gateway server port's table, whatever port
     it binds and whatever port the Host header names (Envoy picks the route config by listener).
-    Reads the snapshot from the sidecar's outbound router, so pushes reach it too."""
+    Reads the table from the sidecar's outbound router, so pushes reach it too."""
 
     def __init__(self, port: int, outbound: OutboundRouter) -> None:
         self.port = port
@@ -411,8 +378,10 @@ class GatewayRouter:
 
     def __call__(self, head: RequestHead) -> RouteDecision:
         if head.port != self.port:
+            claims = head.claims
             head = RequestHead(head.method, head.path, head.authority, head.headers, self.port, head.scheme)
-        return forward_route(head, self.outbound.snapshot, self.outbound.rng)
+            head.claims = claims
+        return self.outbound.table.route(head, self.outbound.rng, True)
 
 
 class CachingRouter:
@@ -529,4 +498,5 @@ def _preflight(cr: _CompiledRoute, vh: _VirtualHost, head: RequestHead) -> Route
         route_name=cr.route.name,
         virtual_host=vh.name,
         service=vh.service,
+        details="cors_response",  # Envoy's CORS filter answers it, not the router
     )

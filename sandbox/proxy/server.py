@@ -11,13 +11,17 @@ Edges, as Envoy: a malformed request gets 400 and the connection closes; request
 and does not finish its headers within `header_timeout` gets 408 and is cut off (Envoy's
 request_headers_timeout); a connection idle longer than `idle_timeout` is closed. One timer per
 listener sweeps the deadlines, so a request costs no timer of its own.
+
+A listener with `tunnels` (the sidecar's outbound one, which apps reach as HTTPS_PROXY) answers
+`CONNECT host:port` with a TCP tunnel: once llhttp stops at the CONNECT head (HttpParserUpgrade)
+and the requests before it are answered, the connection's transport and the bytes after the head go
+to tunnel.py. A CONNECT whose authority is not `host:port` gets 400. Other listeners pass CONNECT
+on as a request, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -25,11 +29,17 @@ from typing import Any, cast
 import httptools
 
 from sandbox.proxy import http1
+from sandbox.proxy.accept import Acceptor, original_destination
 from sandbox.proxy.decision import RequestHead, RouteDecision
+from sandbox.proxy.downstream import Downstream
+from sandbox.proxy.filterchain import PLAINTEXT, Accepted, ChainSelector
 from sandbox.proxy.forwarder import Exchange, ForwardContext
-from sandbox.proxy.writes import Outbox
+from sandbox.proxy.record import RequestRecord
+from sandbox.proxy.tcproute import parse_authority
+from sandbox.proxy.tls import matches_names, peer_certificate, spiffe_ids, xfcc_element
+from sandbox.proxy.tunnel import Tunnels
+from sandbox.proxy.writes import Outbox, WriteBatch
 
-SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h: the pre-REDIRECT destination of a captured socket
 _CHUNKED = "chunked"
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")}
 
@@ -60,22 +70,6 @@ class _HeadersTooLarge(Exception):
     pass
 
 
-def original_destination(sock: socket.socket | None) -> tuple[str, int] | None:
-    """The address an iptables REDIRECT rewrote, or None when the socket was not redirected."""
-    if sock is None or sock.family != socket.AF_INET:
-        return None
-    try:
-        raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
-    except OSError:
-        return None
-    port = struct.unpack_from("!H", raw, 2)[0]
-    ip = socket.inet_ntoa(raw[4:8])
-    local = sock.getsockname()
-    if (ip, port) == (local[0], local[1]):
-        return None  # not redirected: connected to us directly
-    return ip, port
-
-
 def _merged(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Headers with repeats joined: `,` as RFC 9110 allows, `; ` for cookie (RFC 6265)."""
     headers: dict[str, str] = {}
@@ -90,10 +84,15 @@ def _merged(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return headers
 
 
-class DownstreamConnection(asyncio.Protocol):
+class DownstreamConnection(asyncio.Protocol, Downstream):
+    """One client connection: HTTP/1.1 parsed with httptools, each request an Exchange."""
+
     __slots__ = (
+        "accepted",
         "chunk_len",
+        "client_cert",
         "closed",
+        "connect_to",
         "deadline",
         "exchanges",
         "http10",
@@ -101,27 +100,33 @@ class DownstreamConnection(asyncio.Protocol):
         "keep_alive",
         "listener",
         "local_address",
+        "mtls",
         "no_more",
         "original_dst",
         "outbox",
         "parser",
         "paused",
         "peer_ip",
+        "peer_principal",
         "raw",
         "raw_size",
         "reading",
         "remote_address",
+        "sni",
+        "tls",
         "too_large",
         "transport",
+        "tunnel_data",
         "url",
         "write_paused",
     )
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: Listener, accepted: Accepted | None = None) -> None:
         self.listener = listener
+        self.accepted = accepted  # what the listener learnt before us (None: a plain listener's)
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.outbox = Outbox(listener.ctx.upstreams.writes)  # writes go at the end of the loop's pass
+        self.outbox = Outbox(listener.writes)  # writes go at the end of the loop's pass
         self.url = b""
         self.raw: list[tuple[bytes, bytes]] = []
         self.chunk_len = 0
@@ -139,10 +144,19 @@ class DownstreamConnection(asyncio.Protocol):
         self.peer_ip = ""
         self.remote_address = ""
         self.local_address = ""
+        self.peer_principal = ""
+        self.mtls = False
+        self.tls = False
+        self.sni = ""
+        self.client_cert = ""
         self.original_dst: tuple[str, int] | None = None
         self.deadline = 0.0
         self.too_large = False
         self.write_paused = False  # the client reads slower than we write: upstreams must wait
+        # A CONNECT the listener tunnels (host, port), and the bytes after its head while the requests
+        # before it are still being answered
+        self.connect_to: tuple[str, int] | None = None
+        self.tunnel_data = b""
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -158,9 +172,34 @@ class DownstreamConnection(asyncio.Protocol):
         local = transport.get_extra_info("sockname")
         if isinstance(local, tuple):
             self.local_address = f"{local[0]}:{local[1]}"
-        if listener.settings.original_dst:
+        accepted = self.accepted
+        if accepted is not None:
+            self.original_dst = accepted.original_dst
+            self.sni = accepted.sni
+            self.tls = accepted.chain.context is not None
+            if accepted.chain.mutual and not self._peer_identity(accepted, transport.get_extra_info("ssl_object")):
+                self.no_more = True  # a certificate the chain verifies but whose names it refuses
+                self.transport.abort()
+                return
+        elif listener.settings.original_dst:
             self.original_dst = original_destination(transport.get_extra_info("socket"))
         self.deadline = listener.loop.time() + listener.settings.idle_timeout
+
+    def _peer_identity(self, accepted: Accepted, ssl_object: Any) -> bool:
+        """Mutual TLS: the client's certificate passed the chain's CA (the handshake requires it);
+        its SPIFFE ID is the source principal, never anything the client could say in a header.
+        False when the chain wants names (a Gateway's subjectAltNames) the certificate lacks."""
+        cert = peer_certificate(ssl_object)
+        if not cert:
+            return True
+        names = accepted.chain.client_names
+        if names and not matches_names(cert, names):
+            return False
+        self.mtls = True
+        ids = spiffe_ids(cert)
+        self.peer_principal = ids[0] if ids else ""
+        self.client_cert = xfcc_element(accepted.chain.own_id, ssl_object)
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self.no_more:
@@ -168,9 +207,12 @@ class DownstreamConnection(asyncio.Protocol):
         self.chunk_len = len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # Upgrade/CONNECT: the head went out as a plain request (upgrades are not proxied yet);
-            # nothing after it is HTTP we can parse.
+        except httptools.HttpParserUpgrade as upgrade:
+            if self.connect_to is not None:  # a CONNECT: what follows its head is the tunnel's
+                self._tunnel(data[int(upgrade.args[0]) :])
+                return
+            # Upgrade: the head went out as a plain request (upgrades are not proxied yet); nothing
+            # after it is HTTP we can parse.
             self.no_more = True
             self.keep_alive = False
         except httptools.HttpParserError:
@@ -241,6 +283,9 @@ class DownstreamConnection(asyncio.Protocol):
         raw_method = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("latin-1")
         url = self.url
+        if method == "CONNECT" and listener.tunnels is not None:
+            self._connect_head(url)
+            return
         port = 0
         if url[:1] == b"/" or url == b"*":
             path = url.decode("latin-1")
@@ -302,13 +347,50 @@ class DownstreamConnection(asyncio.Protocol):
             self.reading = None
             exchange.request_complete()
 
+    # ------------------------------------------------------------------ CONNECT
+
+    def _connect_head(self, url: bytes) -> None:
+        """A CONNECT on a listener that tunnels: its authority must be `host:port`, else 400."""
+        target = parse_authority(url.decode("latin-1"))
+        if target is None:
+            self._reject(400)
+            return
+        self.connect_to = target
+        self.no_more = True  # nothing after this head is HTTP
+        self.keep_alive = False
+
+    def _tunnel(self, data: bytes) -> None:
+        """The CONNECT head is complete: the connection becomes a tunnel once the requests before it
+        are answered (reading waits meanwhile; `exchange_done` hands it over)."""
+        if self.exchanges:
+            self.tunnel_data = data
+            self.pause_reading(True)
+            return
+        self._hand_over(data)
+
+    def _hand_over(self, data: bytes) -> None:
+        target = self.connect_to
+        transport = self.transport
+        tunnels = self.listener.tunnels
+        if target is None or transport is None or tunnels is None or self.closed:
+            return
+        self.outbox.close(flush=True)  # the answers before the CONNECT go first
+        self.closed = True  # this protocol is done: the transport is the tunnel's now
+        self.transport = None
+        self.listener.connections.discard(self)
+        tunnels.open(transport, target[0], target[1], data, self.remote_address, self.local_address, self.paused)
+
     # ------------------------------------------------------------------ used by the exchange
 
     def _dispatch(self, exchange: Exchange) -> None:
+        filters = self.listener.ctx.filters
+        if filters is not None:  # authentication and authorization come before the router (filters.py)
+            filters.run(exchange, self.listener.router)
+            return
         try:
             decision = self.listener.router(exchange.head)
         except Exception:  # a routing bug must cost one request, not the connection or the process
-            exchange.local_reply(500, "internal routing error")
+            exchange.local_reply(500, "internal routing error", (), "internal_error")
             return
         exchange.start(decision)
 
@@ -336,13 +418,16 @@ class DownstreamConnection(asyncio.Protocol):
         else:
             self.transport.resume_reading()
 
-    def exchange_done(self, exchange: Exchange) -> None:
+    def exchange_done(self, exchange: RequestRecord) -> None:
         """`exchange` has sent its whole response (and, unless closing, read its whole request)."""
         exchanges = self.exchanges
         if not exchanges or exchanges[0] is not exchange or self.closed:
             return
         exchanges.pop(0)
         if exchange.resp_close or (self.no_more and not exchanges):
+            if self.connect_to is not None and not exchange.resp_close and not exchanges:
+                self._hand_over(self.tunnel_data)  # a CONNECT waited for the requests before it
+                return
             self.no_more = True
             self.close()
             return
@@ -364,12 +449,21 @@ class DownstreamConnection(asyncio.Protocol):
             return
         exchanges = self.exchanges
         if not exchanges:
-            self.write(http1.local_reply(status, close=True))
+            self.write(http1.local_reply(status, close=True, server=self.listener.ctx.server_name))
             self.listener.protocol_error(self, status)
         elif len(exchanges) == 1 and not exchanges[0].resp_started:
-            exchanges[0].downstream_error(status)  # its body was malformed: answer it, then close
+            exchanges[0].downstream_error(status, "http1.codec_error")  # its body was malformed: answer, close
             return
         self.close()
+
+    def drain(self) -> None:
+        """No further requests on this connection: close it now if idle, else after the response."""
+        self.no_more = True
+        if not self.exchanges:
+            self.close()
+        else:
+            for exchange in self.exchanges:
+                exchange.resp_close = True
 
     def expire(self, now: float) -> None:
         """The sweep found this connection past its deadline."""
@@ -378,7 +472,9 @@ class DownstreamConnection(asyncio.Protocol):
         self.deadline = 0.0
         if self.in_head and not self.exchanges:
             self.no_more = True
-            self.write(http1.local_reply(408, "request header timeout", close=True))
+            self.write(
+                http1.local_reply(408, "request header timeout", close=True, server=self.listener.ctx.server_name)
+            )
             self.listener.protocol_error(self, 408)
             self.close()
         elif not self.exchanges:
@@ -386,17 +482,28 @@ class DownstreamConnection(asyncio.Protocol):
 
 
 class Listener:
-    """One listening socket and its connections; a single timer sweeps their deadlines."""
+    """One listening socket and its connections; a single timer sweeps their deadlines.
+
+    With `chains`, the listener may serve TLS: an Acceptor (accept.py) looks at each connection's
+    first bytes and the selector chooses its transport before the HTTP codec reads anything."""
 
     def __init__(
         self,
         ctx: ForwardContext,
         router: Router,
         settings: ListenerSettings,
+        loop: asyncio.AbstractEventLoop,
+        writes: WriteBatch,
         on_protocol_error: Callable[[DownstreamConnection, int], None] | None = None,
+        chains: ChainSelector | None = None,
+        tunnels: Tunnels | None = None,
     ) -> None:
         self.ctx = ctx
-        self.loop = ctx.loop
+        self.tunnels = tunnels  # CONNECT becomes a tunnel (the sidecar's outbound listener)
+        self.chains = chains
+        self.acceptor: Acceptor | None = None
+        self.loop = loop
+        self.writes = writes
         self.router = router
         self.settings = settings
         self.max_head_bytes = settings.max_request_headers_kb * 1024
@@ -409,6 +516,17 @@ class Listener:
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the bound port (useful with port 0)."""
+        if self.chains is not None:
+            self.acceptor = Acceptor(
+                self.loop,
+                self.chains,
+                lambda accepted: DownstreamConnection(self, accepted),
+                self.settings.header_timeout,
+                self.settings.original_dst,
+            )
+            bound = self.acceptor.start(host, port)
+            self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
+            return bound
         self.server = await self.loop.create_server(
             lambda: DownstreamConnection(self), host, port, reuse_address=True, backlog=1024
         )
@@ -424,6 +542,16 @@ class Listener:
                 conn.expire(now)
         self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
 
+    def drain(self, keep: Callable[[Accepted], bool]) -> int:
+        """Close the connections `keep` refuses now (a changed filter chain, as Envoy drains it):
+        idle ones at once, busy ones after their current response. Returns how many."""
+        drained = 0
+        for conn in list(self.connections):
+            if not keep(conn.accepted or Accepted(PLAINTEXT)):
+                drained += 1
+                conn.drain()
+        return drained
+
     def protocol_error(self, conn: DownstreamConnection, status: int) -> None:
         if self._on_protocol_error is not None:
             self._on_protocol_error(conn, status)
@@ -432,10 +560,15 @@ class Listener:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self.acceptor is not None:
+            self.acceptor.close()
+            self.acceptor = None
         if self.server is not None:
             self.server.close()
         for conn in list(self.connections):
             conn.close()
+        if self.tunnels is not None:
+            self.tunnels.close()
         if self.server is not None:
             await self.server.wait_closed()
             self.server = None

@@ -1,11 +1,11 @@
-"""The sidecar's side of the push protocol (server: sandbox/control/push.py).
+"""The sidecar's side of the push protocol (messages: sandbox/xds/messages.py; server: control/push.py).
 
-One WebSocket to the control plane, opened with this sidecar's identity and bootstrap token. Each
-snapshot is handed to the sink; if the sink raises, the snapshot is NACKed with the error and the
-sink keeps serving the previous one (xDS semantics). Certificates arrive on the same connection
-and stay in memory. When the control plane goes away the sink keeps its last snapshot and the
-subscription reconnects with jittered exponential backoff (0.1 s doubling to 5 s), reporting the
-version it has so a restarted control plane resends only what changed.
+One WebSocket to the control plane, opened with this sidecar's Hello (identity and bootstrap
+token). Each snapshot is handed to the sink; if the sink raises, the snapshot is NACKed with the
+error and the sink keeps serving the previous one (xDS semantics). Certificates arrive on the same
+connection and stay in memory. When the control plane goes away the sink keeps its last snapshot
+and the subscription reconnects with jittered exponential backoff (0.1 s doubling to 5 s),
+reporting the version it has so a restarted control plane resends only what changed.
 """
 
 from __future__ import annotations
@@ -13,64 +13,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import json
 import logging
-import os
 import random
-import ssl
-import tempfile
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
+
+from sandbox.xds import messages
+from sandbox.xds.certificate import WorkloadCertificate
+from sandbox.xds.messages import (
+    CLOSE_BAD_HELLO,
+    CLOSE_UNAUTHENTICATED,
+    Ack,
+    CertificatePush,
+    Hello,
+    MessageError,
+    Nack,
+    SnapshotPush,
+    Welcome,
+)
 
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE, BACKOFF_CAP = 0.1, 5.0
 HEARTBEAT = 5.0
-PUSH_PATH = "/v1/push"  # the control plane's endpoint (sandbox/control/push.py)
-REFUSED = (4400, 4401)  # close codes for a bad hello or a token that does not match (no point hurrying back)
-
-
-@dataclass(frozen=True)
-class CertificateBundle:
-    """The workload's identity material, as delivered (the SDS secret). Never written, never logged."""
-
-    spiffe_id: str
-    cert_chain: str
-    private_key: str = field(repr=False)
-    root_cert: str
-    serial: str
-    not_before: str
-    not_after: str
-
-    def ssl_context(self, server_side: bool) -> ssl.SSLContext:
-        """An mTLS context for this identity: presents the cert, requires the peer's, trusts the mesh root.
-
-        The peer's SPIFFE ID (URI SAN) is for the caller to check (authorization), so no host name
-        check. `ssl` loads keys only from a path: on Linux an anonymous memory file keeps the key
-        off disk; elsewhere a 0600 temp file exists only while it loads.
-        """
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # Istio's minimum
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(cadata=self.root_cert)
-        material = (self.cert_chain + self.private_key).encode()
-        if hasattr(os, "memfd_create"):
-            fd = os.memfd_create("workload-cert", os.MFD_CLOEXEC)
-            try:
-                os.write(fd, material)
-                ctx.load_cert_chain(f"/proc/self/fd/{fd}")
-            finally:
-                os.close(fd)
-        else:  # pragma: no cover - macOS
-            with tempfile.NamedTemporaryFile() as f:  # created 0600
-                f.write(material)
-                f.flush()
-                ctx.load_cert_chain(f.name)
-        return ctx
+REFUSED = (CLOSE_BAD_HELLO, CLOSE_UNAUTHENTICATED)  # no point hurrying back
 
 
 class SnapshotSink(Protocol):
@@ -79,7 +47,7 @@ class SnapshotSink(Protocol):
 
     def on_snapshot(self, payload: dict[str, Any]) -> Awaitable[None] | None: ...
 
-    def on_certificate(self, bundle: CertificateBundle) -> None: ...
+    def on_certificate(self, certificate: WorkloadCertificate) -> None: ...
 
 
 def backoff_delay(attempt: int, rng: random.Random, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP) -> float:
@@ -88,27 +56,18 @@ def backoff_delay(attempt: int, rng: random.Random, base: float = BACKOFF_BASE, 
     return step / 2 + rng.random() * step / 2
 
 
-@dataclass(frozen=True)
-class Identity:
-    node: str  # unique per sidecar (a workload may have replicas)
-    workload: str
-    namespace: str
-    service_account: str
-    token: str = field(repr=False)
-
-
 class Subscription:
     def __init__(
         self,
         url: str,
-        identity: Identity,
+        hello: Hello,
         sink: SnapshotSink,
         *,
         rng: random.Random | None = None,
         heartbeat: float = HEARTBEAT,
     ) -> None:
         self.url = url
-        self.identity = identity
+        self.hello = hello  # its version is filled in on each connect
         self._sink = sink
         self._rng = rng or random.Random()
         self._heartbeat = heartbeat
@@ -119,7 +78,7 @@ class Subscription:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> asyncio.Task[None]:
-        self._task = asyncio.create_task(self.run(), name=f"subscription:{self.identity.node}")
+        self._task = asyncio.create_task(self.run(), name=f"subscription:{self.hello.node}")
         return self._task
 
     async def stop(self) -> None:
@@ -153,18 +112,8 @@ class Subscription:
         """One connection; True if the server welcomed us (so backoff starts over)."""
         welcomed = False
         async with session.ws_connect(self.url, heartbeat=self._heartbeat, max_msg_size=0) as ws:
-            me = self.identity
-            await ws.send_json(
-                {
-                    "type": "hello",
-                    "node": me.node,
-                    "workload": me.workload,
-                    "namespace": me.namespace,
-                    "service_account": me.service_account,
-                    "token": me.token,
-                    "version": self.version,
-                }
-            )
+            hello = self.hello
+            await ws.send_str(messages.encode(Hello(hello.node, hello.identity, hello.token, self.version)))
             reason = "connection lost"
             while True:
                 msg = await ws.receive()
@@ -174,54 +123,44 @@ class Subscription:
                     elif msg.type is aiohttp.WSMsgType.ERROR:
                         reason = str(msg.data)
                     break
-                data = json.loads(msg.data)
-                if not isinstance(data, dict):
-                    raise ValueError("the control plane sent something that is not a message")
-                kind = data.get("type")
-                if kind == "hello":
+                try:
+                    message = messages.from_server(msg.data)
+                except MessageError as exc:  # a certificate we cannot read: say so, keep the one we have
+                    log.warning("rejected a certificate: %s", exc)  # the message, never the key
+                    await ws.send_str(messages.encode(Nack(exc.nonce, "", str(exc))))
+                    continue
+                if isinstance(message, Welcome):
                     welcomed = self.connected = True
                     self.connects += 1
-                elif kind == "snapshot":
-                    await ws.send_json(await self._apply_snapshot(data))
-                elif kind == "certificate":
-                    await ws.send_json(self._apply_certificate(data))
+                elif isinstance(message, SnapshotPush):
+                    await ws.send_str(messages.encode(await self._apply_snapshot(message)))
+                elif isinstance(message, CertificatePush):
+                    await ws.send_str(messages.encode(self._apply_certificate(message)))
             await ws.close()
             self.last_error = f"closed by the control plane ({ws.close_code}): {reason}"
             if ws.close_code in REFUSED:
                 log.error("the control plane refused this sidecar: %s", reason)
         return welcomed
 
-    async def _apply_snapshot(self, data: dict[str, Any]) -> dict[str, Any]:
-        nonce, version = data.get("nonce", ""), data.get("version", "")
+    async def _apply_snapshot(self, push: SnapshotPush) -> Ack | Nack:
         try:
-            payload = data["snapshot"]
-            if not isinstance(payload, dict):
+            if not isinstance(push.snapshot, dict):
                 raise ValueError("the snapshot is not a JSON object")
-            applied = self._sink.on_snapshot(payload)
+            applied = self._sink.on_snapshot(push.snapshot)
             if inspect.isawaitable(applied):
                 await applied
         except Exception as exc:  # any rejection becomes a NACK; the sink keeps its previous snapshot
             error = str(exc) or type(exc).__name__
-            log.warning("rejected snapshot %s: %s", version, error)
-            return {"type": "nack", "nonce": nonce, "version": self.version, "error": error}
-        self.version = version
-        return {"type": "ack", "nonce": nonce, "version": version}
+            log.warning("rejected snapshot %s: %s", push.version, error)
+            return Nack(push.nonce, self.version, error)
+        self.version = push.version
+        return Ack(push.nonce, push.version)
 
-    def _apply_certificate(self, data: dict[str, Any]) -> dict[str, Any]:
-        nonce = data.get("nonce", "")
+    def _apply_certificate(self, push: CertificatePush) -> Ack | Nack:
         try:
-            bundle = CertificateBundle(
-                data["spiffe_id"],
-                data["cert_chain"],
-                data["private_key"],
-                data["root_cert"],
-                data["serial"],
-                data["not_before"],
-                data["not_after"],
-            )
-            self._sink.on_certificate(bundle)
+            self._sink.on_certificate(push.certificate)
         except Exception as exc:
             error = str(exc) or type(exc).__name__
             log.warning("rejected a certificate: %s", error)  # the message, never the key
-            return {"type": "nack", "nonce": nonce, "error": error}
-        return {"type": "ack", "nonce": nonce}
+            return Nack(push.nonce, "", error)
+        return Ack(push.nonce)

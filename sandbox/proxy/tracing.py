@@ -1,7 +1,7 @@
 """Spans in Zipkin v2 JSON (Jaeger ingests it on :9411 `/api/v2/spans`), batched and sent in the
 background so a request never waits for the tracing backend.
 
-One span per hop, as Envoy's Zipkin tracer writes it (istio-semantics.md §3.2): named after the
+One span per hop, as Envoy's Zipkin tracer writes it (docs/reference/istio-semantics.md §3.2): named after the
 route's operation (`reviews.default.svc.cluster.local:9080/*`), kind CLIENT on the outbound side
 and SERVER on the inbound side (sharing the client's span id), service name `<app>.<namespace>`,
 with Envoy's tags (http.method, http.url, http.protocol, http.status_code, response_flags,
@@ -19,13 +19,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from json.encoder import encode_basestring_ascii as _json_str  # the C string encoder json.dumps uses
 from typing import Any
 
-from sandbox.control.snapshot import ProxyIdentity
 from sandbox.proxy.metrics import Peer
-from sandbox.proxy.record import LogRecord, detached
+from sandbox.proxy.record import RequestRecord
+from sandbox.xds.identity import ProxyIdentity
 
 log = logging.getLogger(__name__)
 DEFAULT_ZIPKIN_URL = "http://127.0.0.1:9411/api/v2/spans"
@@ -64,58 +64,17 @@ class SpanBuilder:
             "istio.cluster_id": peer.cluster,
         }
         # span_json's fixed parts, serialised once
-        fixed = {"component": "proxy", "node_id": self.node_id, **self.istio_tags}
+        self.set_custom_tags({})
+
+    def set_custom_tags(self, tags: Mapping[str, str]) -> None:
+        """The Telemetry API's literal and environment tags: the same on every span."""
+        fixed = {"component": "proxy", "node_id": self.node_id, **self.istio_tags, **tags}
         self._fixed_tags = json.dumps(fixed, separators=(",", ":"))[1:-1]
         self._local = json.dumps(self.local_endpoint, separators=(",", ":"))
 
-    def span(self, rec: LogRecord) -> dict[str, Any]:
-        ctx = rec.trace
-        assert ctx is not None
-        tags = {
-            "component": "proxy",
-            "node_id": self.node_id,
-            "guid:x-request-id": rec.request_id,
-            "http.method": rec.method,
-            "http.url": f"{rec.scheme}://{rec.authority}{rec.path}",
-            "http.protocol": rec.protocol,
-            "http.status_code": str(rec.response_code),
-            "response_flags": rec.response_flags or "-",
-            "request_size": str(rec.bytes_received),
-            "response_size": str(rec.bytes_sent),
-            "upstream_cluster": rec.upstream_cluster or "-",
-            "upstream_cluster.name": rec.upstream_cluster or "-",
-            **self.istio_tags,
-        }
-        if rec.downstream_remote_address:
-            tags["peer.address"] = rec.downstream_remote_address.rpartition(":")[0].strip("[]")
-        if rec.upstream_host:
-            tags["upstream_address"] = rec.upstream_host
-        if rec.user_agent:
-            tags["user_agent"] = rec.user_agent
-        if rec.response_code >= 500 or rec.response_code == 0:
-            tags["error"] = "true"
-        span: dict[str, Any] = {
-            "traceId": ctx.trace_id,
-            "id": ctx.span_id,
-            "name": rec.operation or f"{rec.authority}{rec.path.partition('?')[0]}",
-            "kind": ctx.kind,
-            "timestamp": int(rec.start_time * 1_000_000),
-            "duration": max(1, int(rec.duration * 1_000_000)),
-            "localEndpoint": self.local_endpoint,
-            "tags": tags,
-        }
-        if ctx.parent_id:
-            span["parentId"] = ctx.parent_id
-        if ctx.shared:
-            span["shared"] = True
-        remote = _address(rec.upstream_host if ctx.kind == "CLIENT" else rec.downstream_remote_address)
-        if remote is not None:
-            span["remoteEndpoint"] = remote
-        return span
-
-    def span_json(self, rec: LogRecord) -> str:
-        """`span(rec)` serialised as JSON, the same object (checked by a test) without building it:
-        fixed parts are serialised once, variable strings go through json's C string encoder."""
+    def span_json(self, rec: RequestRecord) -> str:
+        """One Zipkin v2 span as JSON, written out without building the object: fixed parts are
+        serialised once, variable strings go through json's C string encoder."""
         ctx = rec.trace
         assert ctx is not None
         e = _json_str
@@ -136,6 +95,8 @@ class SpanBuilder:
             tags += f',"user_agent":{e(rec.user_agent)}'
         if code >= 500 or code == 0:
             tags += ',"error":"true"'
+        for name, value in rec.span_tags:  # the Telemetry API's header tags
+            tags += f",{e(name)}:{e(value)}"
         name = rec.operation or f"{rec.authority}{rec.path.partition('?')[0]}"
         out = (
             f'{{"traceId":{e(ctx.trace_id)},"id":{e(ctx.span_id)},"name":{e(name)},"kind":{e(ctx.kind)},'
@@ -170,24 +131,24 @@ class SpanReporter:
         self.max_queue = max_queue
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self._queue: list[LogRecord] = []
+        self._queue: list[RequestRecord] = []
         self._wake: asyncio.Event | None = None
         self.spans_sent = 0
         self.spans_dropped = 0
         self.send_failures = 0
         self._session: Any = None
 
-    def submit(self, rec: LogRecord) -> None:
+    def submit(self, rec: RequestRecord) -> None:
         """Never blocks: queue the record, or drop and count it when the queue is full."""
         queue = self._queue
         if len(queue) >= self.max_queue:
             self.spans_dropped += 1
             return
-        queue.append(detached(rec))
+        queue.append(rec.detached())
         if len(queue) >= self.batch_size and self._wake is not None:
             self._wake.set()
 
-    def encode(self, records: list[LogRecord]) -> bytes:
+    def encode(self, records: list[RequestRecord]) -> bytes:
         return f"[{','.join(map(self.builder.span_json, records))}]".encode()
 
     async def flush(self) -> None:

@@ -7,8 +7,8 @@ whole mesh and raises ComponentFailed naming it with the tail of its log.
 
 Components are named the same way in both runtimes so `status` and `logs` read alike:
 `controlplane`, `prometheus`, `console`, `jaeger`, and per workload replica `<node>` (the app)
-and `<node>.proxy` (its sidecar), where node is project.node_name(); the ingress gateway is the
-node `istio-ingressgateway` (a proxy only).
+and `<node>.proxy` (its sidecar), where node is mesh.names.node_name(); the gateways are the nodes
+`istio-ingressgateway` and `istio-egressgateway` (proxies only).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ if TYPE_CHECKING:  # kept out of the import path: the local supervisor process i
     from sandbox.mesh.topology import Topology
     from sandbox.runtime.preflight import Inputs
 
-RUNTIMES = ("auto", "compose", "local")
 PROXY_SUFFIX = ".proxy"
 DEFAULT_READY_TIMEOUT = 60.0
 
@@ -56,6 +55,11 @@ class UpOptions:
     detach: bool = False
     timeout: float = DEFAULT_READY_TIMEOUT  # seconds for the whole mesh to become ready
     build: bool = True  # compose: build the image when missing or stale
+    # local runtime: the optional components (the pytest fixture leaves them out unless asked: they
+    # cost start time), and a process whose end stops the mesh (the fixture's pytest, even killed)
+    prometheus: bool = True
+    console: bool = True
+    owner: int | None = None
 
 
 @dataclass(frozen=True)
@@ -133,11 +137,17 @@ class ComponentStatus:
     restarts: int = 0
 
 
+NO_SIDECAR = "NONE"  # the sync state of a workload that runs without a sidecar (x-sandbox.inject: false)
+
+
 @dataclass(frozen=True)
 class ReplicaStatus:
     node: str
     ready: bool  # app accepting and sidecar ready
-    sync: str  # SYNCED, STALE, NACK, DISCONNECTED (control/push.SyncState) or UNKNOWN
+    sync: str  # SYNCED, STALE, NACK, DISCONNECTED (control/push.SyncState), UNKNOWN, or NONE (no sidecar)
+    # host:port where a client outside the mesh (a workload without a sidecar, a test) reaches the
+    # replica's inbound listener (its app's, without a sidecar; the gateway's listener); "" unknown
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -149,6 +159,7 @@ class WorkloadStatus:
     ready: bool  # every replica ready
     sync: str  # the worst replica's sync state
     replicas: tuple[ReplicaStatus, ...] = ()
+    address: str = ""  # the first replica's (each replica has its own)
 
 
 @dataclass(frozen=True)
@@ -181,25 +192,26 @@ def worst_sync(states: Sequence[str]) -> str:
 
 
 def workload_statuses(
-    topology: Topology, ready: Mapping[str, bool], sync: Mapping[str, str]
+    topology: Topology, ready: Mapping[str, bool], sync: Mapping[str, str], addresses: Mapping[str, str] | None = None
 ) -> tuple[WorkloadStatus, ...]:
-    """Per workload (the ingress gateway included), its replicas' readiness and sync by node name."""
-    from sandbox.runtime.project import node_name
+    """Per workload (the ingress gateway and workloads without a sidecar included), its replicas'
+    readiness, sync and address, by node name."""
+    from sandbox.mesh.names import node_name
 
+    addresses = addresses or {}
     result = []
     for w in topology.workloads:
-        if not w.inject and not w.builtin:
-            continue
+        nodes = [node_name(w.name, i, w.replicas) for i in range(w.replicas)]
         replicas = tuple(
-            ReplicaStatus(n, ready.get(n, False), sync.get(n, "UNKNOWN"))
-            for n in (node_name(w.name, i, w.replicas) for i in range(w.replicas))
+            ReplicaStatus(
+                n, ready.get(n, False), sync.get(n, "UNKNOWN") if w.inject else NO_SIDECAR, addresses.get(n, "")
+            )
+            for n in nodes
         )
         all_ready = all(r.ready for r in replicas)
-        result.append(
-            WorkloadStatus(
-                w.name, w.app, w.version, w.namespace, all_ready, worst_sync([r.sync for r in replicas]), replicas
-            )
-        )
+        worst = worst_sync([r.sync for r in replicas]) if w.inject else NO_SIDECAR
+        first = replicas[0].address if replicas else ""
+        result.append(WorkloadStatus(w.name, w.app, w.version, w.namespace, all_ready, worst, replicas, first))
     return tuple(result)
 
 

@@ -22,8 +22,9 @@ from dataclasses import replace
 from typing import Any
 
 from sandbox.mesh.diagnostics import Diagnostic
+from sandbox.mesh.names import node_name
 from sandbox.mesh.topology import Topology, load_compose
-from sandbox.runtime import probes
+from sandbox.runtime import consoletoken, probes
 from sandbox.runtime.base import (
     PROXY_SUFFIX,
     ComponentFailed,
@@ -53,6 +54,9 @@ from sandbox.runtime.compose_render import (
     ADMIN_PORT,
     CONSOLE_PORT,
     CONTROL_PLANE_PORT,
+    GATEWAY_BIND_PORT,
+    GATEWAY_HTTPS_PORT,
+    INBOUND_PORT,
     JAEGER_UI_PORT,
     PROMETHEUS_PORT,
     Images,
@@ -111,7 +115,19 @@ class ComposeRuntime:
         images, tracing = self._plan_services(
             engine, replace(upstream_images(), sandbox=image), plan.base if plan.offline else None, progress
         )
-        rendered = render_project(project, topology, images=images, tracing=tracing, console=console_available())
+        from sandbox.runtime.compose_render import CONSOLE_PORT
+        from sandbox.runtime.hostports import port_free
+
+        console_port = CONSOLE_PORT if port_free(CONSOLE_PORT) else None  # Kiali's port on the host when free
+        rendered = render_project(
+            project,
+            topology,
+            images=images,
+            tracing=tracing,
+            console=console_available(),
+            console_host_port=console_port,
+            console_token=consoletoken.ensure(project) if console_available() else None,
+        )
         write_rendered(rendered, compose_dir(project))
         self._compose_up(project, engine, rendered, options, progress, started)
         record = self._record(project, engine, rendered, topology, image, tracing)
@@ -331,8 +347,10 @@ class ComposeRuntime:
                 admin = url(service, ADMIN_PORT)
                 if admin:
                     proxies.append(ProxyRecord(node, w.name, w.namespace, index, admin))
+        https = url("istio-ingressgateway", GATEWAY_HTTPS_PORT)
         urls = {
             "ingress": f"http://127.0.0.1:{topology.settings.ingress_port}",
+            "https": https.replace("http://", "https://", 1) if https else None,
             "console": url("console", CONSOLE_PORT),
             "prometheus": url("prometheus", PROMETHEUS_PORT),
             "tracing": url("jaeger", JAEGER_UI_PORT) if tracing == "jaeger" else url("console", CONSOLE_PORT),
@@ -414,7 +432,7 @@ class ComposeRuntime:
             running,
             dict(record.urls),
             tuple(rows),
-            workload_statuses(topology, node_ready, sync),
+            workload_statuses(topology, node_ready, sync, _addresses(project.name, topology, containers)),
             record.control_plane,
         )
 
@@ -483,6 +501,35 @@ def _merged(engine: Engine, sources: list[tuple[str, str]], tail: int | None, wi
             open_streams -= 1
         else:
             yield item
+
+
+def _addresses(project: str, topology: Topology, containers: dict[str, ContainerInfo]) -> dict[str, str]:
+    """Node -> where a container outside the mesh reaches it on the project network: each replica's
+    sidecar (it owns the network namespace) at its inbound port 15006, the app of a workload
+    without a sidecar at its port, the ingress gateway at its listener."""
+    found: dict[str, str] = {}
+    for w in topology.workloads:
+        for replica in range(w.replicas):
+            node = node_name(w.name, replica, w.replicas)
+            port: int | None
+            if w.builtin:
+                service, port = w.name, GATEWAY_BIND_PORT
+            elif w.inject:
+                service, port = f"{node}-proxy", INBOUND_PORT
+            else:
+                service, port = w.name, w.port
+            info = containers.get(service)
+            ip = _project_ip(project, info) if info is not None else ""
+            if ip:
+                found[node] = f"{ip}:{port}" if port else ip
+    return found
+
+
+def _project_ip(project: str, info: ContainerInfo) -> str:
+    """The container's address on the project's default network (where every sidecar and the
+    control plane are), else on the first network it joined."""
+    preferred = info.ips.get(f"{project}_default")
+    return preferred or next((ip for _, ip in sorted(info.ips.items())), "")
 
 
 def _published(info: ContainerInfo) -> str:

@@ -62,9 +62,12 @@ def render_project(
     images: Images | None = None,
     tracing: str | None = "jaeger",
     console: bool = False,
+    console_host_port: int | None = None,
+    console_token: str | None = None,
 ) -> Rendered:
     """Render the project with real bootstrap tokens (minted from the mesh secret, made if missing)."""
-    from sandbox.control.tokens import ProxyIdentity, TokenAuthority
+    from sandbox.control.tokens import TokenAuthority
+    from sandbox.xds.identity import ProxyIdentity
 
     authority = TokenAuthority.load_or_create(project.ca_dir)
     options = RenderOptions(
@@ -76,6 +79,9 @@ def render_project(
         images or upstream_images(),
         tracing,
         console,
+        console_host_port=console_host_port,
+        console_token=console_token,
+        host_user=f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else None,
     )
     try:
         source = project.compose_file.read_bytes()

@@ -39,6 +39,7 @@ class ContainerInfo:
     network_mode: str = ""  # "container:<id>" for a container joined to another's network namespace
     ports: dict[str, int] = field(default_factory=dict)  # "15000/tcp" -> host port (127.0.0.1 publishes)
     labels: dict[str, str] = field(default_factory=dict)
+    ips: dict[str, str] = field(default_factory=dict)  # network name -> the container's IPv4 address on it
 
     @property
     def running(self) -> bool:
@@ -193,6 +194,8 @@ def _info(attrs: dict[str, Any]) -> ContainerInfo:
     labels = (attrs.get("Config") or {}).get("Labels") or {}
     health = (state.get("Health") or {}).get("Status")
     ports: dict[str, int] = {}
+    networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    ips = {str(name): str(n.get("IPAddress")) for name, n in networks.items() if (n or {}).get("IPAddress")}
     for key, bindings in ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).items():
         for binding in bindings or ():
             if binding.get("HostPort", "").isdigit():
@@ -209,6 +212,7 @@ def _info(attrs: dict[str, Any]) -> ContainerInfo:
         network_mode=str((attrs.get("HostConfig") or {}).get("NetworkMode") or ""),
         ports=ports,
         labels={str(k): str(v) for k, v in labels.items()},
+        ips=ips,
     )
 
 

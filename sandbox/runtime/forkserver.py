@@ -24,9 +24,10 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sandbox.runtime.base import ComponentKind
+from sandbox.runtime.pgroup import signal_group
 from sandbox.runtime.supervisor import ProcessSpec
 
 FORKED_KINDS = (ComponentKind.CONTROL_PLANE, ComponentKind.SIDECAR, ComponentKind.GATEWAY, ComponentKind.CONSOLE)
@@ -43,6 +44,7 @@ PRELOAD = {
 }
 PRELOAD[ComponentKind.GATEWAY] = PRELOAD[ComponentKind.SIDECAR]
 DISABLE_ENV = "SANDBOX_LOCAL_FORK"  # "0": exec every process instead (slower; for debugging)
+Entry = Callable[[list[str]], object]  # runs a `sandbox` command line (the CLI's app)
 
 
 def enabled() -> bool:
@@ -54,13 +56,16 @@ def forkable(spec: ProcessSpec) -> bool:
     return enabled() and spec.kind in FORKED_KINDS and tuple(spec.argv[:3]) == (sys.executable, "-m", "sandbox")
 
 
-def preload(kinds: Iterable[ComponentKind]) -> None:
-    """Import what the forked kinds run, then freeze the heap so children share it untouched."""
+def preload(kinds: Iterable[ComponentKind], warm: Callable[[], object] | None = None) -> None:
+    """Import what the forked kinds run and let the entry prepare itself (`warm`: the CLI builds its
+    command once), then freeze the heap so children share it untouched."""
     began, cpu = time.monotonic(), time.process_time()
     for kind in set(kinds):
         for name in PRELOAD.get(kind, ()):
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
+    if warm is not None:
+        warm()
     gc.collect()
     gc.freeze()
     took, used = time.monotonic() - began, time.process_time() - cpu
@@ -85,13 +90,11 @@ class ForkedHandle:
         return self.code
 
     def signal_group(self, signum: int) -> None:
-        from sandbox.runtime.launch import signal_group
-
         signal_group(self.pid, signum)
 
 
-def fork(spec: ProcessSpec, note: str | None = None) -> ForkedHandle:
-    """Run `sandbox <args>` (spec.argv after `python -m sandbox`) in a forked child."""
+def fork(spec: ProcessSpec, entry: Entry, note: str | None = None) -> ForkedHandle:
+    """Run `sandbox <args>` (spec.argv after `python -m sandbox`) in a forked child, through `entry`."""
     log = os.open(spec.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     if note:
         os.write(log, f"{note}\n".encode())
@@ -104,9 +107,7 @@ def fork(spec: ProcessSpec, note: str | None = None) -> ForkedHandle:
     code = 1
     try:  # the child: never return into the parent's code, whatever happens
         _become(spec, log)
-        from sandbox.cli import app
-
-        app(args=list(spec.argv[3:]), prog_name="sandbox")
+        entry(list(spec.argv[3:]))
         code = 0
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
@@ -128,8 +129,7 @@ def _become(spec: ProcessSpec, log: int) -> None:
     os.dup2(devnull, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    os.close(devnull)
-    os.close(log)
+    os.closerange(3, _max_fd())  # nothing of the supervisor's: its plan pipe, a server's connection
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True, errors="backslashreplace")
     sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True, errors="backslashreplace")
     os.chdir(spec.cwd)
@@ -138,6 +138,13 @@ def _become(spec: ProcessSpec, log: int) -> None:
     sys.argv = ["sandbox", *spec.argv[3:]]
     logging.root.handlers.clear()  # whatever the parent configured: the command sets up its own
     _name(spec.name)
+
+
+def _max_fd() -> int:
+    try:
+        return min(os.sysconf("SC_OPEN_MAX"), 1 << 20)
+    except (OSError, ValueError):
+        return 1024
 
 
 def _name(name: str) -> None:

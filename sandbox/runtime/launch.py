@@ -3,14 +3,14 @@ one, and a terminal's Ctrl-C reaches only `sandbox`), output appended to its log
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 from sandbox.runtime import forkserver
-from sandbox.runtime.forkserver import ForkedHandle
+from sandbox.runtime.forkserver import Entry, ForkedHandle
+from sandbox.runtime.pgroup import signal_group
 from sandbox.runtime.supervisor import ProcessSpec
 
 
@@ -37,17 +37,6 @@ class NotStarted:
 
     def signal_group(self, signum: int) -> None:
         return None
-
-
-def signal_group(pgid: int, signum: int) -> bool:
-    """Signal a process group; False when it no longer exists."""
-    if pgid <= 1:  # 0 and -1 would mean our own group or every process
-        return False
-    try:
-        os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
 
 
 class SubprocessLauncher:
@@ -77,9 +66,12 @@ class SubprocessLauncher:
 
 class MeshLauncher:
     """Forks sandbox's own processes from preloaded code (forkserver.py), runs everything else
-    as a subprocess. The first fork pays for the preload."""
+    as a subprocess. The first fork pays for the preload. `entry` runs a forked child's command
+    line (the CLI, handed down from it: the runtime does not import the CLI); an entry with a
+    `warm()` method prepares itself during the preload (the CLI builds its command once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, entry: Entry) -> None:
+        self.entry = entry
         self.subprocesses = SubprocessLauncher()
         self.preloaded = False
         self._preloading: threading.Thread | None = None
@@ -88,7 +80,9 @@ class MeshLauncher:
         """Import in a thread while the caller waits for its plan and starts the subprocesses;
         the first fork joins it (so no other thread runs when the process forks)."""
         if forkserver.enabled() and self._preloading is None:
-            self._preloading = threading.Thread(target=forkserver.preload, args=(forkserver.FORKED_KINDS,))
+            self._preloading = threading.Thread(
+                target=forkserver.preload, args=(forkserver.FORKED_KINDS, getattr(self.entry, "warm", None))
+            )
             self._preloading.daemon = True
             self._preloading.start()
 
@@ -97,7 +91,7 @@ class MeshLauncher:
             return self.subprocesses.start(spec, note)
         self.preload()
         Path(spec.log_file).parent.mkdir(parents=True, exist_ok=True)
-        return forkserver.fork(spec, note)
+        return forkserver.fork(spec, self.entry, note)
 
     def preload(self) -> None:
         if self.preloaded or not forkserver.enabled():
@@ -105,5 +99,5 @@ class MeshLauncher:
         if self._preloading is not None:
             self._preloading.join()
         else:
-            forkserver.preload(forkserver.FORKED_KINDS)
+            forkserver.preload(forkserver.FORKED_KINDS, getattr(self.entry, "warm", None))
         self.preloaded = True

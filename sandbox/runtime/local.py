@@ -18,12 +18,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from sandbox.mesh.diagnostics import Diagnostic
+from sandbox.mesh.names import node_name
 from sandbox.mesh.topology import Topology, load_compose
-from sandbox.runtime import logfiles, probes
+from sandbox.runtime import consoletoken, logfiles, probes
 from sandbox.runtime.base import (
     PROXY_SUFFIX,
     ComponentFailed,
@@ -37,18 +40,21 @@ from sandbox.runtime.base import (
     UpOptions,
     workload_statuses,
 )
-from sandbox.runtime.launch import signal_group
-from sandbox.runtime.localdaemon import PID_FILE, PLAN_FILE, PROCESSES_FILE
+from sandbox.runtime.hostports import port_free
+from sandbox.runtime.localdaemon import PID_FILE, PLAN_FILE, PROCESSES_FILE, process_identity
 from sandbox.runtime.localplan import LocalPlan, Paths, Tools, build
+from sandbox.runtime.pgroup import signal_group
 from sandbox.runtime.ports import PortAllocator
 from sandbox.runtime.preflight import Inputs, local_commands, taken_ports
 from sandbox.runtime.project import MeshRecord, Project, read_record, remove_record, write_atomic
 from sandbox.runtime.supervisor import Probe
+from sandbox.runtime.supervisorserver import SupervisorServer
 
 RUN_DIR = "local"
 JAEGER_QUERY = "http://127.0.0.1:16686"
 JAEGER_ZIPKIN = "http://127.0.0.1:9411/api/v2/spans"
 STOP_TIMEOUT = 15.0
+CONSOLE_PORT = 20001  # Kiali's: the console's address stays the same from one `up` to the next when it is free
 
 
 def run_dir(project: Project) -> Path:
@@ -58,16 +64,19 @@ def run_dir(project: Project) -> Path:
 class LocalRuntime:
     name = "local"
 
-    def __init__(self, python: str = sys.executable) -> None:
+    def __init__(self, python: str = sys.executable, server: SupervisorServer | None = None) -> None:
         self.python = python
+        self.server = server  # forks preloaded supervisors (the pytest fixture's); None: spawn one per up
         self._daemon: subprocess.Popen[bytes] | None = None
         self._warm: subprocess.Popen[bytes] | None = None
 
     def warm_up(self, project: Project) -> None:
         """Start the supervisor now, so it imports what it forks while `up` runs its preflight;
         it waits for the plan on stdin and ends on its own if `up` goes away first."""
+        if self.server is not None or self._warm is not None:
+            return
         record = read_record(project)
-        if self._warm is not None or (record is not None and self.is_running(project, record)):
+        if record is not None and self.is_running(project, record):
             return
         self._clean_logs(project)
         self._warm = self._spawn(project, ["--warm"])
@@ -92,7 +101,7 @@ class LocalRuntime:
     def _spawn(self, project: Project, args: list[str]) -> subprocess.Popen[bytes]:
         with (project.logs_dir / "supervisor.log").open("ab") as log:
             return subprocess.Popen(
-                [self.python, "-m", "sandbox.runtime.localdaemon", *args],
+                [self.python, "-m", "sandbox", "local-daemon", *args],
                 stdin=subprocess.PIPE if args == ["--warm"] else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -106,28 +115,35 @@ class LocalRuntime:
 
         return [*local_commands(inputs.topology), *taken_ports([inputs.ingress_claim], who_holds)]
 
-    def tools(self) -> Tools:
+    def tools(self, options: UpOptions | None = None) -> Tools:
         import importlib.util
 
+        options = options or UpOptions()
         jaeger = probes.check(Probe("http", "127.0.0.1", 16686, "/api/services"), timeout=0.3)
         return Tools(
             python=self.python,
-            prometheus=shutil.which("prometheus"),
-            console=importlib.util.find_spec("sandbox.commands.console") is not None,
+            prometheus=shutil.which("prometheus") if options.prometheus else None,
+            console=options.console and importlib.util.find_spec("sandbox.commands.console") is not None,
             zipkin=JAEGER_ZIPKIN if jaeger else None,
             jaeger_ui=JAEGER_QUERY if jaeger else None,
+            left_out=tuple(name for name in ("prometheus", "console") if not getattr(options, name)),
+            console_port=CONSOLE_PORT if options.console and port_free(CONSOLE_PORT) else None,
         )
 
     def plan(self, project: Project, topology: Topology, tools: Tools | None = None) -> LocalPlan:
-        from sandbox.control.tokens import ProxyIdentity, TokenAuthority
+        from sandbox.control.tokens import TokenAuthority
+        from sandbox.xds.identity import ProxyIdentity
 
         authority = TokenAuthority.load_or_create(project.ca_dir)
+        tools = tools or self.tools()
+        if tools.console and tools.console_token is None:
+            tools = replace(tools, console_token=consoletoken.ensure(project))
         paths = Paths(project.compose_file, project.istio_dir, project.ca_dir, project.logs_dir, run_dir(project))
-        with PortAllocator(avoid={topology.settings.ingress_port}) as allocate:
+        with PortAllocator(avoid={topology.settings.ingress_port, CONSOLE_PORT}) as allocate:
             return build(
                 topology,
                 paths,
-                tools or self.tools(),
+                tools,
                 os.environ,
                 allocate,
                 lambda w: authority.issue(ProxyIdentity(w.name, w.namespace, w.service_account)),
@@ -141,7 +157,7 @@ class LocalRuntime:
                 "run `sandbox down` first"
             )
         self.down(project, record)  # leftovers of a crashed run, if any
-        plan = self.plan(project, topology)
+        plan = self.plan(project, topology, self.tools(options))
         for warning in plan.warnings:
             progress.warn(warning)
         directory = run_dir(project)
@@ -165,28 +181,38 @@ class LocalRuntime:
             "record_file": str(project.record_file),
             "timeout": options.timeout,
         }
+        if options.owner is not None:
+            document["owner"] = {"pid": options.owner, "identity": process_identity(options.owner)}
         write_atomic(directory / PLAN_FILE, json.dumps(document, indent=1) + "\n")
         return self._start(project, directory, progress, options.timeout)
 
     def _start(self, project: Project, directory: Path, progress: Progress, timeout: float) -> MeshRecord:
-        if self._warm is not None and self._warm.poll() is None and self._warm.stdin is not None:
-            daemon, self._warm = self._warm, None
-            assert daemon.stdin is not None
-            daemon.stdin.write(f"{directory}\n".encode())
-            daemon.stdin.close()
+        daemon = None
+        if self.server is not None:
+            stream = self.server.start(directory, project.logs_dir / "supervisor.log")
         else:
-            daemon = self._spawn(project, [str(directory)])
-        self._daemon = daemon
-        assert daemon.stdout is not None
-        failure = self._relay(daemon.stdout, progress)
-        daemon.stdout.close()
+            if self._warm is not None and self._warm.poll() is None and self._warm.stdin is not None:
+                daemon, self._warm = self._warm, None
+                assert daemon.stdin is not None
+                daemon.stdin.write(f"{directory}\n".encode())
+                daemon.stdin.close()
+            else:
+                daemon = self._spawn(project, [str(directory)])
+            self._daemon = daemon
+            assert daemon.stdout is not None
+            stream = daemon.stdout
+        failure = self._relay(stream, progress)
+        stream.close()
         if failure is None:
             record = read_record(project)
             if record is not None:
                 return record
             failure = RuntimeFailure("the supervisor reported ready but wrote no mesh record")
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            daemon.wait(STOP_TIMEOUT + 5)
+        if daemon is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                daemon.wait(STOP_TIMEOUT + 5)
+        else:
+            self._wait_gone(project)
         self.down(project, None)
         if isinstance(failure, str):
             log_file = project.logs_dir / "supervisor.log"
@@ -227,6 +253,13 @@ class LocalRuntime:
             except (OSError, ValueError):
                 pid = self._daemon.pid if self._daemon is not None else None
         return pid
+
+    def _wait_gone(self, project: Project) -> None:
+        """A served supervisor that failed stops its components, then exits: wait for that."""
+        pid = self._supervisor_pid(project, None)
+        deadline = time.monotonic() + STOP_TIMEOUT + 5
+        while pid is not None and alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def is_running(self, project: Project, record: MeshRecord) -> bool:
         pid = self._supervisor_pid(project, record)
@@ -298,7 +331,7 @@ class LocalRuntime:
             running,
             dict(record.urls),
             tuple(components),
-            workload_statuses(topology, node_ready, sync),
+            workload_statuses(topology, node_ready, sync, _addresses(project, topology, record)),
             record.control_plane,
         )
 
@@ -395,3 +428,21 @@ def _same_program(pid: int, argv0: str) -> bool:
     except OSError:
         return os.name != "posix" or not Path("/proc").is_dir()
     return not argv0 or first == argv0 or Path(first).name == Path(argv0).name
+
+
+def _addresses(project: Project, topology: Topology, record: MeshRecord) -> dict[str, str]:
+    """Node -> where a client outside the mesh reaches it: the endpoints the control plane gives
+    every sidecar (each replica's sidecar inbound listener, or its app without a sidecar), and the
+    ingress gateway's listener."""
+    try:
+        endpoints = json.loads((run_dir(project) / "endpoints.json").read_text())
+    except (OSError, ValueError):
+        endpoints = {}
+    found: dict[str, str] = {}
+    for w in topology.workloads:
+        listed = endpoints.get(w.name) if isinstance(endpoints, dict) else None
+        if w.builtin:
+            listed = [urlsplit(record.urls.get("ingress") or "").netloc]
+        for replica, address in enumerate(listed if isinstance(listed, list) else ()):
+            found[node_name(w.name, replica, w.replicas)] = str(address)
+    return found

@@ -1,4 +1,4 @@
-"""The local runtime's supervisor process: `python -m sandbox.runtime.localdaemon RUN_DIR`.
+"""The local runtime's supervisor process: `python -m sandbox local-daemon RUN_DIR` (a hidden command).
 
 `sandbox up` starts this detached (its own session, so it outlives
 the shell and `sandbox down` from anywhere can stop it by the pid in the record), with the plan
@@ -6,16 +6,25 @@ in RUN_DIR/plan.json. It starts every component, and reports each one's progress
 JSON lines on stdout until the mesh is ready (or a component fails, when it stops everything
 and says which, with the tail of its log). Then it writes the MeshRecord, closes stdout and
 supervises: restarts with backoff, readiness of restarted processes, processes.json for `status`
-and `down`. SIGTERM, SIGINT or SIGHUP stop everything and remove the record.
+and `down`. SIGTERM, SIGINT or SIGHUP stop everything and remove the record, and so does the end
+of the plan's `owner` process when it names one (the pytest fixture's session, even if killed).
 
-Stdlib and sandbox.runtime only: it lives as long as the mesh, so it stays small.
+`local-daemon --serve SOCKET` is a supervisor server: it preloads once and forks one supervisor per
+mesh asked for on a Unix socket, whose connection carries that supervisor's progress (the pytest
+fixture starts a mesh per test this way without paying the preload each time).
+
+Stdlib and sandbox.runtime only, plus the code it preloads to fork sandbox's own processes from
+(forkserver.py): it lives as long as the mesh, so it stays small.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -23,7 +32,7 @@ from typing import Any
 
 from sandbox.runtime import logfiles, probes
 from sandbox.runtime.base import ComponentKind, Phase, ProgressEvent
-from sandbox.runtime.forkserver import forkable
+from sandbox.runtime.forkserver import Entry, forkable
 from sandbox.runtime.launch import MeshLauncher
 from sandbox.runtime.project import MeshRecord, write_atomic
 from sandbox.runtime.supervisor import Managed, ProcessSpec, Supervisor
@@ -38,7 +47,7 @@ ROTATE_EVERY = 40  # supervise rounds (10 s) between log size checks
 
 
 class Daemon:
-    def __init__(self, run_dir: Path, launcher: MeshLauncher | None = None) -> None:
+    def __init__(self, run_dir: Path, launcher: MeshLauncher) -> None:
         self.run_dir = run_dir
         plan = json.loads((run_dir / PLAN_FILE).read_text())
         self.specs = [ProcessSpec.from_data(s) for s in plan["specs"]]
@@ -48,7 +57,8 @@ class Daemon:
         self.began = time.monotonic()
         self.stop_requested = False
         self.dirty = True
-        self.supervisor = Supervisor(self.specs, launcher or MeshLauncher(), on_change=self._changed)
+        self.supervisor = Supervisor(self.specs, launcher, on_change=self._changed)
+        self.owner: dict[str, Any] | None = plan.get("owner")
         self.out: Any = sys.stdout
 
     # -- reporting -------------------------------------------------------------------------
@@ -101,6 +111,16 @@ class Daemon:
     def request_stop(self, _signum: int, _frame: Any) -> None:
         self.stop_requested = True
 
+    def owner_gone(self) -> bool:
+        """The plan's owner process has ended (checked by pid and start time: pids are reused)."""
+        if not self.owner or self.stop_requested:
+            return False
+        if process_identity(int(self.owner["pid"])) == self.owner.get("identity"):
+            return False
+        self.note(f"its owner (pid {self.owner['pid']}) has ended: stopping the mesh")
+        self.stop_requested = True
+        return True
+
     def start(self) -> bool:
         """Start everything and wait until all are ready. The chain every sidecar waits on
         (preload -> control plane -> pushed config) goes first: the forked components (control
@@ -121,7 +141,7 @@ class Daemon:
     def wait_ready(self, names: list[str], deadline: float) -> bool:
         waiting = {n: self.supervisor.processes[n] for n in names}
         while waiting:
-            if self.stop_requested:
+            if self.stop_requested or self.owner_gone():
                 self.emit({"interrupted": True})
                 return False
             for managed in waiting.values():
@@ -163,7 +183,7 @@ class Daemon:
 
     def supervise(self) -> None:
         rounds = 0
-        while not self.stop_requested:
+        while not self.stop_requested and not self.owner_gone():
             rounds += 1
             if rounds % ROTATE_EVERY == 0:
                 for spec in self.specs:
@@ -213,29 +233,104 @@ class Daemon:
             self.shutdown()
 
     def _close_stdout(self) -> None:
-        """`up --detach` has returned: nothing reads the pipe any more."""
-        self.out = None
+        """`up --detach` has returned: nothing reads the pipe (or the server's connection) any more."""
+        out, self.out = self.out, None
+        if out is not None and out is not sys.stdout:
+            with contextlib.suppress(OSError):
+                out.close()
+            return
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.close(devnull)
 
 
-def main(argv: list[str]) -> int:
-    """`RUN_DIR`: start the plan in it. `--warm`: start preloading at once and read RUN_DIR from
-    stdin (`up` starts it this way before its preflight, so the two overlap, and the apps start
-    while the preload finishes); end quietly on EOF."""
-    if argv == ["--warm"]:
-        launcher = MeshLauncher()
+def process_identity(pid: int) -> str | None:
+    """`pid:start time` of a running process (its start time tells a reused pid apart); None when gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return f"{pid}:?"  # no /proc (not Linux): the pid alone
+    return None if fields[0] == "Z" else f"{pid}:{fields[19]}"
+
+
+def serve(path: str, entry: Entry) -> int:
+    """The supervisor server: preload, then per connection read `{"run_dir", "log"}` and fork a
+    supervisor for that plan, reporting on the connection. Ends on EOF on stdin (its owner went
+    away); the supervisors it forked live on in their own sessions and watch their owner."""
+    launcher = MeshLauncher(entry)
+    launcher.preload()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(8)
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    while True:
+        readable, _, _ = select.select([listener, sys.stdin], [], [], 1.0)
+        _reap()
+        if sys.stdin in readable and not os.read(sys.stdin.fileno(), 4096):
+            listener.close()
+            return 0
+        if listener in readable:
+            connection, _ = listener.accept()
+            with contextlib.suppress(OSError, ValueError):
+                _fork_supervisor(connection, listener, launcher)
+            connection.close()
+
+
+def _fork_supervisor(connection: socket.socket, listener: socket.socket, launcher: MeshLauncher) -> None:
+    reader = connection.makefile("rb")
+    request = json.loads(reader.readline())
+    reader.close()
+    if os.fork():
+        return
+    code = 1
+    try:  # the supervisor: never return into the server's loop
+        listener.close()
+        os.setsid()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        for fd, target in ((0, devnull), (1, devnull), (2, log)):  # nothing of the server's pipes
+            os.dup2(target, fd)
+        os.close(devnull)
+        os.close(log)
+        daemon = Daemon(Path(request["run_dir"]), launcher)
+        daemon.out = connection.makefile("w")
+        code = daemon.run()
+    except BaseException:  # reported in its log, then it ends
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _reap() -> None:
+    """Collect the supervisors that ended (they are the server's children)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
+def main(run_dir: Path | None, entry: Entry) -> int:
+    """`run_dir`: start the plan in it. None (`--warm`): start preloading at once and read the
+    run directory from stdin (`up` starts it this way before its preflight, so the two overlap,
+    and the apps start while the preload finishes); end quietly on EOF. `entry` runs the command
+    line of a process forked from the preloaded code (the CLI)."""
+    launcher = MeshLauncher(entry)
+    if run_dir is None:
         launcher.preload_in_background()
         line = sys.stdin.readline().strip()
         if not line:  # `up` stopped before starting anything; the preload thread may still run
             os._exit(0)
-        return Daemon(Path(line), launcher).run()
-    if len(argv) != 1:
-        sys.stderr.write("usage: python -m sandbox.runtime.localdaemon RUN_DIR | --warm\n")
-        return 2
-    return Daemon(Path(argv[0])).run()
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+        run_dir = Path(line)
+    return Daemon(run_dir, launcher).run()

@@ -2,8 +2,8 @@
 ports, log file and readiness probe, worked out before anything starts (pure; ports come from an
 injected allocator, so tests see stable numbers).
 
-Per workload replica an app (x-sandbox.local.command) and its sidecar; one ingress gateway; the
-control plane; Prometheus when installed; the console when available. The app's command runs in
+Per workload replica an app (x-sandbox.local.command) and its sidecar; the ingress and egress
+gateways; the control plane; Prometheus when installed; the console when available. The app's command runs in
 the compose file's directory (or x-sandbox.local.cwd, relative to it); a relative path among its
 words that names a file there is made absolute, and a leading `python`/`python3` becomes the
 Python running sandbox, so apps can import what sandbox's environment has (aiohttp, ...).
@@ -16,9 +16,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sandbox.mesh.topology import Interception, Topology, Workload
+from sandbox.mesh.names import node_name
+from sandbox.mesh.topology import EGRESS_GATEWAY, Interception, Topology, Workload
 from sandbox.runtime.base import PROXY_SUFFIX, ComponentKind
-from sandbox.runtime.project import ProxyRecord, node_name
+from sandbox.runtime.consoletoken import TOKEN_ENV
+from sandbox.runtime.project import ProxyRecord
 from sandbox.runtime.supervisor import Probe, ProcessSpec
 
 LOOPBACK = "127.0.0.1"
@@ -36,6 +38,9 @@ class Tools:
     console: bool = False  # `sandbox console` exists in this version
     zipkin: str | None = None  # a running Jaeger's Zipkin endpoint; None: the console collects spans
     jaeger_ui: str | None = None  # that Jaeger's query UI
+    left_out: tuple[str, ...] = ()  # optional components the caller chose not to run ("prometheus", "console")
+    console_port: int | None = None  # Kiali's 20001 when it was free; None: any free port
+    console_token: str | None = None  # what the console asks of a browser that writes (consoletoken.py)
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,7 @@ def build(
         )
     )
 
-    console_port = allocate() if tools.console else None
+    console_port = (tools.console_port or allocate()) if tools.console else None
     zipkin = tools.zipkin or (f"http://{LOOPBACK}:{console_port}/api/v2/spans" if console_port else None)
 
     for workload in topology.workloads:
@@ -153,9 +158,11 @@ def build(
                 plan.specs.append(_with_args(proxy, "--app-address", f"{LOOPBACK}:{app_port}"))
                 proxy_url = f"http://{LOOPBACK}:{outbound}"
                 no_proxy = "localhost,127.0.0.1"
-                app_env |= {
+                app_env |= {  # HTTPS_PROXY: the sidecar answers CONNECT with a tunnel under the egress rules
                     "HTTP_PROXY": proxy_url,
                     "http_proxy": proxy_url,
+                    "HTTPS_PROXY": proxy_url,
+                    "https_proxy": proxy_url,
                     "NO_PROXY": no_proxy,
                     "no_proxy": no_proxy,
                 }
@@ -180,13 +187,18 @@ def build(
             )
         plan.endpoints[workload.name] = replicas
 
-    gateway = next(w for w in topology.workloads if w.builtin)
+    gateway = topology.ingress
     ingress = gateway.port or 8080
     spec, _, inbound = _sidecar(plan, gateway, gateway.name, 0, sandbox, env, paths, allocate, token_for, zipkin)
-    # 443=0: the gateway's HTTPS listener on a free port, never a fixed one two meshes would share
-    plan.specs.append(_with_args(spec, "--port-map", f"80={ingress}", "--port-map", "443=0"))
+    # The gateway's HTTPS listener (Gateway port 443) on a free port, never a fixed one two meshes would share
+    https = allocate()
+    plan.specs.append(_with_args(spec, "--port-map", f"80={ingress}", "--port-map", f"443={https}"))
     plan.endpoints[gateway.name] = [f"{LOOPBACK}:{inbound}"]
     plan.urls["ingress"] = f"http://{LOOPBACK}:{ingress}"
+    plan.urls["https"] = f"https://{LOOPBACK}:{https}"
+    egress = topology.workload(EGRESS_GATEWAY)
+    if egress is not None and egress.builtin:
+        _egress_gateway(plan, egress, sandbox, env, paths, allocate, token_for, zipkin)
 
     plan.urls["prometheus"] = None
     if tools.prometheus:
@@ -211,7 +223,7 @@ def build(
             )
         )
         plan.urls["prometheus"] = f"http://{LOOPBACK}:{port}"
-    else:
+    elif "prometheus" not in tools.left_out:
         plan.warnings.append(
             "Prometheus is not installed, so metrics are off (the console's graph stays empty): "
             "install it (apt-get install prometheus, or brew install prometheus) and run `sandbox up` again"
@@ -221,7 +233,7 @@ def build(
     plan.urls["tracing"] = tools.jaeger_ui
     if console_port is not None:
         argv = (*sandbox, "console", "--control-plane", plan.control_plane, "--port", str(console_port))
-        argv += ("--bind", LOOPBACK, "--file", str(paths.compose_file))
+        argv += ("--bind", LOOPBACK, "--file", str(paths.compose_file), "--istio", str(paths.istio_dir))
         if plan.urls["prometheus"]:
             argv += ("--prometheus", str(plan.urls["prometheus"]))
         if tools.jaeger_ui:
@@ -231,7 +243,7 @@ def build(
                 "console",
                 ComponentKind.CONSOLE,
                 argv,
-                env,
+                {**env, TOKEN_ENV: tools.console_token} if tools.console_token else env,
                 str(directory),
                 str(paths.logs_dir / "console.log"),
                 Probe("http", LOOPBACK, console_port, "/healthz/ready"),
@@ -265,7 +277,9 @@ def _sidecar(
     argv += ("--stats-port", str(stats), "--ready-port", str(ready))
     if zipkin:
         argv += ("--zipkin", zipkin)
-    plan.proxies.append(ProxyRecord(node, workload.name, workload.namespace, replica, f"http://{LOOPBACK}:{admin}"))
+    outbound_url = "" if workload.builtin else f"http://{LOOPBACK}:{outbound}"  # a gateway has no outbound listener
+    admin_url = f"http://{LOOPBACK}:{admin}"
+    plan.proxies.append(ProxyRecord(node, workload.name, workload.namespace, replica, admin_url, outbound_url))
     plan.stats_targets.append((node, workload.name, f"{LOOPBACK}:{stats}"))
     component = node if workload.builtin else node + PROXY_SUFFIX
     spec = ProcessSpec(
@@ -280,6 +294,28 @@ def _sidecar(
         workload.name,
     )
     return spec, outbound, inbound
+
+
+def _egress_gateway(
+    plan: LocalPlan,
+    egress: Workload,
+    sandbox: tuple[str, ...],
+    env: dict[str, str],
+    paths: Paths,
+    allocate: Allocate,
+    token_for: TokenFor,
+    zipkin: str | None,
+) -> None:
+    """The egress gateway: a listener port per Service port (80, 443), each allocated here and
+    named in the endpoints file as `istio-egressgateway:<port>`, where sidecars send its traffic."""
+    bound = {p.port: allocate() for p in egress.ports}
+    spec, _, inbound = _sidecar(plan, egress, egress.name, 0, sandbox, env, paths, allocate, token_for, zipkin)
+    args = [arg for port, at in bound.items() for arg in ("--port-map", f"{port}={at}")]
+    first = next(iter(bound.values()), inbound)
+    plan.specs.append(replace(_with_args(spec, *args), address=f"{LOOPBACK}:{first}"))
+    plan.endpoints[egress.name] = [f"{LOOPBACK}:{inbound}"]
+    for port, at in bound.items():
+        plan.endpoints[f"{egress.name}:{port}"] = [f"{LOOPBACK}:{at}"]
 
 
 def _with_args(spec: ProcessSpec, *args: str) -> ProcessSpec:

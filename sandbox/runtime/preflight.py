@@ -24,7 +24,8 @@ from sandbox.mesh.names import split_fqdn
 from sandbox.mesh.state import MeshState
 from sandbox.mesh.topology import Topology
 from sandbox.mesh.yamlsrc import Document, parse_documents
-from sandbox.runtime.base import RUNTIMES
+
+RUNTIMES = ("auto", "compose", "local")
 
 PortProbe = Callable[[int], "str | None"]  # None: free; else who holds it (hostports.who_holds)
 

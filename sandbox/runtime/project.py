@@ -25,7 +25,7 @@ from typing import Any
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 STATE_DIR = ".sandbox"
 RECORD_FILE = "mesh.json"
-URL_KEYS = ("ingress", "console", "prometheus", "tracing")
+URL_KEYS = ("ingress", "https", "console", "prometheus", "tracing")  # https: the ingress gateway's port 443
 
 
 class ProjectNotFound(Exception):
@@ -94,6 +94,7 @@ class ProxyRecord:
     namespace: str
     replica: int  # 0-based
     admin: str  # base URL of its admin listener as seen from the host, e.g. http://127.0.0.1:15000
+    outbound: str = ""  # its outbound listener as seen from the host (local runtime; compose: "", not published)
 
 
 @dataclass(frozen=True)
@@ -144,9 +145,3 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def node_name(workload: str, replica: int, replicas: int) -> str:
-    """A proxy's node name: the workload's name when it has one replica, else `<workload>-<n>`
-    (1-based), the names control.compile_clusters.default_endpoints resolves."""
-    return workload if replicas <= 1 else f"{workload}-{replica + 1}"

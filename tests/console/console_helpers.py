@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from sandbox.console.spans import Span, decode_zipkin
-from sandbox.proxy.record import RequestRecord
+from sandbox.proxy.record import RequestRecord, record
 from sandbox.proxy.tracecontext import TraceContext
 
 T0 = 1_700_000_000_000_000  # microseconds
@@ -98,7 +98,7 @@ def read_page(html: str) -> Page:
 
 
 def hop(ctx: TraceContext, start: float, seconds: float, authority: str, status: int) -> RequestRecord:
-    rec = RequestRecord(
+    rec = record(
         start,
         method="GET",
         path="/",

@@ -235,16 +235,28 @@ def test_the_trace_page_shows_the_hops_as_a_waterfall() -> None:
     assert missing == 404
     rows = read_page(html).sections["trace"]
     assert rows[0] == ["Service", "Operation", "Status", "Duration", "Timeline"]
+    # each span names its service and kind, and links the workload whose sidecar reported it
     assert [(r[0], r[1].split()[0], r[2], r[3].split()[0]) for r in rows[1:]] == [
         (
-            "istio-ingressgateway.istio-system client",
+            "istio-ingressgateway.istio-system client istio-ingressgateway",
             "productpage.default.svc.cluster.local:9080/*",
             "503 error",
             "20.00ms",
         ),
-        ("productpage.default server", "productpage.default.svc.cluster.local:9080/*", "503 error", "18.00ms"),
-        ("productpage.default client", "reviews.default.svc.cluster.local:9080/*", "503 error", "10.00ms"),
-        ("reviews.default server", "reviews.default.svc.cluster.local:9080/*", "503 error", "8.00ms"),
+        (
+            "productpage.default server productpage-v1",
+            "productpage.default.svc.cluster.local:9080/*",
+            "503 error",
+            "18.00ms",
+        ),
+        (
+            "productpage.default client productpage-v1",
+            "reviews.default.svc.cluster.local:9080/*",
+            "503 error",
+            "10.00ms",
+        ),
+        ("reviews.default server reviews-v2", "reviews.default.svc.cluster.local:9080/*", "503 error", "8.00ms"),
     ]
+    assert 'href="/console/namespaces/istio-system/workloads/istio-ingressgateway"' in html
     # each hop is indented under the one that called it
     assert [html.count(f"padding-left: {16 + 18 * depth}px") for depth in range(4)] == [1, 1, 1, 1]

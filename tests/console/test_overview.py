@@ -18,8 +18,8 @@ from console_helpers import read_page, spans, zspan
 from sandbox.console.app import Console, ConsoleSettings
 from sandbox.console.views import format_age, format_duration
 from sandbox.control.push import ProxyStatus
-from sandbox.control.tokens import ProxyIdentity
 from sandbox.runtime.project import MeshRecord, ProxyRecord, find_project, write_record
+from sandbox.xds.identity import ProxyIdentity
 
 COMPOSE = """\
 services:
@@ -40,7 +40,7 @@ services:
 
 def status(node: str, workload: str, acked: str, current: str = "v2", nack: str = "") -> dict[str, Any]:
     """A /debug/syncz row as the control plane's PushServer writes it."""
-    ns = "istio-system" if workload == "istio-ingressgateway" else "default"
+    ns = "istio-system" if workload in ("istio-ingressgateway", "istio-egressgateway") else "default"
     identity = ProxyIdentity(workload, ns, "default")
     row = ProxyStatus(node, identity, connected_at=time.time(), version_current=current, version_sent=current)
     row.version_acked, row.last_ack = acked, time.time()
@@ -55,6 +55,7 @@ SYNCZ = [
     status("api-v1-2", "api-v1", acked="v1"),  # sent v2, not acknowledged yet
     status("api-v2", "api-v2", acked="v1", nack="route api: invalid regex '<b>(['"),
     status("istio-ingressgateway", "istio-ingressgateway", acked="v2"),
+    status("istio-egressgateway", "istio-egressgateway", acked="v2"),
 ]
 
 
@@ -132,15 +133,16 @@ def test_the_overview_shows_each_workloads_proxies_and_their_sync_state(tmp_path
                 await console.stop()
 
         assert data["project"] == "shop" and data["runtime"] == "local"
-        assert data["controlPlane"] == {"url": cp, "reachable": True, "ready": True, "proxies": 5, "error": None}
+        assert data["controlPlane"] == {"url": cp, "reachable": True, "ready": True, "proxies": 6, "error": None}
         assert data["prometheus"] == {"url": cp, "reachable": True, "error": None}
         assert data["urls"] == {
             "ingress": "http://127.0.0.1:8080",
+            "https": None,
             "console": base,
             "prometheus": "http://127.0.0.1:49090",
             "tracing": None,
         }
-        assert data["proxyStates"] == {"NACK": 1, "DISCONNECTED": 0, "UNKNOWN": 0, "STALE": 1, "SYNCED": 3}
+        assert data["proxyStates"] == {"NACK": 1, "DISCONNECTED": 0, "UNKNOWN": 0, "STALE": 1, "SYNCED": 4}
 
         page = read_page(html)
         rows = page.sections["workloads"]
@@ -149,6 +151,14 @@ def test_the_overview_shows_each_workloads_proxies_and_their_sync_state(tmp_path
             ["api-v1", "default", "api", "v1", "STALE", "api-v1-1 SYNCED api-v1-2 STALE"],
             ["api-v2", "default", "api", "v2", "NACK", "api-v2 NACK route api: invalid regex '<b>(['"],
             ["web", "default", "web", "v1", "SYNCED", "web SYNCED"],
+            [
+                "istio-egressgateway",
+                "istio-system",
+                "istio-egressgateway",
+                "–",
+                "SYNCED",
+                "istio-egressgateway SYNCED",
+            ],
             [
                 "istio-ingressgateway",
                 "istio-system",
@@ -161,7 +171,7 @@ def test_the_overview_shows_each_workloads_proxies_and_their_sync_state(tmp_path
         assert "<b>" not in html and "&lt;b&gt;" in html  # what the control plane says is text, never markup
         assert 'href="http://127.0.0.1:15100"' in html  # the record's admin URL links the proxy
         assert "Ready" in page.cards["card-control-plane"]
-        assert "3 / 5 synced" in page.cards["card-proxies"] and "1 NACK" in page.cards["card-proxies"]
+        assert "4 / 6 synced" in page.cards["card-proxies"] and "1 NACK" in page.cards["card-proxies"]
         assert "Prometheus" in page.cards["card-prometheus"] and 'href="http://127.0.0.1:49090"' in html
 
         traces = page.sections["traces"]
@@ -171,7 +181,7 @@ def test_the_overview_shows_each_workloads_proxies_and_their_sync_state(tmp_path
             ["web.default", "reviews.default.svc.cluster.local:9080/*", "2.50ms", "1", "200"],
         ]
         assert traces[1][0] == "1s ago" and traces[2][0] == "5s ago"
-        assert 'href="/traces/2222222222222222"' in html
+        assert 'href="/console/traces/2222222222222222"' in html
         assert "<script" not in html and "http://" not in html.split("<body>")[0]  # offline: nothing fetched
 
     asyncio.run(scenario())
@@ -192,7 +202,8 @@ def test_without_a_control_plane_every_proxy_is_unknown(tmp_path: Path) -> None:
     assert data["controlPlane"]["reachable"] is False
     assert data["controlPlane"]["error"].startswith("cannot connect to 127.0.0.1:9")
     assert {p["state"] for w in data["workloads"] for p in w["proxies"]} == {"UNKNOWN"}
-    assert [w["name"] for w in data["workloads"]] == ["api-v1", "api-v2", "web", "istio-ingressgateway"]
+    names = [w["name"] for w in data["workloads"]]
+    assert names == ["api-v1", "api-v2", "web", "istio-egressgateway", "istio-ingressgateway"]
     page = read_page(html)
     assert "Unreachable" in page.cards["card-control-plane"]
     assert "Off" in page.cards["card-prometheus"]
@@ -218,6 +229,7 @@ def test_a_proxy_the_mesh_expects_but_the_control_plane_never_saw_is_disconnecte
         "api-v1-2": "DISCONNECTED",
         "api-v2": "DISCONNECTED",
         "istio-ingressgateway": "DISCONNECTED",
+        "istio-egressgateway": "DISCONNECTED",
     }
 
 

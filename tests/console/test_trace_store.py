@@ -113,7 +113,7 @@ def test_memory_stays_bounded_at_about_a_kilobyte_per_sidecar_span() -> None:
                 TraceContext(trace, b, a, True, "SERVER", shared=True),
             ]
             for builder, ctx in zip(builders, contexts, strict=True):
-                out.append(builder.span(hop(ctx, time.time(), 0.01, "reviews:9080", 200)))
+                out.append(json.loads(builder.span_json(hop(ctx, time.time(), 0.01, "reviews:9080", 200))))
         return json.dumps(out).encode()
 
     bodies = [batch(i * 64, 64) for i in range(8)]  # 512 traces, 2048 spans

@@ -2,14 +2,16 @@
 Sidecar + Subscription, every port 0) carrying traffic to real upstream apps while rules change,
 break, get fixed, the control plane dies and comes back, and certificates rotate.
 
-Traffic is a loop of requests through every sidecar's outbound listener; every test asserts that
-not one request failed.
+Traffic is a loop of requests through every client sidecar's outbound listener to reviews, whose
+three versions run behind their own sidecars: every hop between sidecars is mutual TLS (auto mTLS,
+PERMISSIVE by default), and every test asserts that not one request failed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,34 +26,25 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from factories import BOOKINFO, reviews_to
 
-from sandbox.control.server import ControlPlane, ControlPlaneSettings
-from sandbox.control.tokens import ProxyIdentity, TokenAuthority
+from sandbox.control.plane import ControlPlane, ControlPlaneSettings
+from sandbox.control.server import ControlPlaneServer
+from sandbox.control.tokens import TokenAuthority
 from sandbox.mesh.topology import Workload
 from sandbox.proxy.agent import ProxyAgent
-from sandbox.proxy.process import ProxyOptions
-from sandbox.proxy.subscription import Identity
+from sandbox.proxy.sidecar import ProxyOptions
+from sandbox.xds.identity import ProxyIdentity
+from sandbox.xds.messages import Hello
 
 pytestmark = pytest.mark.timeout(120)
 
-BOOKINFO = Path(__file__).parent.parent / "fixtures" / "bookinfo"
 CLIENTS = (
     ("productpage-v1", "bookinfo-productpage"),
     ("details-v1", "bookinfo-details"),
     ("ratings-v1", "bookinfo-ratings"),
 )
-VS = """apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: {subset}
-"""
+SERVERS = tuple((f"reviews-{v}", "bookinfo-reviews") for v in ("v1", "v2", "v3"))
 
 
 def save(path: Path, text: str) -> None:
@@ -68,8 +61,21 @@ async def until(predicate: Callable[[], object], timeout: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
+@dataclass
+class Apps:
+    """The apps (reviews answer their version), and where the mesh reaches each workload: reviews at
+    its sidecar's inbound listener (its port chosen now, listened on by `start_servers`)."""
+
+    apps: dict[str, str]
+    inbound: dict[str, int]
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        return {**self.apps, **{name: f"127.0.0.1:{port}" for name, port in self.inbound.items()}}
+
+
 @asynccontextmanager
-async def apps() -> AsyncIterator[dict[str, str]]:
+async def apps() -> AsyncIterator[Apps]:
     """One upstream per reviews version (answering its version) and one per other workload."""
     runners, addresses = [], {}
     for name in ("reviews-v1", "reviews-v2", "reviews-v3", "productpage-v1", "details-v1", "ratings-v1"):
@@ -86,7 +92,7 @@ async def apps() -> AsyncIterator[dict[str, str]]:
         runners.append(runner)
         addresses[name] = f"127.0.0.1:{runner.addresses[0][1]}"
     try:
-        yield addresses
+        yield Apps(addresses, {name: free_port() for name, _ in SERVERS})
     finally:
         for runner in runners:
             await runner.cleanup()
@@ -96,24 +102,51 @@ def project(tmp_path: Path) -> tuple[Path, Path]:
     istio = tmp_path / "istio"
     istio.mkdir()
     shutil.copy(BOOKINFO / "destination-rule-all.yaml", istio)
-    save(istio / "reviews.yaml", VS.format(subset="v1"))
+    save(istio / "reviews.yaml", reviews_to("v1"))
     compose = tmp_path / "compose.yaml"
     shutil.copy(BOOKINFO / "compose.yaml", compose)
     return istio, compose
 
 
 async def start_sidecars(url: str, tokens: TokenAuthority) -> list[ProxyAgent]:
-    agents = []
     options = ProxyOptions(
         outbound_port=0, inbound_port=0, admin_port=None, stats_port=None, ready_port=0, access_log=None
     )
-    for workload, sa in CLIENTS:
-        token = tokens.issue(ProxyIdentity(workload, "default", sa))
-        agent = ProxyAgent(options, control_plane=url, identity=Identity(workload, workload, "default", sa, token))
+    return await _start({workload: (sa, options) for workload, sa in CLIENTS}, url, tokens)
+
+
+async def start_servers(url: str, tokens: TokenAuthority, apps: Apps) -> list[ProxyAgent]:
+    """reviews v1-v3's sidecars, each on its inbound port in front of its app."""
+    found: dict[str, tuple[str, ProxyOptions]] = {}
+    for workload, sa in SERVERS:
+        options = ProxyOptions(
+            outbound_port=None,
+            inbound_port=apps.inbound[workload],
+            admin_port=None,
+            stats_port=None,
+            ready_port=None,
+            access_log=None,
+            app_address=apps.apps[workload],
+        )
+        found[workload] = (sa, options)
+    return await _start(found, url, tokens)
+
+
+async def _start(sidecars: dict[str, tuple[str, ProxyOptions]], url: str, tokens: TokenAuthority) -> list[ProxyAgent]:
+    agents = []
+    for workload, (sa, options) in sidecars.items():
+        identity = ProxyIdentity(workload, "default", sa)
+        agent = ProxyAgent(options, control_plane=url, hello=Hello(workload, identity, tokens.issue(identity)))
         await agent.start()
         agents.append(agent)
     await until(lambda: all(a.snapshot is not None for a in agents))
     return agents
+
+
+def served_over_mtls(servers: list[ProxyAgent]) -> set[str]:
+    """The connection_security_policy of every request the reviews sidecars served."""
+    text = "".join(a.telemetry.prometheus_text() for a in servers)
+    return set(re.findall(r'istio_requests_total\{[^}]*connection_security_policy="([a-z_]+)"', text))
 
 
 @dataclass
@@ -182,21 +215,24 @@ def test_rule_changes_reach_every_sidecar_and_broken_files_never_cost_a_request(
     istio, compose = project(tmp_path)
 
     async def scenario() -> None:
-        async with apps() as addresses:
-            plane = ControlPlane(ControlPlaneSettings(istio, compose, tmp_path / "state", port=0), resolver(addresses))
-            port = await plane.start()
+        async with apps() as found:
+            settings = ControlPlaneSettings(istio, compose, tmp_path / "state", port=0)
+            plane = ControlPlane(settings, resolver(found.endpoints))
+            plane_server = ControlPlaneServer(plane)
+            port = await plane_server.start()
             base = f"http://127.0.0.1:{port}"
+            servers = await start_servers(base, plane.tokens, found)
             agents = await start_sidecars(base, plane.tokens)
             assert await ask_each(agents) == ["v1", "v1", "v1"]
             traffic = Traffic(agents).start()
 
-            save(istio / "reviews.yaml", VS.format(subset="v2"))
+            save(istio / "reviews.yaml", reviews_to("v2"))
             await traffic.settled_on("v2")  # observable at every sidecar
 
             async with aiohttp.ClientSession() as http:
                 for broken, code, line in (
-                    (VS.format(subset="v2") + "  - [\n", "SBX001", 13),  # bad YAML
-                    (VS.format(subset="v9"), "KIA1107", 9),  # a subset no DestinationRule defines
+                    (reviews_to("v2") + "  - [\n", "SBX001", 13),  # bad YAML
+                    (reviews_to("v9"), "KIA1107", 9),  # a subset no DestinationRule defines
                 ):
                     save(istio / "reviews.yaml", broken)
                     status: dict[str, Any] = {}
@@ -213,12 +249,13 @@ def test_rule_changes_reach_every_sidecar_and_broken_files_never_cost_a_request(
                     async with http.get(f"{base}/debug/syncz") as r:
                         assert {p["state"] for p in await r.json()} == {"SYNCED"}
 
-            save(istio / "reviews.yaml", VS.format(subset="v3"))
+            save(istio / "reviews.yaml", reviews_to("v3"))
             await traffic.settled_on("v3")  # fixed: it applies
             await traffic.stop()
             assert traffic.failures == []
-            await stop_all(agents)
-            await plane.stop()
+            assert served_over_mtls(servers) == {"mutual_tls"}
+            await stop_all(agents + servers)
+            await plane_server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 100))
 
@@ -235,9 +272,9 @@ def test_killing_the_control_plane_under_traffic_fails_no_request_and_a_restart_
     port = free_port()
 
     async def scenario() -> None:
-        async with apps() as addresses:
+        async with apps() as found:
             endpoints = tmp_path / "endpoints.json"
-            endpoints.write_text("{" + ", ".join(f'"{k}": ["{v}"]' for k, v in addresses.items()) + "}")
+            endpoints.write_text("{" + ", ".join(f'"{k}": ["{v}"]' for k, v in found.endpoints.items()) + "}")
             argv = [sys.executable, "-m", "sandbox", "controlplane", "--istio", str(istio), "--compose", str(compose)]
             argv += ["--port", str(port), "--state-dir", str(state), "--endpoints", str(endpoints)]
 
@@ -256,7 +293,9 @@ def test_killing_the_control_plane_under_traffic_fails_no_request_and_a_restart_
                 raise AssertionError("the control plane never became ready")
 
             first = await control_plane()
-            agents = await start_sidecars(f"http://127.0.0.1:{port}", TokenAuthority.load_or_create(state))
+            tokens = TokenAuthority.load_or_create(state)
+            servers = await start_servers(f"http://127.0.0.1:{port}", tokens, found)
+            agents = await start_sidecars(f"http://127.0.0.1:{port}", tokens)
             traffic = Traffic(agents).start()
             try:
                 await traffic.settled_on("v1")
@@ -265,7 +304,7 @@ def test_killing_the_control_plane_under_traffic_fails_no_request_and_a_restart_
                 await until(lambda: not any(a.subscription and a.subscription.connected for a in agents))
                 count = len(traffic.answers)
                 await until(lambda: len(traffic.answers) > count + 50)  # still serving, on the last snapshot
-                save(istio / "reviews.yaml", VS.format(subset="v2"))  # changed while it is down
+                save(istio / "reviews.yaml", reviews_to("v2"))  # changed while it is down
 
                 second = await control_plane()
                 try:
@@ -274,22 +313,23 @@ def test_killing_the_control_plane_under_traffic_fails_no_request_and_a_restart_
                         for _ in range(1000):
                             async with http.get(f"http://127.0.0.1:{port}/debug/syncz") as r:
                                 proxies = await r.json()
-                            if len(proxies) == 3 and {p["state"] for p in proxies} == {"SYNCED"}:
+                            if len(proxies) == 6 and {p["state"] for p in proxies} == {"SYNCED"}:
                                 break
                             await asyncio.sleep(0.02)
                     assert sorted((p["proxy"], p["state"]) for p in proxies) == [
-                        (w, "SYNCED") for w in sorted(w for w, _ in CLIENTS)
+                        (w, "SYNCED") for w in sorted(w for w, _ in CLIENTS + SERVERS)
                     ]
                 finally:
                     second.terminate()
                     second.wait(10)
             finally:
                 await traffic.stop()
-                await stop_all(agents)
+                await stop_all(agents + servers)
                 if first.poll() is None:
                     first.kill()
                     first.wait()
             assert traffic.failures == []
+            assert served_over_mtls(servers) == {"mutual_tls"}
 
     asyncio.run(asyncio.wait_for(scenario(), 100))
 
@@ -300,30 +340,33 @@ def test_certificates_rotate_under_traffic_without_a_failed_request(tmp_path: Pa
     istio, compose = project(tmp_path)
 
     async def scenario() -> None:
-        async with apps() as addresses:
+        async with apps() as found:
             settings = ControlPlaneSettings(
                 istio, compose, tmp_path / "state", port=0, cert_ttl=dt.timedelta(seconds=2)
             )
-            plane = ControlPlane(settings, resolver(addresses))
-            port = await plane.start()
+            plane = ControlPlane(settings, resolver(found.endpoints))
+            plane_server = ControlPlaneServer(plane)
+            port = await plane_server.start()
+            servers = await start_servers(f"http://127.0.0.1:{port}", plane.tokens, found)
             agents = await start_sidecars(f"http://127.0.0.1:{port}", plane.tokens)
-            seen: dict[str, set[str]] = {a.identity.node: set() for a in agents if a.identity}
+            seen: dict[str, set[int]] = {a.identity.workload: set() for a in agents + servers if a.identity}
 
             def record() -> bool:
-                for a in agents:
+                for a in agents + servers:
                     if a.certificate is not None and a.identity is not None:
-                        seen[a.identity.node].add(a.certificate.serial)
+                        seen[a.identity.workload].add(a.certificate.serial)
                 return all(len(serials) >= 3 for serials in seen.values())
 
             traffic = Traffic(agents).start()
             await until(record, timeout=30)  # rotated at about half of 2 s, twice, for every sidecar
             await traffic.stop()
             assert traffic.failures == [] and len(traffic.answers) > 100
+            assert served_over_mtls(servers) == {"mutual_tls"}  # every request, across the rotations
             assert all(
                 a.certificate is not None and a.certificate.spiffe_id.endswith(sa)
                 for a, (_, sa) in zip(agents, CLIENTS, strict=True)
             )
-            await stop_all(agents)
-            await plane.stop()
+            await stop_all(agents + servers)
+            await plane_server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 100))

@@ -9,25 +9,22 @@ from typing import Any
 
 import aiohttp
 import pytest
+from factories import BOOKINFO, reviews_to
 
 from sandbox.control.api import BadQuery, select_resources
-from sandbox.control.server import ControlPlane, ControlPlaneSettings
-from sandbox.control.tokens import ProxyIdentity
+from sandbox.control.plane import ControlPlane, ControlPlaneSettings
+from sandbox.control.server import ControlPlaneServer
 from sandbox.mesh.loader import load_text
-from sandbox.proxy.subscription import Identity, Subscription
+from sandbox.proxy.subscription import Subscription
+from sandbox.xds.identity import ProxyIdentity
+from sandbox.xds.messages import Hello
 
-BOOKINFO = Path(__file__).parent.parent / "fixtures" / "bookinfo"
-VS = """apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
+STRICT_PA = """\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
 spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: {subset}
+  mtls: {mode: STRICT}
 """
 
 
@@ -40,9 +37,7 @@ class Sink:
 
 
 def test_select_resources_filters_by_kind_short_name_namespace_and_name() -> None:
-    loaded = load_text(
-        VS.format(subset="v1") + "---\n" + VS.format(subset="v2").replace("reviews\nspec", "r2\nspec"), "a.yaml"
-    )
+    loaded = load_text(reviews_to("v1") + "---\n" + reviews_to("v2").replace("reviews\nspec", "r2\nspec"), "a.yaml")
     found = select_resources(loaded.resources, {"a.yaml": 12.5}, kind="vs")
     assert [(r["name"], r["file"], r["line"], r["applied"]) for r in found] == [
         ("r2", "a.yaml", 12, 12.5),  # the document starts at its `---`
@@ -61,7 +56,7 @@ def test_the_api_serves_the_live_store_and_says_when_changes_are_pending(tmp_pat
     istio = tmp_path / "istio"
     istio.mkdir()
     shutil.copy(BOOKINFO / "destination-rule-all.yaml", istio)
-    (istio / "reviews.yaml").write_text(VS.format(subset="v1"))
+    (istio / "reviews.yaml").write_text(reviews_to("v1"))
     (istio / "broken.yaml").write_text("kind: VirtualService\nmetadata: {name: x}\nspec: {hosts: [\n")
     compose = tmp_path / "compose.yaml"
     shutil.copy(BOOKINFO / "compose.yaml", compose)
@@ -72,12 +67,13 @@ def test_the_api_serves_the_live_store_and_says_when_changes_are_pending(tmp_pat
             istio, compose, tmp_path / "state", port=0, quiet=1.0, max_delay=2.0, settle=1.0
         )
         plane = ControlPlane(settings)
-        port = await plane.start()
+        plane_server = ControlPlaneServer(plane)
+        port = await plane_server.start()
         base = f"http://127.0.0.1:{port}/api/v1"
         me = ProxyIdentity("productpage-v1", "default", "bookinfo-productpage")
         sub = Subscription(
             f"http://127.0.0.1:{port}/v1/push",
-            Identity("pp", me.workload, me.namespace, me.service_account, plane.tokens.issue(me)),
+            Hello("pp", ProxyIdentity(me.workload, me.namespace, me.service_account), plane.tokens.issue(me)),
             Sink(),
         )
         sub.start()
@@ -113,7 +109,7 @@ def test_the_api_serves_the_live_store_and_says_when_changes_are_pending(tmp_pat
             assert sync["synced"] and sync["pending"] == [] and sync["rejected"] == [str(istio / "broken.yaml")]
             assert [(p["proxy"], p["state"]) for p in sync["proxies"]] == [("pp", "SYNCED")]
 
-            (istio / "reviews.yaml").write_text(VS.format(subset="v2"))
+            (istio / "reviews.yaml").write_text(reviews_to("v2"))
             _, sync = await get("/sync")  # on disk, not applied yet
             assert not sync["synced"] and str(istio / "reviews.yaml") in sync["pending"]
             for _ in range(500):
@@ -124,7 +120,19 @@ def test_the_api_serves_the_live_store_and_says_when_changes_are_pending(tmp_pat
             assert sync["synced"]
             _, body = await get("/resources?kind=virtualservice")
             assert body["resources"][0]["manifest"]["spec"]["http"][0]["route"][0]["destination"]["subset"] == "v2"
+
+            async def syncz() -> list[tuple[str, str, str]]:
+                async with http.get(f"http://127.0.0.1:{port}/debug/syncz") as r:
+                    return [(p["proxy"], p["mtls"], p["mtlsPolicy"]) for p in await r.json()]
+
+            assert await syncz() == [("pp", "PERMISSIVE", "")]  # nothing set: Istio's default
+            (istio / "pa.yaml").write_text(STRICT_PA)
+            for _ in range(500):
+                if (await syncz())[0][1] == "STRICT":
+                    break
+                await asyncio.sleep(0.01)
+            assert await syncz() == [("pp", "STRICT", "PeerAuthentication/default/default")]
         await sub.stop()
-        await plane.stop()
+        await plane_server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))

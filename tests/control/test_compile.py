@@ -1,6 +1,6 @@
 """compile(mesh, proxy): which routes, clusters, policies and endpoints one proxy receives.
 
-Each test states an Istio rule from ../shared/reference/istio-semantics.md §1 and checks the
+Each test states an Istio rule from docs/reference/istio-semantics.md §1 and checks the
 snapshot a proxy would get under it (Bookinfo's compose file and rule files as the base).
 """
 
@@ -14,10 +14,10 @@ import pytest
 from sandbox.control.compile import UnknownProxy
 from sandbox.control.compile import compile as compile_snapshot
 from sandbox.control.compile_clusters import endpoints_from_mapping
-from sandbox.control.snapshot import MAX_UINT32, Cluster, ProxySnapshot, Route, VirtualHost
 from sandbox.mesh.loader import load_texts
 from sandbox.mesh.state import MeshState
 from sandbox.mesh.topology import load_compose, parse_compose
+from sandbox.xds.snapshot import MAX_UINT32, Cluster, ProxySnapshot, Route, VirtualHost
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bookinfo"
 BOOKINFO_COMPOSE = (FIXTURES / "compose.yaml").read_text()
@@ -450,6 +450,33 @@ def test_subset_policy_overrides_top_level_and_port_level_does_not_inherit() -> 
     assert v2.connection_pool.max_connections == MAX_UINT32  # port level: defaults, no inheritance
 
 
+def test_a_subsets_own_policy_wins_over_the_top_levels_port_level_settings() -> None:
+    # Istio's MergeTrafficPolicy resolves the top level for the port first, then the subset's
+    # settings replace it; the top level's port-level entry must not override a subset's own policy.
+    rule = dr(
+        "reviews",
+        """
+        host: reviews
+        trafficPolicy:
+          portLevelSettings:
+          - port: {number: 9080}
+            loadBalancer: {simple: ROUND_ROBIN}
+            connectionPool: {tcp: {maxConnections: 7}}
+        subsets:
+        - name: v1
+          labels: {version: v1}
+          trafficPolicy:
+            loadBalancer: {simple: RANDOM}
+        """,
+    )
+    snap = compile_for(rule)
+    top = cluster(snap, f"outbound|9080||{REVIEWS}").traffic_policy
+    assert (top.load_balancer.simple, top.connection_pool.max_connections) == ("ROUND_ROBIN", 7)
+    v1 = cluster(snap, f"outbound|9080|v1|{REVIEWS}").traffic_policy
+    assert v1.load_balancer.simple == "RANDOM"  # the subset's own
+    assert v1.connection_pool.max_connections == 7  # what the subset leaves alone comes from the top (port) level
+
+
 @pytest.mark.parametrize(
     ("simple", "expected"),
     [("LEAST_CONN", "LEAST_REQUEST"), ("UNSPECIFIED", "LEAST_REQUEST"), ("PASSTHROUGH", "PASSTHROUGH")],
@@ -615,6 +642,9 @@ def sidecar(name: str, body: str, namespace: str = "default") -> str:
     )
 
 
+EGRESS_GATEWAY = "istio-egressgateway.istio-system.svc.cluster.local"
+
+
 def service_hosts(snap: ProxySnapshot) -> set[str]:
     return {c.service for c in snap.clusters if c.service}
 
@@ -628,8 +658,8 @@ def test_sidecar_egress_hosts_limit_what_a_proxy_knows() -> None:
     assert service_hosts(snap) == {REVIEWS}
     rc = snap.route_config(9080)
     assert rc is not None and [vh.name for vh in rc.virtual_hosts] == [f"{REVIEWS}:9080", "allow_any"]
-    # another workload of the namespace is not selected by it
-    assert len(service_hosts(compile_for(only_reviews, proxy="reviews-v1"))) == 4
+    # another workload of the namespace is not selected by it: it knows the four and the egress gateway
+    assert len(service_hosts(compile_for(only_reviews, proxy="reviews-v1"))) == 5
 
 
 def test_namespace_and_root_default_sidecars_and_their_outbound_policy() -> None:
@@ -639,7 +669,7 @@ def test_namespace_and_root_default_sidecars_and_their_outbound_policy() -> None
         namespace="istio-system",
     )
     snap = compile_for(root)
-    assert service_hosts(snap) == set()  # nothing lives in istio-system
+    assert service_hosts(snap) == {EGRESS_GATEWAY}  # only the egress gateway lives in istio-system
     assert snap.mesh.outbound_traffic_policy == "REGISTRY_ONLY" and snap.cluster("PassthroughCluster") is None
     namespace_wide = sidecar("default", "egress: [{hosts: ['./*']}]\n")
     assert len(service_hosts(compile_for(root, namespace_wide))) == 4  # the namespace's own Sidecar wins
@@ -656,7 +686,7 @@ def test_namespace_and_root_default_sidecars_and_their_outbound_policy() -> None
                 "reviews-from-v1",
                 """\
                 host: reviews
-                workloadSelector: {labels: {app: reviews, version: v1}}
+                workloadSelector: {matchLabels: {app: reviews, version: v1}}
                 trafficPolicy: {loadBalancer: {simple: RANDOM}}
                 """,
             ),

@@ -13,10 +13,10 @@ import textwrap
 import pytest
 
 from sandbox.control.compile import compile as compile_snapshot
-from sandbox.control.snapshot import OutlierDetectionPolicy
 from sandbox.mesh.loader import load_texts
 from sandbox.mesh.state import MeshState
 from sandbox.mesh.topology import parse_compose
+from sandbox.xds.snapshot import OutlierDetectionPolicy
 
 COMPOSE = """services:
   productpage-v1:

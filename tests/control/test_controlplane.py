@@ -5,6 +5,7 @@ Named after the `controlplane` command: tests/proxy/test_server.py is the sideca
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import shutil
@@ -14,25 +15,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+from factories import BOOKINFO, reviews_to
 
-from sandbox.control.server import ControlPlane, ControlPlaneSettings
-from sandbox.control.snapshot import ProxySnapshot
-from sandbox.control.tokens import ProxyIdentity
-from sandbox.proxy.subscription import CertificateBundle, Identity, Subscription
-
-BOOKINFO = Path(__file__).parent.parent / "fixtures" / "bookinfo"
-VS = """apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: {subset}
-"""
+from sandbox.control.plane import ControlPlane, ControlPlaneSettings
+from sandbox.control.server import ControlPlaneServer
+from sandbox.proxy.subscription import Subscription
+from sandbox.xds.certificate import WorkloadCertificate
+from sandbox.xds.identity import ProxyIdentity
+from sandbox.xds.messages import Hello
+from sandbox.xds.snapshot import ProxySnapshot
 
 
 class Sidecar:
@@ -40,12 +31,12 @@ class Sidecar:
 
     def __init__(self) -> None:
         self.snapshot: ProxySnapshot | None = None
-        self.cert: CertificateBundle | None = None
+        self.cert: WorkloadCertificate | None = None
 
     def on_snapshot(self, payload: dict[str, Any]) -> None:
         self.snapshot = ProxySnapshot.from_data(payload)
 
-    def on_certificate(self, bundle: CertificateBundle) -> None:
+    def on_certificate(self, bundle: WorkloadCertificate) -> None:
         self.cert = bundle
 
     def reviews_cluster(self) -> str:
@@ -78,24 +69,27 @@ def test_file_edits_reach_every_sidecar_and_bad_files_keep_the_last_good_rules(t
     shutil.copy(BOOKINFO / "destination-rule-all.yaml", istio)
     compose = tmp_path / "compose.yaml"
     shutil.copy(BOOKINFO / "compose.yaml", compose)
-    (istio / "reviews.yaml").write_text(VS.format(subset="v1"))
+    (istio / "reviews.yaml").write_text(reviews_to("v1"))
     v = "outbound|9080|{}|reviews.default.svc.cluster.local".format
 
     async def scenario() -> None:
         plane = ControlPlane(ControlPlaneSettings(istio, compose, tmp_path / "state", port=0))
-        port = await plane.start()
+        plane_server = ControlPlaneServer(plane)
+        port = await plane_server.start()
         base = f"http://127.0.0.1:{port}"
         sidecars: list[tuple[Subscription, Sidecar]] = []
         for workload, sa in (("productpage-v1", "bookinfo-productpage"), ("reviews-v2", "bookinfo-reviews")):
             token = plane.tokens.issue(ProxyIdentity(workload, "default", sa))
             sink = Sidecar()
-            sub = Subscription(f"{base}/v1/push", Identity(workload, workload, "default", sa, token), sink)
+            sub = Subscription(f"{base}/v1/push", Hello(workload, ProxyIdentity(workload, "default", sa), token), sink)
             sub.start()
             sidecars.append((sub, sink))
         intruder = Subscription(
             f"{base}/v1/push",
-            Identity(
-                "x", "ratings-v1", "default", "bookinfo-ratings", plane.tokens.issue(ProxyIdentity("a", "b", "c"))
+            Hello(
+                "x",
+                ProxyIdentity("ratings-v1", "default", "bookinfo-ratings"),
+                plane.tokens.issue(ProxyIdentity("a", "b", "c")),
             ),
             Sidecar(),
         )
@@ -116,13 +110,13 @@ def test_file_edits_reach_every_sidecar_and_bad_files_keep_the_last_good_rules(t
             assert cert is not None and cert.spiffe_id == "spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
             await until(lambda: "4401" in intruder.last_error)
 
-            save(istio / "reviews.yaml", VS.format(subset="v2"))
+            save(istio / "reviews.yaml", reviews_to("v2"))
             await until(lambda: all(s.reviews_cluster() == v("v2") for _, s in sidecars))
             await until(lambda: plane.push.stats.acks >= 4)
 
             for broken, code, line in (
-                (VS.format(subset="v2") + "  - [\n", "SBX001", 13),
-                (VS.format(subset="v9"), "KIA1107", 9),
+                (reviews_to("v2") + "  - [\n", "SBX001", 13),
+                (reviews_to("v9"), "KIA1107", 9),
             ):
                 save(istio / "reviews.yaml", broken)
                 await until(
@@ -136,7 +130,7 @@ def test_file_edits_reach_every_sidecar_and_bad_files_keep_the_last_good_rules(t
                 assert all(s.reviews_cluster() == v("v2") for _, s in sidecars)
                 assert await synced()
 
-            save(istio / "reviews.yaml", VS.format(subset="v3"))
+            save(istio / "reviews.yaml", reviews_to("v3"))
             await until(lambda: all(s.reviews_cluster() == v("v3") for _, s in sidecars))
             await until(lambda: plane.push.stats.acks >= 6)
             assert await synced()
@@ -150,7 +144,7 @@ def test_file_edits_reach_every_sidecar_and_bad_files_keep_the_last_good_rules(t
             assert "sandbox_refused_connections_total" in metrics and "pilot_total_xds_rejects_total 0.0" in metrics
         for sub, _ in [*sidecars, (intruder, None)]:
             await sub.stop()
-        await plane.stop()
+        await plane_server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
 
@@ -164,12 +158,11 @@ def test_adding_a_workload_to_the_compose_file_adds_endpoints(tmp_path: Path) ->
 
     async def scenario() -> None:
         plane = ControlPlane(ControlPlaneSettings(istio, compose, tmp_path / "state", port=0))
-        port = await plane.start()
+        plane_server = ControlPlaneServer(plane)
+        port = await plane_server.start()
         identity = ProxyIdentity("productpage-v1", "default", "bookinfo-productpage")
         sink = Sidecar()
-        me = Identity(
-            "pp", *(identity.workload, identity.namespace, identity.service_account), plane.tokens.issue(identity)
-        )
+        me = Hello("pp", identity, plane.tokens.issue(identity))
         sub = Subscription(f"http://127.0.0.1:{port}/v1/push", me, sink)
         sub.start()
 
@@ -183,7 +176,7 @@ def test_adding_a_workload_to_the_compose_file_adds_endpoints(tmp_path: Path) ->
         save(compose, text)
         await until(lambda: reviews_endpoints() == ["reviews-v1", "reviews-v2", "reviews-v3"])
         await sub.stop()
-        await plane.stop()
+        await plane_server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
@@ -196,15 +189,16 @@ def test_a_token_minted_for_an_identity_the_compose_file_no_longer_gives_is_refu
 
     async def scenario() -> None:
         plane = ControlPlane(ControlPlaneSettings(istio, compose, tmp_path / "state", port=0))
-        port = await plane.start()
+        plane_server = ControlPlaneServer(plane)
+        port = await plane_server.start()
         old = ProxyIdentity("reviews-v1", "default", "bookinfo-productpage")  # the compose file says bookinfo-reviews
-        me = Identity("r", old.workload, old.namespace, old.service_account, plane.tokens.issue(old))
+        me = Hello("r", ProxyIdentity(old.workload, old.namespace, old.service_account), plane.tokens.issue(old))
         sub = Subscription(f"http://127.0.0.1:{port}/v1/push", me, Sidecar())
         sub.start()
         await until(lambda: "4401" in sub.last_error)
         assert plane.push.stats.refused >= 1 and "r" not in plane.push.proxies
         await sub.stop()
-        await plane.stop()
+        await plane_server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
@@ -213,31 +207,33 @@ def test_a_restarted_control_plane_keeps_its_ca_and_tokens_and_resyncs_every_sid
     istio = tmp_path / "istio"
     istio.mkdir()
     shutil.copy(BOOKINFO / "destination-rule-all.yaml", istio)
-    (istio / "reviews.yaml").write_text(VS.format(subset="v1"))
+    (istio / "reviews.yaml").write_text(reviews_to("v1"))
     compose = tmp_path / "compose.yaml"
     shutil.copy(BOOKINFO / "compose.yaml", compose)
 
     async def scenario() -> None:
         plane = ControlPlane(ControlPlaneSettings(istio, compose, tmp_path / "state", port=0))
-        port = await plane.start()
+        plane_server = ControlPlaneServer(plane)
+        port = await plane_server.start()
         sidecars = []
         for workload, sa in (("productpage-v1", "bookinfo-productpage"), ("details-v1", "bookinfo-details")):
             token = plane.tokens.issue(ProxyIdentity(workload, "default", sa))  # rendered once, at `sandbox up`
             sink = Sidecar()
             sub = Subscription(
-                f"http://127.0.0.1:{port}/v1/push", Identity(workload, workload, "default", sa, token), sink
+                f"http://127.0.0.1:{port}/v1/push", Hello(workload, ProxyIdentity(workload, "default", sa), token), sink
             )
             sub.start()
             sidecars.append((sub, sink))
         await until(lambda: all(s.snapshot and s.cert for _, s in sidecars))
         root = sidecars[0][1].cert.root_cert  # type: ignore[union-attr]
         serials = [s.cert.serial for _, s in sidecars]  # type: ignore[union-attr]
-        await plane.stop()
+        await plane_server.stop()
         await until(lambda: not any(sub.connected for sub, _ in sidecars))
 
-        (istio / "reviews.yaml").write_text(VS.format(subset="v3"))  # changed while it was down
+        (istio / "reviews.yaml").write_text(reviews_to("v3"))  # changed while it was down
         again = ControlPlane(ControlPlaneSettings(istio, compose, tmp_path / "state", port=port))
-        await again.start()
+        again_server = ControlPlaneServer(again)
+        await again_server.start()
         v3 = "outbound|9080|v3|reviews.default.svc.cluster.local"
         await until(lambda: all(s.reviews_cluster() == v3 for _, s in sidecars))
         await until(lambda: [p["state"] for p in again.push.sync_status()] == ["SYNCED", "SYNCED"])
@@ -246,7 +242,7 @@ def test_a_restarted_control_plane_keeps_its_ca_and_tokens_and_resyncs_every_sid
         assert again.push.stats.refused == 0  # the tokens from before the restart still verify
         for sub, _ in sidecars:
             await sub.stop()
-        await again.stop()
+        await again_server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
 
@@ -282,14 +278,14 @@ def test_the_command_says_why_it_cannot_start_without_a_traceback(tmp_path: Path
     ],
 )
 def test_a_bad_endpoints_file_says_what_is_wrong(text: str, error: str) -> None:
-    from sandbox.control.server import parse_endpoints
+    from sandbox.control.plane import parse_endpoints
 
     with pytest.raises(ValueError, match=re.escape(error)):
         parse_endpoints(text)
 
 
 def test_endpoints_from_a_file_or_every_replica_at_its_node_name() -> None:
-    from sandbox.control.server import node_endpoints, parse_endpoints
+    from sandbox.control.plane import node_endpoints, parse_endpoints
     from sandbox.mesh.topology import parse_compose
 
     assert parse_endpoints('{"a": ["h:1", "h:2"], "b": "g:3"}') == {("a", 0): "h:1", ("a", 1): "h:2", ("b", 0): "g:3"}
@@ -302,3 +298,36 @@ def test_endpoints_from_a_file_or_every_replica_at_its_node_name() -> None:
     assert web is not None and web.replicas == 2
     resolve = node_endpoints(15006)
     assert [resolve(web, replica, 9080) for replica in (0, 1)] == ["web-1:15006", "web-2:15006"]
+    legacy = parse_compose(
+        "services:\n  legacy:\n    image: x\n    labels: {app: curl, version: v1}\n"
+        "    x-sandbox: {port: 8080, inject: false}\n",
+        "compose.yaml",
+    ).workload("legacy")
+    assert legacy is not None and resolve(legacy, 0, 8080) == "legacy:8080"  # no sidecar: the app itself
+
+
+def test_a_policy_the_sidecars_do_not_enforce_is_logged_once_when_it_arrives(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    istio = tmp_path / "istio"
+    istio.mkdir()
+    compose = tmp_path / "compose.yaml"
+    shutil.copy(BOOKINFO / "compose.yaml", compose)
+    shutil.copy(BOOKINFO / "destination-rule-all.yaml", istio)
+    (istio / "lua.yaml").write_text(
+        "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: lua}\n"
+        "spec:\n  configPatches: [{applyTo: HTTP_FILTER}]\n"
+    )
+
+    async def scenario() -> None:
+        plane = ControlPlane(ControlPlaneSettings(istio, compose, tmp_path / "state", port=0))
+        plane.on_update(plane.watcher.initial())
+        (istio / "other.yaml").write_text(reviews_to("v1"))  # another change: no second warning
+        plane.on_update(plane.watcher.initial())
+        assert "reviews" in {r.name for r in plane.store.state.virtual_services}
+
+    with caplog.at_level(logging.WARNING, logger="sandbox.control.plane"):
+        asyncio.run(scenario())
+    warnings = [r.getMessage() for r in caplog.records if "SBX702" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "lua.yaml:5" in warnings[0] and "not applied" in warnings[0]

@@ -80,3 +80,60 @@ def test_broken_rule_file_is_reported_and_the_rest_still_shows(istio_dir: Path) 
     code, out, err = run("productpage-v1", "routes", "-c", str(FIXTURES / "compose.yaml"), "--istio", str(istio_dir))
     assert code == 1 and "broken.yaml" in err and "SBX001" in err
     assert "outbound|9080|v2|reviews" in out
+
+
+SECURITY = """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: readers, namespace: default}
+spec:
+  selector: {matchLabels: {app: details}}
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: default}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {notPaths: [/public*]}}], from: [{source: {notRequestPrincipals: ["*"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: watch, namespace: default, annotations: {"istio.io/dry-run": "true"}}
+spec:
+  action: DENY
+  rules: [{}]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: istio-system}
+spec:
+  jwtRules:
+  - issuer: testing@secure.istio.io
+    jwksUri: https://example.com/jwks.json
+    fromHeaders: [{name: x-token}]
+"""
+
+
+def test_authz_lists_the_policies_in_evaluation_order_and_the_jwt_providers(istio_dir: Path) -> None:
+    (istio_dir / "security.yaml").write_text(SECURITY)
+    code, out, _ = run("authz", "details-v1", "--compose", str(FIXTURES / "compose.yaml"), "--istio", str(istio_dir))
+    assert code == 0
+    rows = [line.split()[:3] for line in out.splitlines()[1:4]]
+    assert rows == [
+        ["DENY", "deny-admin.default", "1"],
+        ["DENY", "watch.default", "1"],
+        ["ALLOW", "readers.default", "1"],
+    ]
+    assert "dry run: logged, not enforced" in out.splitlines()[2]
+    jwt = next(line for line in out.splitlines() if line.startswith("testing@secure.istio.io"))
+    # Offline nothing fetches the jwksUri: the provider has no keys, so its tokens fail.
+    assert (
+        "https://example.com/jwks.json (no keys: tokens fail)" in jwt and "x-token" in jwt and "jwt.istio-system" in jwt
+    )
+    code, out, _ = run(
+        "authz", "details-v1", "-o", "yaml", "--compose", str(FIXTURES / "compose.yaml"), "--istio", str(istio_dir)
+    )
+    assert "notRequestPrincipals:" in out and "notPaths:" in out  # the rules as written
+    _, out, _ = run("authz", "ratings-v1", "--compose", str(FIXTURES / "compose.yaml"), "--istio", str(istio_dir))
+    assert "readers" not in out  # its selector picks details only

@@ -14,8 +14,11 @@ from aiohttp import web
 
 from sandbox.control.ca import MeshCA
 from sandbox.control.push import PushServer, SyncState
-from sandbox.control.tokens import ProxyIdentity, TokenAuthority
-from sandbox.proxy.subscription import CertificateBundle, Identity, Subscription
+from sandbox.control.tokens import TokenAuthority
+from sandbox.proxy.subscription import Subscription
+from sandbox.xds.certificate import WorkloadCertificate
+from sandbox.xds.identity import ProxyIdentity
+from sandbox.xds.messages import Hello
 
 AUTHORITY = TokenAuthority(b"k" * 32)
 
@@ -35,14 +38,14 @@ class Config:
 class Sink:
     def __init__(self) -> None:
         self.applied: list[dict[str, Any]] = []
-        self.certs: list[CertificateBundle] = []
+        self.certs: list[WorkloadCertificate] = []
 
     def on_snapshot(self, payload: dict[str, Any]) -> None:
         if "reject" in payload:
             raise ValueError(payload["reject"])
         self.applied.append(payload)
 
-    def on_certificate(self, bundle: CertificateBundle) -> None:
+    def on_certificate(self, bundle: WorkloadCertificate) -> None:
         self.certs.append(bundle)
 
 
@@ -67,7 +70,11 @@ async def serve(push: PushServer, port: int = 0) -> tuple[web.AppRunner, int]:
 def sidecar(port: int, workload: str, token: str | None = None, node: str = "") -> tuple[Subscription, Sink]:
     identity = ProxyIdentity(workload, "default", workload.split("-")[0])
     sink = Sink()
-    me = Identity(node or workload, workload, "default", identity.service_account, token or AUTHORITY.issue(identity))
+    me = Hello(
+        node or workload,
+        ProxyIdentity(workload, "default", identity.service_account),
+        token or AUTHORITY.issue(identity),
+    )
     return Subscription(f"http://127.0.0.1:{port}/v1/push", me, sink, rng=random.Random(7)), sink
 
 
@@ -221,7 +228,7 @@ def test_the_certificate_arrives_over_the_connection_and_is_rotated(tmp_path: Pa
         assert cert.spiffe_id == "spiffe://cluster.local/ns/default/sa/reviews"
         assert "PRIVATE KEY" in cert.private_key and "PRIVATE KEY" not in repr(cert)
         assert cert.root_cert == ca.root_pem
-        assert push.proxies["reviews-v2"].cert_serial == cert.serial
+        assert push.proxies["reviews-v2"].cert_serial == cert.serial_hex
         started = asyncio.get_running_loop().time()
         await until(lambda: len(sink.certs) >= 2)  # 2 s TTL: re-issued at about half its life
         took = asyncio.get_running_loop().time() - started

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from factories import reviews_to
 
 from sandbox.control.store import ConfigStore, FileState
 from sandbox.mesh.diagnostics import Diagnostic, Severity
@@ -21,18 +22,6 @@ services:
     expose: ["9080"]
 """
 
-VS = """apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: {subset}
-"""
 
 DR = """apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -76,7 +65,7 @@ def subset_of(state: MeshState) -> str | None:
 @pytest.fixture
 def store() -> ConfigStore:
     s = ConfigStore(parse_compose(COMPOSE, "compose.yaml"), analyzer=unknown_subsets)
-    assert s.apply({"istio/dr.yaml": DR, "istio/vs.yaml": VS.format(subset="v1")}, now=1.0)
+    assert s.apply({"istio/dr.yaml": DR, "istio/vs.yaml": reviews_to("v1")}, now=1.0)
     return s
 
 
@@ -88,7 +77,7 @@ def test_initial_files_apply(store: ConfigStore) -> None:
 
 def test_bad_yaml_is_rejected_with_file_and_line_and_the_last_good_rules_stay(store: ConfigStore) -> None:
     generation = store.generation
-    broken = VS.format(subset="v2").replace("  http:\n", "  http:\n  - route: [\n")
+    broken = reviews_to("v2").replace("  http:\n", "  http:\n  - route: [\n")
     assert not store.apply({"istio/vs.yaml": broken}, now=2.0)
     status = store.status("istio/vs.yaml")
     assert status is not None and status.state is FileState.REJECTED
@@ -98,14 +87,14 @@ def test_bad_yaml_is_rejected_with_file_and_line_and_the_last_good_rules_stay(st
     assert status.resources == ("VirtualService/default/reviews",)  # still in force
     assert subset_of(store.state) == "v1" and store.generation == generation
 
-    assert store.apply({"istio/vs.yaml": VS.format(subset="v2")}, now=3.0)  # the fix applies
+    assert store.apply({"istio/vs.yaml": reviews_to("v2")}, now=3.0)  # the fix applies
     assert subset_of(store.state) == "v2"
     assert store.status("istio/vs.yaml") == store.statuses["istio/vs.yaml"]
     assert store.statuses["istio/vs.yaml"].state is FileState.OK and store.generation == generation + 1
 
 
 def test_an_unknown_subset_is_rejected_by_the_analyzer_and_the_old_route_keeps_serving(store: ConfigStore) -> None:
-    assert not store.apply({"istio/vs.yaml": VS.format(subset="v3")}, now=2.0)
+    assert not store.apply({"istio/vs.yaml": reviews_to("v3")}, now=2.0)
     status = store.statuses["istio/vs.yaml"]
     assert status.state is FileState.REJECTED
     (error,) = status.diagnostics  # a blocking warning: Kiali rates it a warning, traffic would get 503 NR
@@ -124,7 +113,7 @@ def test_a_change_elsewhere_that_breaks_a_route_is_rejected_too(store: ConfigSto
     status = store.statuses["istio/dr.yaml"]
     assert status.state is FileState.REJECTED and status.diagnostics[-1].file == "istio/vs.yaml"
     # Moving the route first unblocks the DestinationRule: rejected files are retried.
-    assert store.apply({"istio/vs.yaml": VS.format(subset="v2")}, now=3.0)
+    assert store.apply({"istio/vs.yaml": reviews_to("v2")}, now=3.0)
     assert store.statuses["istio/dr.yaml"].state is FileState.OK
     (dr,) = store.state.destination_rules
     assert [s.name for s in dr.spec.subsets] == ["v2"]
@@ -132,7 +121,7 @@ def test_a_change_elsewhere_that_breaks_a_route_is_rejected_too(store: ConfigSto
 
 def test_two_changes_that_need_each_other_apply_in_one_batch(store: ConfigStore) -> None:
     with_v3 = DR + "  - name: v3\n    labels: {version: v3}\n"
-    assert store.apply({"istio/vs.yaml": VS.format(subset="v3"), "istio/dr.yaml": with_v3}, now=2.0)
+    assert store.apply({"istio/vs.yaml": reviews_to("v3"), "istio/dr.yaml": with_v3}, now=2.0)
     assert subset_of(store.state) == "v3"
     assert {s.state for s in store.statuses.values()} == {FileState.OK}
 
@@ -151,7 +140,7 @@ def test_deleting_a_rejected_file_removes_its_last_good_resources(store: ConfigS
 
 
 def test_a_resource_in_two_files_stays_with_the_first_and_the_second_gets_sbx009(store: ConfigStore) -> None:
-    copy = VS.format(subset="v2") + "---\n" + VS.replace("name: reviews", "name: other").format(subset="v2")
+    copy = reviews_to("v2") + "---\n" + reviews_to("v2", name="other")
     assert not store.apply({"istio/a-copy.yaml": copy}, now=2.0)  # sorts before vs.yaml, still second
     status = store.statuses["istio/a-copy.yaml"]
     assert status.state is FileState.REJECTED
@@ -174,19 +163,19 @@ def test_other_files_still_apply_while_one_is_rejected(store: ConfigStore) -> No
 
 
 def test_warnings_do_not_reject_but_are_reported(store: ConfigStore) -> None:
-    assert store.apply({"istio/vs.yaml": VS.format(subset="v2").replace("  hosts:", "  hostz: [x]\n  hosts:")}, 2.0)
+    assert store.apply({"istio/vs.yaml": reviews_to("v2").replace("  hosts:", "  hostz: [x]\n  hosts:")}, 2.0)
     status = store.statuses["istio/vs.yaml"]
     assert status.state is FileState.OK and [d.code for d in status.diagnostics] == ["SBX002"]
 
 
 def test_an_unchanged_text_does_not_bump_the_generation(store: ConfigStore) -> None:
     generation = store.generation
-    assert not store.apply({"istio/vs.yaml": VS.format(subset="v1")}, now=2.0)
+    assert not store.apply({"istio/vs.yaml": reviews_to("v1")}, now=2.0)
     assert store.generation == generation and store.statuses["istio/vs.yaml"].last_good == 2.0
 
 
 def test_a_compose_change_adds_endpoints_and_unblocks_a_route_to_the_new_version(store: ConfigStore) -> None:
-    to_v3 = VS.format(subset="v3")
+    to_v3 = reviews_to("v3")
     with_v3 = DR + "  - name: v3\n    labels: {version: v3}\n"
     store.apply({"istio/dr.yaml": with_v3}, now=2.0)
     grown = parse_compose(COMPOSE + "  reviews-v3:\n    image: r\n    labels: {app: reviews, version: v3}\n", "c.yaml")
@@ -214,12 +203,12 @@ def test_the_default_analyzer_rejects_an_unknown_subset() -> None:
     from sandbox.mesh.analysis import analyze
     from sandbox.mesh.loader import load_text
 
-    probe = MeshState(load_text(DR + "---\n" + VS.format(subset="v9"), "p.yaml").resources, parse_compose(COMPOSE, "c"))
+    probe = MeshState(load_text(DR + "---\n" + reviews_to("v9"), "p.yaml").resources, parse_compose(COMPOSE, "c"))
     if not any(d.code == "KIA1107" for d in analyze(probe)):
         pytest.skip("the analyzer does not check subsets yet")
     s = ConfigStore(parse_compose(COMPOSE, "compose.yaml"))
-    assert s.apply({"dr.yaml": DR, "vs.yaml": VS.format(subset="v1")}, now=1.0)
-    assert not s.apply({"vs.yaml": VS.format(subset="v9")}, now=2.0)
+    assert s.apply({"dr.yaml": DR, "vs.yaml": reviews_to("v1")}, now=1.0)
+    assert not s.apply({"vs.yaml": reviews_to("v9")}, now=2.0)
     assert s.statuses["vs.yaml"].state is FileState.REJECTED and subset_of(s.state) == "v1"
 
 
@@ -228,8 +217,8 @@ def test_a_crashing_analyzer_does_not_freeze_the_config(caplog: pytest.LogCaptur
         raise RuntimeError("checker bug")
 
     s = ConfigStore(parse_compose(COMPOSE, "compose.yaml"), analyzer=broken)
-    assert s.apply({"dr.yaml": DR, "vs.yaml": VS.format(subset="v1")}, now=1.0)
-    assert s.apply({"vs.yaml": VS.format(subset="v2")}, now=2.0) and subset_of(s.state) == "v2"
+    assert s.apply({"dr.yaml": DR, "vs.yaml": reviews_to("v1")}, now=1.0)
+    assert s.apply({"vs.yaml": reviews_to("v2")}, now=2.0) and subset_of(s.state) == "v2"
     assert not s.apply({"vs.yaml": "{"}, now=3.0)  # the loader still rejects what does not parse
     assert "checker bug" in caplog.text
 
@@ -243,13 +232,13 @@ def test_a_clean_batch_is_accepted_with_one_analysis_and_a_bad_file_in_it_is_jud
         return unknown_subsets(state)
 
     s = ConfigStore(parse_compose(COMPOSE, "compose.yaml"), analyzer=counting)
-    many = {f"istio/vs{i:02}.yaml": VS.replace("name: reviews", f"name: r{i}").format(subset="v2") for i in range(30)}
+    many = {f"istio/vs{i:02}.yaml": reviews_to("v2", name=f"r{i}") for i in range(30)}
     assert s.apply({"istio/dr.yaml": DR, **many}, now=1.0)
     assert calls <= 2 and len(s.state.virtual_services) == 30  # not one analysis per file
 
     calls = 0
-    bad = {"istio/vs05.yaml": VS.replace("name: reviews", "name: r5").format(subset="v7")}
-    edits = {f"istio/vs{i:02}.yaml": VS.replace("name: reviews", f"name: r{i}").format(subset="v1") for i in (1, 2)}
+    bad = {"istio/vs05.yaml": reviews_to("v7", name="r5")}
+    edits = {f"istio/vs{i:02}.yaml": reviews_to("v1", name=f"r{i}") for i in (1, 2)}
     assert s.apply({**edits, **bad, "istio/broken.yaml": "{"}, now=2.0)
     statuses = s.statuses
     assert [n for n, st in statuses.items() if st.state is FileState.REJECTED] == [

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.control.tokens import ProxyIdentity, TokenAuthority
+from sandbox.control.tokens import TokenAuthority
+from sandbox.xds.identity import ProxyIdentity
 
 REVIEWS = ProxyIdentity("reviews-v1", "default", "reviews")
 

@@ -54,6 +54,19 @@ def poll(check: Callable[[], T | None], timeout: float, what: str, interval: flo
         time.sleep(interval)
 
 
+def http_request(
+    url: str, method: str = "GET", headers: dict[str, str] | None = None, timeout: float = 10.0
+) -> tuple[int, dict[str, str], bytes]:
+    """One request with no HTTP proxy: (status, response headers lowercased, body)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(url, method=method, headers=headers or {}, data=b"" if method == "POST" else None)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
@@ -102,14 +115,21 @@ class Mesh:
 
     # -- rules -----------------------------------------------------------------------------------
     def apply(self, *files: str) -> None:
-        """`sandbox apply -f` each networking/ file in turn (as the task's `kubectl apply -f` steps;
-        a later file replaces a resource an earlier one made), then `sandbox wait --synced`."""
+        """`sandbox apply -f` each networking/ file (or `dir/file` of the sample) in turn (as the
+        task's `kubectl apply -f` steps; a later file replaces a resource an earlier one made), then
+        `sandbox wait --synced`."""
         for name in files:
-            path = self.directory / "networking" / name
+            path = self.directory / (name if "/" in name else f"networking/{name}")
             self.sandbox("apply", "-f", str(path))
             for resource in load_paths([str(path)]).resources:
-                self.applied.add((resource.kind, resource.namespace, resource.name))
+                if not resource.origin.translated_from:  # deleted with the legacy resource it came from
+                    self.applied.add((resource.kind, resource.namespace, resource.name))
         self.wait()
+
+    def apply_yaml(self, name: str, text: str) -> None:
+        """A rule the test writes (as the task's `kubectl apply -f - <<EOF`), applied like a networking/ file."""
+        (self.directory / "networking" / name).write_text(text)
+        self.apply(name)
 
     def reset(self) -> None:
         """`sandbox delete` what the test applied, routes before the subsets they use, and wait."""
@@ -126,6 +146,12 @@ class Mesh:
         self.sandbox("wait", "--synced", "--timeout", f"{SYNC_TIMEOUT:g}s", "-f", str(self.compose))
 
     # -- observing ---------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """`sandbox status -o json`."""
+        done = self.sandbox("status", "-f", str(self.compose), "-o", "json", check=False)
+        data: dict[str, Any] = json.loads(done.stdout)
+        return data
+
     def logs(self, workload: str, *, proxy: bool = False) -> str:
         args = ["logs", workload, "-f", str(self.compose)] + (["--proxy"] if proxy else [])
         return self.sandbox(*args).stdout
@@ -147,12 +173,30 @@ def engine_ready() -> bool:
 
 
 @contextlib.contextmanager
-def running_mesh(sample: str, workdir: Path, runtime: str = "local") -> Iterator[Mesh]:
-    """samples/<sample> copied to `workdir`, up on `runtime` with a free ingress port."""
-    directory = workdir / sample
+def running_mesh(
+    sample: str,
+    workdir: Path,
+    runtime: str = "local",
+    *,
+    name: str | None = None,
+    settings: dict[str, Any] | None = None,
+    prepare: Callable[[Path], None] | None = None,
+) -> Iterator[Mesh]:
+    """samples/<sample> copied to `workdir` (as `name`: the Compose project's name, which must not
+    collide on a shared Docker engine), up on `runtime` with a free ingress port; `settings` go into
+    the top-level x-sandbox, and `prepare(directory)` edits the copy before `up`."""
+    directory = workdir / (name or sample)
     shutil.copytree(SAMPLES / sample, directory, ignore=shutil.ignore_patterns(".sandbox", "__pycache__"))
+    if prepare is not None:
+        prepare(directory)
     compose = directory / "compose.yaml"
-    compose.write_text(f"x-sandbox: {{ingress: {{port: {free_port()}}}}}\n" + compose.read_text())
+    top = {"ingress": {"port": free_port()}, **(settings or {})}
+    text = compose.read_text()
+    if re.search(r"^x-sandbox:\s*$", text, re.M):  # the sample's own mesh settings: add these to them
+        lines = "".join(f"\n  {key}: {json.dumps(value)}" for key, value in top.items())
+        compose.write_text(re.sub(r"^x-sandbox:\s*$", lambda _: f"x-sandbox:{lines}", text, count=1, flags=re.M))
+    else:
+        compose.write_text(f"x-sandbox: {json.dumps(top)}\n" + text)
     mesh = Mesh(directory)
     started = time.monotonic()
     timeout = UP_TIMEOUT if runtime == "local" else COMPOSE_UP_TIMEOUT

@@ -1,6 +1,6 @@
 """Istio's traffic-management tasks on Bookinfo, observed from outside as istio.io describes them.
 
-One mesh for the module (`sandbox up -f samples/bookinfo/compose.yaml --runtime local`); each
+One mesh per runtime (`sandbox up -f samples/bookinfo/compose.yaml --runtime local`, conftest.py); each
 test applies the task's rule files (our networking/ versions of upstream's) and removes them
 after. Ratios are checked against binomial bounds, times against the task's explanation.
 """
@@ -11,19 +11,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from mesh_support import REVIEWS_ERROR, RUNTIMES, Browser, Mesh, engine_ready, poll, reviews_shown, running_mesh
-
-from tests.conftest import require
+from mesh_support import REVIEWS_ERROR, Browser, Mesh, poll, reviews_shown
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the compose runtime may build its image
-
-
-@pytest.fixture(scope="module", params=RUNTIMES)
-def bookinfo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    if request.param == "compose":
-        require(engine_ready(), "no Docker engine with Compose (run ../shared/docker/ensure-engine)")
-    with running_mesh("bookinfo", tmp_path_factory.mktemp("e2e"), request.param) as mesh:
-        yield mesh
 
 
 @pytest.fixture

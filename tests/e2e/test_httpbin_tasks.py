@@ -19,20 +19,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mesh_support import RUNTIMES, Mesh, engine_ready, http_get, poll, running_mesh
+from mesh_support import Mesh, http_get, poll
 
 from tests.conftest import require
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # the compose runtime may build its image
 STATS_FILTER = "httpbin.default.svc.cluster.local.upstream_rq_pending_overflow"
-
-
-@pytest.fixture(scope="module", params=RUNTIMES)
-def httpbin(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    if request.param == "compose":
-        require(engine_ready(), "no Docker engine with Compose (run ../shared/docker/ensure-engine)")
-    with running_mesh("httpbin", tmp_path_factory.mktemp("e2e"), request.param) as mesh:
-        yield mesh
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from sandbox.mesh.names import (
     host_matches,
     hosts_overlap,
     labels_match,
+    node_name,
     principal,
     resolve_host,
     service_fqdn,
@@ -156,3 +157,17 @@ def test_identities() -> None:
 )
 def test_labels_match(selector: dict[str, str], labels: dict[str, str], matches: bool) -> None:
     assert labels_match(selector, labels) is matches
+
+
+def test_node_names_are_the_endpoint_names_compile_resolves() -> None:
+    import dataclasses
+
+    from sandbox.control.compile_clusters import default_endpoints
+    from sandbox.mesh.topology import empty_topology
+
+    gateway = empty_topology().workloads[0]
+    for replicas in (1, 3):
+        workload = dataclasses.replace(gateway, replicas=replicas)
+        for replica in range(replicas):
+            host = default_endpoints(workload, replica, 8080).rsplit(":", 1)[0]
+            assert host == node_name(workload.name, replica, replicas)

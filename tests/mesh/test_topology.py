@@ -61,7 +61,8 @@ def test_a_service_labelled_app_and_version_is_a_workload_of_the_app() -> None:
     topology = parse_compose(COMPOSE, "compose.yaml")
     assert topology.diagnostics == ()
     names = [w.name for w in topology.workloads]
-    assert names == ["productpage", "reviews-v1", "reviews-v2", "ratings", "istio-ingressgateway"]
+    assert names[:4] == ["productpage", "reviews-v1", "reviews-v2", "ratings"]
+    assert names[4:] == ["istio-ingressgateway", "istio-egressgateway"]  # the built-in gateways
     reviews_v2 = topology.workload("reviews-v2")
     assert reviews_v2 is not None
     assert (reviews_v2.app, reviews_v2.version, reviews_v2.fqdn) == (
@@ -136,6 +137,22 @@ def test_the_mesh_wide_x_sandbox_settings() -> None:
     assert gateway.labels == {"istio": "ingressgateway", "app": "istio-ingressgateway"}
 
 
+def test_the_egress_gateway_is_built_in_with_istios_service_ports() -> None:
+    topology = parse_compose(COMPOSE, "compose.yaml")
+    gateway = topology.workload("istio-egressgateway")
+    assert gateway is not None and gateway.builtin and gateway.port is None
+    assert (gateway.namespace, gateway.service_account) == ("istio-system", "istio-egressgateway-service-account")
+    assert gateway.labels == {"istio": "egressgateway", "app": "istio-egressgateway"}
+    # the demo profile's Service: 80 -> 8080 and 443 -> 8443; sidecars route to it, not to the ingress
+    assert [(p.name, p.port, gateway.target_port(p.port)) for p in gateway.ports] == [
+        ("http2", 80, 8080),
+        ("https", 443, 8443),
+    ]
+    (service,) = topology.gateway_services
+    assert (service.fqdn, service.workloads) == ("istio-egressgateway.istio-system.svc.cluster.local", (gateway.name,))
+    assert all(s.name != "istio-egressgateway" for s in topology.services)  # not a Compose service
+
+
 @pytest.mark.parametrize(("port", "valid"), [(1, True), (65535, True), (0, False), (65536, False)])
 def test_ports_at_the_edges_of_the_range(port: int, valid: bool) -> None:
     text = f"x-sandbox: {{ingress: {{port: {port}}}}}\nservices:\n  a:\n    labels: {{app: a, version: v1}}\n"
@@ -151,7 +168,7 @@ def test_defaults_without_settings() -> None:
         assert topology.settings.ingress_port == DEFAULT_INGRESS_PORT
         assert topology.settings.trust_domain_or_default == "cluster.local"
         assert topology.settings.outbound_mode is OutboundMode.ALLOW_ANY
-        assert [w.name for w in topology.workloads] == ["istio-ingressgateway"]
+        assert [w.name for w in topology.workloads] == ["istio-ingressgateway", "istio-egressgateway"]
         assert topology.namespaces == {"istio-system"}
 
 
@@ -300,3 +317,38 @@ def test_load_compose_reads_a_file_and_reports_a_missing_one(tmp_path: Path) -> 
     (diag,) = missing.diagnostics
     assert (diag.code, diag.file) == ("SBX300", str(tmp_path / "nope.yaml"))
     assert diag.message.startswith("cannot read compose file")
+
+
+def test_x_sandbox_ports_keep_a_services_named_ports_and_give_the_mesh_port() -> None:
+    text = "services:\n  a:\n    labels: {app: a, version: v1}\n"
+    text += "    x-sandbox: {ports: [{name: http-web, port: 80, targetPort: 8080}, {name: grpc, port: 9090}]}\n"
+    topology = parse_compose(text, "compose.yaml")
+    assert topology.diagnostics == ()
+    [workload] = [w for w in topology.workloads if not w.builtin]
+    assert workload.port == 80  # the first of ports, when x-sandbox.port is not given
+    assert [(p.name, p.port, p.target_port) for p in workload.ports] == [("http-web", 80, 8080), ("grpc", 9090, None)]
+    assert topology.services[0].ports == workload.ports
+
+
+@pytest.mark.parametrize(
+    ("settings", "code", "line", "path"),
+    [
+        ("{port: 81, ports: [{name: http, port: 80}]}", "SBX307", 4, "services/a/x-sandbox/port"),
+        ("{ports: [{name: http, port: 80, targetPort: 0}]}", "SBX306", 4, "services/a/x-sandbox/ports[0]/targetPort"),
+        ("{ports: [{name: http}]}", "SBX006", 4, "services/a/x-sandbox/ports[0]"),
+    ],
+)
+def test_x_sandbox_ports_problems_name_their_line(settings: str, code: str, line: int, path: str) -> None:
+    topology = parse_compose(
+        f"services:\n  a:\n    labels: {{app: a, version: v1}}\n    x-sandbox: {settings}\n", "c.yaml"
+    )
+    assert [(d.code, d.line, d.path) for d in topology.diagnostics if d.severity == "error"] == [(code, line, path)]
+
+
+def test_workloads_of_one_service_must_agree_on_x_sandbox_ports() -> None:
+    text = "services:\n"
+    for version, name in (("v1", "http"), ("v2", "http-web")):
+        text += f"  a-{version}:\n    labels: {{app: a, version: {version}}}\n"
+        text += f"    x-sandbox: {{ports: [{{name: {name}, port: 80}}]}}\n"
+    topology = parse_compose(text, "c.yaml")
+    assert [(d.code, d.path) for d in topology.diagnostics] == [("SBX304", "services/a-v2")]

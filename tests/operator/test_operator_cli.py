@@ -5,6 +5,7 @@ Everything is a process on 127.0.0.1; the mesh record is written the way a runti
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,9 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from factories import reviews_to
 
-from sandbox.control.tokens import ProxyIdentity, TokenAuthority
+from sandbox.control.tokens import TokenAuthority
 from sandbox.runtime.project import MeshRecord, ProxyRecord, find_project, write_record
+from sandbox.xds.identity import ProxyIdentity
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -45,18 +50,6 @@ spec:
     labels: {version: v1}
   - name: v2
     labels: {version: v2}
-"""
-VS = """apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: reviews
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination:
-        host: reviews
-        subset: {subset}
 """
 
 
@@ -134,11 +127,11 @@ def test_apply_get_wait_proxy_status_proxy_config_and_delete(mesh: Path) -> None
     assert waited.returncode == 0, waited.stderr
 
     (mesh / "work").mkdir()
-    (mesh / "work" / "reviews-v2.yaml").write_text(VS.format(subset="v2"))
+    (mesh / "work" / "reviews-v2.yaml").write_text(reviews_to("v2"))
     applied = sandbox("apply", "-f", "work/reviews-v2.yaml", cwd=mesh)
     assert applied.returncode == 0, applied.stderr
     assert applied.stdout == "virtualservice.networking.istio.io/reviews created\n"
-    assert (mesh / "istio" / "reviews-v2.yaml").read_text() == VS.format(subset="v2")
+    assert (mesh / "istio" / "reviews-v2.yaml").read_text() == reviews_to("v2")
     assert sandbox("wait", "--synced", "--timeout", "20s", cwd=mesh).returncode == 0
 
     listed = sandbox("get", "vs", cwd=mesh)
@@ -151,27 +144,35 @@ def test_apply_get_wait_proxy_status_proxy_config_and_delete(mesh: Path) -> None
     missing = sandbox("get", "dr", "nope", cwd=mesh)
     assert missing.returncode == 1 and 'destinationrules.networking.istio.io "nope" not found' in missing.stderr
 
-    (mesh / "work" / "bad.yaml").write_text(VS.format(subset="v9"))
+    (mesh / "work" / "bad.yaml").write_text(reviews_to("v9"))
     refused = sandbox("apply", "-f", "work/bad.yaml", cwd=mesh)
     assert refused.returncode == 1 and refused.stdout == ""
     assert (
         "work/bad.yaml:9" in refused.stderr and "KIA1107" in refused.stderr and "nothing was written" in refused.stderr
     )
-    assert (mesh / "istio" / "reviews-v2.yaml").read_text() == VS.format(subset="v2")
+    assert (mesh / "istio" / "reviews-v2.yaml").read_text() == reviews_to("v2")
 
     status = sandbox("proxy-status", cwd=mesh)
     assert status.returncode == 0, status.stderr
     rows = [line.split() for line in status.stdout.splitlines()[1:]]
-    assert sorted((r[0], r[2]) for r in rows) == [("reviews-v2.default", "SYNCED"), ("web-v1.default", "SYNCED")]
+    assert sorted((r[0], r[2], r[3]) for r in rows) == [
+        ("reviews-v2.default", "SYNCED", "PERMISSIVE"),  # no PeerAuthentication: Istio's default
+        ("web-v1.default", "SYNCED", "PERMISSIVE"),
+    ]
 
     routes = sandbox("proxy-config", "routes", "web-v1", cwd=mesh)
     assert routes.returncode == 0, routes.stderr
     assert "outbound|9080|v2|reviews.default.svc.cluster.local" in routes.stdout
     secrets = sandbox("proxy-config", "secrets", "reviews-v2", cwd=mesh)
     assert "spiffe://cluster.local/ns/default/sa/reviews" in secrets.stdout and "PRIVATE" not in secrets.stdout
+    root = x509.load_pem_x509_certificate((mesh / ".sandbox" / "state" / "root-cert.pem").read_bytes())
+    assert f"ROOTCA SHA-256 fingerprint: {root.fingerprint(hashes.SHA256()).hex(':').upper()}" in secrets.stdout
+    as_json = json.loads(sandbox("proxy-config", "secrets", "reviews-v2", "-o", "json", cwd=mesh).stdout)
+    (entry,) = as_json["certificates"]
+    assert entry["ca_cert"][0]["serial_number"] == f"{root.serial_number:x}" and "PRIVATE" not in json.dumps(as_json)
 
-    (mesh / "work" / "reviews-v1.yaml").write_text(VS.format(subset="v1"))
-    configured = sandbox("apply", "-f", "-", cwd=mesh, stdin=VS.format(subset="v1"))
+    (mesh / "work" / "reviews-v1.yaml").write_text(reviews_to("v1"))
+    configured = sandbox("apply", "-f", "-", cwd=mesh, stdin=reviews_to("v1"))
     assert configured.stdout == "virtualservice.networking.istio.io/reviews configured\n"
     assert sandbox("wait", "--synced", "--timeout", "20s", cwd=mesh).returncode == 0
     routes = sandbox("proxy-config", "routes", "web-v1", cwd=mesh)
@@ -198,4 +199,62 @@ def test_without_a_running_mesh_the_verbs_say_so_and_apply_still_writes(tmp_path
     assert sandbox("delete", "dr", cwd=tmp_path).returncode == 2
     deleted = sandbox("delete", "dr", "reviews", "-c", str(tmp_path / "compose.yaml"), cwd=tmp_path.parent)
     assert deleted.stdout == "destinationrule.networking.istio.io/reviews deleted\n", deleted.stderr
+    assert list((tmp_path / "istio").iterdir()) == []
+
+
+RBAC = """\
+apiVersion: "rbac.istio.io/v1alpha1"
+kind: ClusterRbacConfig
+metadata:
+  name: default
+spec:
+  mode: 'ON_WITH_INCLUSION'
+  inclusion:
+    namespaces: ["default"]
+---
+apiVersion: "rbac.istio.io/v1alpha1"
+kind: ServiceRole
+metadata:
+  name: productpage-viewer
+  namespace: default
+spec:
+  rules:
+  - services: ["productpage.default.svc.cluster.local"]
+    methods: ["GET"]
+---
+apiVersion: "rbac.istio.io/v1alpha1"
+kind: ServiceRoleBinding
+metadata:
+  name: bind-productpage-viewer
+  namespace: default
+spec:
+  subjects:
+  - user: "*"
+  roleRef:
+    kind: ServiceRole
+    name: "productpage-viewer"
+"""
+
+
+def test_the_seed_talks_rbac_file_applies_as_written_and_its_translation_counts_once(tmp_path: Path) -> None:
+    """`sandbox apply -f` of a ClusterRbacConfig + ServiceRole + ServiceRoleBinding file, as a new user
+    would: the AuthorizationPolicies it translates to come with it, never as definitions of their own
+    (they were once written beside it and then refused as duplicates: SBX009 against the same file)."""
+    (tmp_path / "compose.yaml").write_text(COMPOSE)
+    (tmp_path / "istio").mkdir()
+    (tmp_path / "rbac.yaml").write_text(RBAC)
+    applied = sandbox("apply", "-f", "rbac.yaml", cwd=tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.splitlines() == [
+        "clusterrbacconfig.rbac.istio.io/default created",
+        "servicerole.rbac.istio.io/productpage-viewer created",
+        "servicerolebinding.rbac.istio.io/bind-productpage-viewer created",
+    ]
+    assert "SBX009" not in applied.stderr and "SBX201" in applied.stderr  # deprecated, translated, in force
+    assert (tmp_path / "istio" / "rbac.yaml").read_text() == RBAC
+    again = sandbox("apply", "-f", "rbac.yaml", cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.count(" unchanged") == 3, again.stderr
+    deleted = sandbox("delete", "-f", "rbac.yaml", cwd=tmp_path)
+    assert deleted.returncode == 0 and deleted.stdout.count(" deleted") == 3, deleted.stderr
+    assert "not found" not in deleted.stderr
     assert list((tmp_path / "istio").iterdir()) == []

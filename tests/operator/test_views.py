@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 
+from sandbox.control.ca import MeshCA
 from sandbox.operator.views import age, not_synced, proxy_status_table, resources_output, secrets_table
+from sandbox.proxy.admin import certs_json
 
 
 @pytest.mark.parametrize(
@@ -39,18 +44,19 @@ def proxy(node: str, state: str, **extra: Any) -> dict[str, Any]:
 def test_proxy_status_names_the_state_version_last_ack_and_why() -> None:
     text = proxy_status_table(
         [
-            proxy("web-v1", "SYNCED", versionAcked="bbb"),
-            proxy("api-v1", "NACK", nackVersion="bbb", nackReason="unknown cluster x"),
-            proxy("db-v1", "STALE"),
+            proxy("web-v1", "SYNCED", versionAcked="bbb", mtls="STRICT"),
+            proxy("api-v1", "NACK", nackVersion="bbb", nackReason="unknown cluster x", mtls="PERMISSIVE"),
+            proxy("db-v1", "STALE", mtls="DISABLE"),
         ],
         [("web-v1", "web-v1", "default"), ("cache-v1", "cache-v1", "default")],
     )
-    rows = [line.split(None, 5) for line in text.splitlines()]
-    assert rows[0] == ["NAME", "WORKLOAD", "STATUS", "VERSION", "LAST", "ACK  REASON"]
-    assert rows[1] == ["cache-v1.default", "cache-v1", "DISCONNECTED", "-", "never", "never connected"]
-    assert rows[2][:5] == ["web-v1.default", "web-v1", "SYNCED", "bbb", "3s"]
-    assert rows[3][2] == "NACK" and rows[3][5].endswith("rejected bbb: unknown cluster x")
-    assert rows[4][2] == "STALE" and "waiting for its ACK" in rows[4][5]
+    rows = [line.split(None, 6) for line in text.splitlines()]
+    assert rows[0] == ["NAME", "WORKLOAD", "STATUS", "MTLS", "VERSION", "LAST", "ACK  REASON"]
+    assert rows[1] == ["cache-v1.default", "cache-v1", "DISCONNECTED", "-", "-", "never", "never connected"]
+    assert rows[2][:6] == ["web-v1.default", "web-v1", "SYNCED", "STRICT", "bbb", "3s"]
+    assert rows[3][2:4] == ["NACK", "PERMISSIVE"] and rows[3][6].endswith("rejected bbb: unknown cluster x")
+    assert rows[4][2:4] == ["STALE", "DISABLE"] and "waiting for its ACK" in rows[4][6]
+    assert proxy_status_table([proxy("gw", "SYNCED")]).splitlines()[1].split()[3] == "-"  # a gateway: none
 
 
 def test_not_synced_lists_pending_files_stale_and_missing_proxies() -> None:
@@ -84,23 +90,22 @@ def test_one_resource_prints_as_an_object_several_as_a_list() -> None:
     assert table.splitlines()[1].split() == ["a", "default", "10s", "istio/vs.yaml:1"]
 
 
-def test_secrets_show_the_certificate_never_a_key() -> None:
-    certs = {
-        "certificates": [
-            {
-                "name": "default",
-                "cert_chain": [
-                    {
-                        "serial_number": "1f",
-                        "subject_alt_names": [{"uri": "spiffe://cluster.local/ns/default/sa/web"}],
-                        "valid_from": "2026-01-01T00:00:00+00:00",
-                        "expiration_time": "2026-01-02T00:00:00+00:00",
-                    }
-                ],
-            }
-        ]
-    }
-    row = secrets_table(certs, "2026-01-01T12:00:00").splitlines()[1].split()
-    assert row[:7] == ["default", "Cert", "Chain", "ACTIVE", "true", "1f", "spiffe://cluster.local/ns/default/sa/web"]
-    assert secrets_table(certs, "2026-01-03T00:00:00").splitlines()[1].split()[4] == "false"
+def test_secrets_show_the_certificate_and_the_root_never_a_key(tmp_path: Path) -> None:
+    ca = MeshCA.load_or_create(tmp_path)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    cert = ca.issue("default", "web", now=now)
+    certs = certs_json(cert, now=now)  # what the sidecar's /certs says
+    lines = secrets_table(certs, now.strftime("%Y-%m-%dT%H:%M:%S")).splitlines()
+    assert lines[0].split()[:8] == ["RESOURCE", "NAME", "TYPE", "STATUS", "VALID", "CERT", "SERIAL", "NUMBER"]
+    workload, root = lines[1].split(), lines[2].split()
+    assert workload[:7] == ["default", "Cert", "Chain", "ACTIVE", "true", f"{cert.serial:x}", cert.spiffe_id]
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    not_after, not_before = now + dt.timedelta(days=1), now - dt.timedelta(minutes=1)
+    assert workload[7:] == [not_after.strftime(stamp), not_before.strftime(stamp)]
+    assert root[:5] == ["ROOTCA", "CA", "ACTIVE", "true", f"{ca.root_cert.serial_number:x}"]
+    fingerprint = ca.root_cert.fingerprint(hashes.SHA256()).hex(":").upper()
+    assert lines[3] == f"ROOTCA SHA-256 fingerprint: {fingerprint}"
+    assert "PRIVATE" not in "\n".join(lines)
+    later = (now + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S")
+    assert secrets_table(certs, later).splitlines()[1].split()[4] == "false"  # expired
     assert "no workload certificate" in secrets_table({"certificates": []})

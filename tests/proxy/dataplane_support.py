@@ -9,21 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httptools
+from factories import compose_for, mesh_snapshot
 
-from sandbox.control.compile import compile
-from sandbox.control.compile_clusters import endpoints_from_mapping
-from sandbox.control.snapshot import ProxySnapshot
-from sandbox.mesh.loader import load_text
-from sandbox.mesh.state import MeshState
-from sandbox.mesh.topology import parse_compose
 from sandbox.proxy.accesslog import AccessLog
-from sandbox.proxy.process import ProxyOptions, Sidecar
+from sandbox.proxy.sidecar import ProxyOptions, Sidecar
 from sandbox.proxy.telemetry import Telemetry
+from sandbox.xds.certificate import WorkloadCertificate
+from sandbox.xds.snapshot import ProxySnapshot
+
+__all__ = ["compose_for", "mesh_snapshot"]  # the factories, where data-path tests have always found them
 
 # --------------------------------------------------------------------------- running tests
 
@@ -94,6 +94,10 @@ class _ServerConn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:
+            sni = self.upstream.server_names[-1] if self.upstream.server_names else ""
+            self.upstream.handshakes.append(Handshake(sni, tls.getpeercert() or {}))
         self.upstream.connections += 1
         self.upstream.open.add(self)
         self.task = asyncio.get_running_loop().create_task(self._serve())
@@ -153,11 +157,25 @@ class _ServerConn(asyncio.Protocol):
                     self.transport.close()  # a close-delimited response ends with the connection
 
 
-class Upstream:
-    """An HTTP/1.1 server on 127.0.0.1 whose answers a test scripts with `handler`."""
+@dataclass
+class Handshake:
+    """A TLS connection an Upstream accepted: the SNI the client sent and its certificate ({} if none)."""
 
-    def __init__(self, handler: Handler = ok) -> None:
+    sni: str
+    client_cert: dict[str, Any]
+
+
+class Upstream:
+    """An HTTP/1.1 server on 127.0.0.1 whose answers a test scripts with `handler`; over TLS with
+    `tls` (a server context), as a server outside the mesh would be."""
+
+    def __init__(self, handler: Handler = ok, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
+        self.handshakes: list[Handshake] = []
+        self.server_names: list[str] = []  # the SNI of each ClientHello
+        if tls is not None:
+            tls.sni_callback = self._hello
         self.requests: list[Received] = []
         self.connections = 0
         self.open: set[_ServerConn] = set()
@@ -168,9 +186,12 @@ class Upstream:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def _hello(self, _tls: ssl.SSLObject, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+        self.server_names.append(server_name or "")
+
     async def __aenter__(self) -> Upstream:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _ServerConn(self), "127.0.0.1", 0)
+        self.server = await loop.create_server(lambda: _ServerConn(self), "127.0.0.1", 0, ssl=self.tls)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -297,38 +318,6 @@ async def fetch(port: int, target: str = "/", **kwargs: object) -> Response:
 # --------------------------------------------------------------------------- snapshots and sidecars
 
 
-def compose_for(*workloads: tuple[str, str, str], port: int = 9080) -> str:
-    """A Compose file for (workload, app, version) triples, all on one service port."""
-    lines = ["services:"]
-    for name, app, version in workloads:
-        lines += [
-            f"  {name}:",
-            "    image: x",
-            f"    labels: {{app: {app}, version: {version}}}",
-            f'    expose: ["{port}"]',
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def mesh_snapshot(
-    compose: str,
-    istio: str,
-    proxy: str,
-    addresses: Mapping[str, str],
-    app_address: str | None = None,
-) -> ProxySnapshot:
-    """compile() for `proxy`, with workload `name` (replica 0) reachable at addresses[name]."""
-    loaded = load_text(istio, "istio.yaml") if istio.strip() else None
-    topology = parse_compose(compose, "compose.yaml")
-    assert not [d for d in topology.diagnostics if d.severity == "error"], topology.diagnostics
-    resources = loaded.resources if loaded else ()
-    if loaded:
-        assert not [d for d in loaded.diagnostics if d.severity == "error"], loaded.diagnostics
-    mesh = MeshState(resources, topology)
-    resolver = endpoints_from_mapping({(name, 0): address for name, address in addresses.items()})
-    return compile(mesh, proxy, resolver, app_address=app_address)
-
-
 @dataclass
 class RunningSidecar:
     sidecar: Sidecar
@@ -355,7 +344,10 @@ class RunningSidecar:
 
 
 @contextlib.asynccontextmanager
-async def running_sidecar(snapshot: ProxySnapshot, **options: object) -> AsyncIterator[RunningSidecar]:
+async def running_sidecar(
+    snapshot: ProxySnapshot, certificate: WorkloadCertificate | None = None, **options: object
+) -> AsyncIterator[RunningSidecar]:
+    """A started sidecar; `certificate`: its workload certificate (mTLS), as the agent gives it."""
     log: list[str] = []
     settings: dict[str, object] = {
         "outbound_port": 0,
@@ -369,6 +361,8 @@ async def running_sidecar(snapshot: ProxySnapshot, **options: object) -> AsyncIt
     opts = ProxyOptions(**settings)  # type: ignore[arg-type]
     telemetry = Telemetry(snapshot.identity, access_log=AccessLog(log.append, flush_interval=3600))
     sidecar = Sidecar(snapshot, opts, telemetry=telemetry)
+    if certificate is not None:
+        sidecar.set_certificate(certificate)
     await sidecar.start()
     try:
         yield RunningSidecar(sidecar, log)

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import hashlib
+import json
 import random
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from cryptography.hazmat.primitives import serialization
 from prometheus_client.parser import text_string_to_metric_families
 
-from sandbox.control.snapshot import (
+from sandbox.control.ca import MeshCA
+from sandbox.proxy.admin import admin_app, certs_json, ready_app, start_admin, stats_app
+from sandbox.proxy.cluster import ClusterManager
+from sandbox.proxy.record import record
+from sandbox.proxy.telemetry import Telemetry
+from sandbox.xds.certificate import WorkloadCertificate
+from sandbox.xds.snapshot import (
     Cluster,
     ConnectionPool,
     Endpoint,
@@ -23,10 +34,6 @@ from sandbox.control.snapshot import (
     ProxySnapshot,
     TrafficPolicy,
 )
-from sandbox.proxy.admin import admin_app, ready_app, start_admin, stats_app
-from sandbox.proxy.cluster import ClusterManager
-from sandbox.proxy.record import RequestRecord
-from sandbox.proxy.telemetry import Telemetry
 
 NAME = "outbound|9080|v2|reviews.default.svc.cluster.local"
 IDENTITY = ProxyIdentity(
@@ -182,7 +189,7 @@ def test_prometheus_endpoint_serves_istio_metrics() -> None:
     sidecar = loaded()
     tel = sidecar.telemetry
     edge = tel.outbound_edge(None, "reviews.default.svc.cluster.local", mtls=False)
-    tel.finish(RequestRecord(1.0, response_code=503, response_flags="UH", edge=edge))
+    tel.finish(record(1.0, response_code=503, response_flags="UH", edge=edge))
 
     async def check(client: TestClient[Any, Any]) -> None:
         resp = await client.get("/stats/prometheus")
@@ -192,6 +199,40 @@ def test_prometheus_endpoint_serves_istio_metrics() -> None:
         assert sample.labels["response_flags"] == "UH" and sample.value == 1
 
     run(stats_app(sidecar), check)
+    run(admin_app(sidecar), check)  # Envoy's admin port serves /stats/prometheus too
+
+
+@dataclass
+class CertifiedSidecar(FakeSidecar):
+    certificate_in_use: WorkloadCertificate | None = None
+
+
+def test_certs_show_the_workload_certificate_and_the_root_never_a_key(tmp_path: Path) -> None:
+    ca = MeshCA.load_or_create(tmp_path)
+    now = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
+    cert = ca.issue("foo", "httpbin", now=now)
+    sidecar = CertifiedSidecar(certificate_in_use=cert)
+
+    async def check(client: TestClient[Any, Any]) -> None:
+        text = await (await client.get("/certs")).text()
+        assert "PRIVATE" not in text and cert.private_key not in text
+        (entry,) = json.loads(text)["certificates"]
+        (chain,) = entry["cert_chain"]
+        assert chain["serial_number"] == f"{cert.serial:x}"
+        assert chain["subject_alt_names"] == [{"uri": "spiffe://cluster.local/ns/foo/sa/httpbin"}]
+        assert chain["valid_from"] == "2026-01-01T11:59:00Z" and chain["expiration_time"] == "2026-01-02T12:00:00Z"
+        (root,) = entry["ca_cert"]
+        assert root["serial_number"] == f"{ca.root_cert.serial_number:x}"
+        # the fingerprint `openssl x509 -noout -fingerprint -sha256` prints for .sandbox/state/root-cert.pem
+        der = ca.root_cert.public_bytes(serialization.Encoding.DER)
+        assert root["sha256_fingerprint"] == ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+        assert int(root["days_until_expiration"]) > 3000  # a 10-year root
+        assert root["expiration_time"].endswith("Z") and root["valid_from"] < root["expiration_time"]
+
+    run(admin_app(sidecar), check)
+    assert certs_json(None) == {"certificates": []}
+    expired = certs_json(cert, now=now + dt.timedelta(days=2))["certificates"][0]["cert_chain"][0]
+    assert expired["days_until_expiration"] == "0"
 
 
 def test_start_admin_binds_the_requested_ports_and_closes() -> None:

@@ -49,6 +49,14 @@ async def settle_fds(target: int, timeout: float = 3.0) -> int:
         b"GET / HTTP/1.1\r\nhost: a\r\ncontent-length: nope\r\n\r\n",
         b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
         b"GET http://[::1/ HTTP/1.1\r\n\r\n",
+        # HTTP/1 hardening, each rejected as Envoy does and never forwarded
+        b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd",  # differing lengths
+        b"GET / HTTP/1.1\r\nhost: a\r\nx-folded: one\r\n two\r\n\r\n",  # obs-fold
+        b"GET / HTTP/1.1\nhost: reviews:9080\n\n",  # bare LF line endings
+        b"GET / HTTP/1.1\r\nhost: a\r\nx@bad: 1\r\n\r\n",  # not a token: invalid header name
+        b"GET / HTTP/1.1\r\nhost: a\r\nx-bad\x00name: 1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: a\r\n : empty name\r\n\r\n",
+        b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: gzip, chunked, chunked\r\n\r\n0\r\n\r\n",
     ],
 )
 @socket_test

@@ -7,7 +7,6 @@ from collections import Counter
 
 import pytest
 
-from sandbox.control.snapshot import ConsistentHash, LoadBalancer
 from sandbox.proxy.balancing import Host as H
 from sandbox.proxy.balancing import (
     HostSet,
@@ -21,6 +20,7 @@ from sandbox.proxy.balancing import (
     make_balancer,
 )
 from sandbox.proxy.decision import RequestHead
+from sandbox.xds.snapshot import ConsistentHash, LoadBalancer
 
 
 def hosts(n: int) -> list[H]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sandbox.control.snapshot import MAX_UINT32, ConnectionPool
 from sandbox.proxy.circuitbreaker import CircuitBreaker, Thresholds
+from sandbox.xds.snapshot import MAX_UINT32, ConnectionPool
 
 
 def test_istio_defaults_are_max_uint32() -> None:

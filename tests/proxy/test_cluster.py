@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 
-from sandbox.control.snapshot import (
+from sandbox.proxy.cluster import ClusterManager
+from sandbox.xds.snapshot import (
     Cluster,
     ConnectionPool,
     Endpoint,
@@ -14,7 +15,6 @@ from sandbox.control.snapshot import (
     ProxySnapshot,
     TrafficPolicy,
 )
-from sandbox.proxy.cluster import ClusterManager
 
 NAME = "outbound|9080||reviews.default.svc.cluster.local"
 

@@ -105,15 +105,23 @@ def test_reporter_destination_without_peer_metadata_is_unknown() -> None:
     assert labels["response_flags"] == "-"
 
 
-def test_peer_header_round_trip_never_trusts_a_claimed_principal() -> None:
+def test_the_peer_header_is_believed_only_when_a_certificate_vouches_for_its_namespace() -> None:
     me = Peer.from_identity(PRODUCTPAGE, mtls=True)
-    parsed = Peer.from_header(me.to_header())
-    assert parsed.workload == "productpage-v1" and parsed.app == "productpage"
-    assert parsed.principal == "unknown"
+    # Plaintext: anyone could have sent the header, so the source is unknown whatever it says.
+    assert Peer.from_header(me.to_header()) == Peer()
     verified = Peer.from_header(me.to_header(), principal=PRODUCTPAGE.spiffe_id)
-    assert verified.principal == PRODUCTPAGE.spiffe_id
+    assert (verified.workload, verified.app, verified.principal) == ("productpage-v1", "productpage", me.principal)
+    # A certificate from another namespace: only what the certificate says is believed.
+    stranger = Peer.from_header(me.to_header(), principal="spiffe://cluster.local/ns/legacy/sa/sleep")
+    assert (stranger.workload, stranger.namespace, stranger.principal) == (
+        "unknown",
+        "legacy",
+        "spiffe://cluster.local/ns/legacy/sa/sleep",
+    )
     for garbage in ("", "%%%", "bm90IGpzb24=", "WzFd"):  # not base64, not JSON, a JSON list
         assert Peer.from_header(garbage) == Peer()
+        vouched = Peer.from_header(garbage, principal=PRODUCTPAGE.spiffe_id)
+        assert (vouched.workload, vouched.namespace) == ("unknown", "default")
 
 
 def test_canonical_labels_take_istios_precedence() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.control.snapshot import OutlierDetectionPolicy
 from sandbox.proxy.balancing import Host, HostSet
 from sandbox.proxy.outlier import OutlierDetector
+from sandbox.xds.snapshot import OutlierDetectionPolicy
 
 
 def setup(n: int = 3, **policy: object) -> tuple[HostSet, OutlierDetector]:

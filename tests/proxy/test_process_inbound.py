@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.proxy.decision import RequestHead
-from sandbox.proxy.process import ProxyOptions, Sidecar
+from sandbox.proxy.sidecar import ProxyOptions, Sidecar
 from tests.proxy.dataplane_support import compose_for, mesh_snapshot, socket_test
 
 REVIEWS = "reviews.default.svc.cluster.local"

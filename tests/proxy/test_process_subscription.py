@@ -18,15 +18,18 @@ from pathlib import Path
 import aiohttp
 import pytest
 from dataplane_support import Received, Reply, Upstream, fetch, socket_test
+from factories import PLAINTEXT_MESH
 from test_server_process import free_ports
 from typer.testing import CliRunner
 
 from sandbox.cli import app
-from sandbox.control.server import ControlPlane, ControlPlaneSettings
-from sandbox.control.tokens import ProxyIdentity, TokenAuthority
+from sandbox.control.plane import ControlPlane, ControlPlaneSettings
+from sandbox.control.server import ControlPlaneServer
+from sandbox.control.tokens import TokenAuthority
 from sandbox.proxy.agent import ProxyAgent, push_url
-from sandbox.proxy.process import ProxyOptions
-from sandbox.proxy.subscription import Identity
+from sandbox.proxy.sidecar import ProxyOptions
+from sandbox.xds.identity import ProxyIdentity
+from sandbox.xds.messages import Hello
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -84,8 +87,10 @@ async def status_of(http: aiohttp.ClientSession, url: str) -> int:
 
 
 def project(tmp_path: Path, istio_text: str = "") -> tuple[Path, Path]:
+    """The workloads' peers are plain test servers, not sidecars: the mesh is plaintext."""
     istio = tmp_path / "istio"
     istio.mkdir()
+    (istio / "plaintext.yaml").write_text(PLAINTEXT_MESH)
     if istio_text:
         (istio / "rules.yaml").write_text(istio_text)
     compose = tmp_path / "compose.yaml"
@@ -120,7 +125,8 @@ async def test_a_sidecar_process_is_ready_only_once_the_control_plane_configured
                 assert code == 503  # no control plane yet: not ready
                 settings = ControlPlaneSettings(istio, compose, state, port=cp_port, endpoints_file=endpoints)
                 plane = ControlPlane(settings)
-                await plane.start()
+                plane_server = ControlPlaneServer(plane)
+                await plane_server.start()
                 while await status_of(http, probe) != 200:
                     assert proc.poll() is None and asyncio.get_running_loop().time() < deadline
                     await asyncio.sleep(0.05)
@@ -143,6 +149,8 @@ async def test_a_sidecar_process_is_ready_only_once_the_control_plane_configured
                 chain = certs["certificates"][0]["cert_chain"][0]
                 assert chain["subject_alt_names"] == [{"uri": "spiffe://cluster.local/ns/default/sa/web"}]
                 assert chain["serial_number"] and chain["expiration_time"] and "PRIVATE" not in raw
+                (root,) = certs["certificates"][0]["ca_cert"]  # the mesh root it trusts
+                assert root["serial_number"] == f"{plane.ca.root_cert.serial_number:x}"
                 assert [p["proxy"] for p in plane.push.sync_status()] == ["web-v1-1"]
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=10) == 0
@@ -151,7 +159,7 @@ async def test_a_sidecar_process_is_ready_only_once_the_control_plane_configured
                 proc.kill()
                 proc.wait()
             if plane is not None:
-                await plane.stop()
+                await plane_server.stop()
     assert proc.stderr is not None
     assert "Traceback" not in proc.stderr.read().decode()
 
@@ -164,11 +172,12 @@ async def test_the_gateway_listens_on_each_gateway_port_and_follows_changes(tmp_
             ControlPlaneSettings(istio, compose, tmp_path / "state", port=0),
             endpoints=lambda w, replica, port: web.address,
         )
-        port = await plane.start()
+        plane_server = ControlPlaneServer(plane)
+        port = await plane_server.start()
         me = ProxyIdentity("istio-ingressgateway", "istio-system", "istio-ingressgateway-service-account")
         options = ProxyOptions(admin_port=0, stats_port=0, ready_port=0, access_log=None, port_map=((80, 0), (8081, 0)))
-        ident = Identity("gw", me.workload, me.namespace, me.service_account, plane.tokens.issue(me))
-        agent = ProxyAgent(options, control_plane=f"http://127.0.0.1:{port}", identity=ident)
+        ident = Hello("gw", ProxyIdentity(me.workload, me.namespace, me.service_account), plane.tokens.issue(me))
+        agent = ProxyAgent(options, control_plane=f"http://127.0.0.1:{port}", hello=ident)
         await agent.start()
         try:
             await until(lambda: "gateway.80" in agent.ports)
@@ -176,6 +185,11 @@ async def test_the_gateway_listens_on_each_gateway_port_and_follows_changes(tmp_
             first = agent.ports["gateway.80"]
             response = await fetch(first, "/", host="anything.example.com")
             assert (response.status, response.body) == (200, b"web")
+            async with aiohttp.ClientSession() as http:  # the live agent's admin counters, as Envoy's /stats
+                resp = await http.get(f"http://127.0.0.1:{agent.ports['admin']}/stats")
+                counters = dict(line.rsplit(": ", 1) for line in (await resp.text()).splitlines() if line.strip())
+            assert resp.status == 200 and all(value.isdigit() for value in counters.values()), counters
+            assert sorted(v for k, v in counters.items() if k.endswith(".upstream_rq_total")).pop() == "1", counters
 
             rules = istio / "rules.yaml"
             tmp = rules.with_name(".rules.tmp")
@@ -188,18 +202,21 @@ async def test_the_gateway_listens_on_each_gateway_port_and_follows_changes(tmp_
                 await fetch(first, "/")
         finally:
             await agent.stop()
-            await plane.stop()
+            await plane_server.stop()
 
 
 @socket_test
 async def test_a_sidecar_with_another_workloads_token_never_becomes_ready(tmp_path: Path) -> None:
     istio, compose = project(tmp_path)
     plane = ControlPlane(ControlPlaneSettings(istio, compose, tmp_path / "state", port=0))
-    port = await plane.start()
+    plane_server = ControlPlaneServer(plane)
+    port = await plane_server.start()
     stolen = plane.tokens.issue(ProxyIdentity("api-v1", "default", "api"))
     options = ProxyOptions(outbound_port=0, inbound_port=0, admin_port=0, stats_port=0, ready_port=0)
     agent = ProxyAgent(
-        options, control_plane=f"127.0.0.1:{port}", identity=Identity("web-v1", "web-v1", "default", "web", stolen)
+        options,
+        control_plane=f"127.0.0.1:{port}",
+        hello=Hello("web-v1", ProxyIdentity("web-v1", "default", "web"), stolen),
     )
     await agent.start()
     try:
@@ -210,7 +227,7 @@ async def test_a_sidecar_with_another_workloads_token_never_becomes_ready(tmp_pa
         assert agent.snapshot is None and agent.certificate is None and plane.push.stats.refused >= 1
     finally:
         await agent.stop()
-        await plane.stop()
+        await plane_server.stop()
 
 
 def test_push_url_adds_the_push_path_only_when_none_is_given() -> None:
@@ -274,13 +291,14 @@ async def test_a_gateway_port_that_cannot_be_bound_is_nacked_and_the_others_serv
                 ControlPlaneSettings(istio, compose, tmp_path / "state", port=0),
                 endpoints=lambda w, replica, port: web.address,
             )
-            port = await plane.start()
+            plane_server = ControlPlaneServer(plane)
+            port = await plane_server.start()
             me = ProxyIdentity("istio-ingressgateway", "istio-system", "istio-ingressgateway-service-account")
             options = ProxyOptions(
                 admin_port=0, stats_port=0, ready_port=0, access_log=None, port_map=((80, 0), (8082, busy))
             )
-            ident = Identity("gw", me.workload, me.namespace, me.service_account, plane.tokens.issue(me))
-            agent = ProxyAgent(options, control_plane=f"http://127.0.0.1:{port}", identity=ident)
+            ident = Hello("gw", ProxyIdentity(me.workload, me.namespace, me.service_account), plane.tokens.issue(me))
+            agent = ProxyAgent(options, control_plane=f"http://127.0.0.1:{port}", hello=ident)
             await agent.start()
             try:
                 await until(lambda: plane.push.proxies.get("gw") is not None and plane.push.proxies["gw"].nack_reason)
@@ -290,4 +308,4 @@ async def test_a_gateway_port_that_cannot_be_bound_is_nacked_and_the_others_serv
                 assert (response.status, response.body) == (200, b"web")  # the port it could open serves
             finally:
                 await agent.stop()
-                await plane.stop()
+                await plane_server.stop()

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-import socket
-import ssl
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +13,18 @@ from aiohttp import web
 
 from sandbox.control.ca import MeshCA
 from sandbox.control.push import PushServer, SyncState
-from sandbox.control.tokens import ProxyIdentity, TokenAuthority
-from sandbox.proxy.subscription import CertificateBundle, Identity, Subscription, backoff_delay
+from sandbox.control.tokens import TokenAuthority
+from sandbox.proxy.subscription import Subscription, backoff_delay
+from sandbox.xds.certificate import WorkloadCertificate
+from sandbox.xds.identity import ProxyIdentity
+from sandbox.xds.messages import Hello
 
 AUTHORITY = TokenAuthority(b"s" * 32)
 REVIEWS = ProxyIdentity("reviews-v1", "default", "reviews")
 
 
-def me(node: str) -> Identity:
-    return Identity(node, REVIEWS.workload, REVIEWS.namespace, REVIEWS.service_account, AUTHORITY.issue(REVIEWS))
+def me(node: str) -> Hello:
+    return Hello(node, REVIEWS, AUTHORITY.issue(REVIEWS))
 
 
 def test_backoff_doubles_from_100ms_to_a_5s_cap_with_jitter() -> None:
@@ -43,7 +42,7 @@ def test_backoff_doubles_from_100ms_to_a_5s_cap_with_jitter() -> None:
 class Sink:
     def __init__(self, refuse_certs: bool = False) -> None:
         self.applied: list[dict[str, Any]] = []
-        self.certs: list[CertificateBundle] = []
+        self.certs: list[WorkloadCertificate] = []
         self.refuse_certs = refuse_certs
 
     def on_snapshot(self, payload: dict[str, Any]) -> None:
@@ -51,7 +50,7 @@ class Sink:
             raise ValueError("route reviews: no cluster outbound|9080|v9|reviews.default.svc.cluster.local")
         self.applied.append(payload)
 
-    def on_certificate(self, bundle: CertificateBundle) -> None:
+    def on_certificate(self, bundle: WorkloadCertificate) -> None:
         if self.refuse_certs:
             raise ValueError(f"unexpected SPIFFE ID {bundle.spiffe_id}")
         self.certs.append(bundle)
@@ -104,7 +103,7 @@ def test_the_private_key_never_reaches_the_log(tmp_path: Path, caplog: pytest.Lo
 
     def certificates(identity: ProxyIdentity) -> Any:
         issued = ca.issue(identity.namespace, identity.service_account)
-        keys.append(issued.key_pem)
+        keys.append(issued.private_key)
         return issued
 
     async def scenario() -> None:
@@ -126,52 +125,6 @@ def test_the_private_key_never_reaches_the_log(tmp_path: Path, caplog: pytest.Lo
     for key in keys:
         assert key.splitlines()[1] not in caplog.text
     assert "PRIVATE KEY" not in caplog.text
-
-
-def _bundle(ca: MeshCA, sa: str) -> CertificateBundle:
-    c = ca.issue("default", sa)
-    return CertificateBundle(
-        c.spiffe_id, c.cert_pem, c.key_pem, c.root_pem, f"{c.serial:x}", str(c.not_before), str(c.not_after)
-    )
-
-
-def test_a_delivered_certificate_makes_mutual_tls_contexts_without_touching_disk(tmp_path: Path) -> None:
-    ca = MeshCA.load_or_create(tmp_path / "state")
-    server, client = _bundle(ca, "reviews"), _bundle(ca, "productpage")
-    before = set((tmp_path).rglob("*"))
-    a, b = socket.socketpair()
-    seen: dict[str, Any] = {}
-
-    def serve() -> None:
-        with server.ssl_context(server_side=True).wrap_socket(a, server_side=True) as tls:
-            seen["peer"] = tls.getpeercert()
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    with client.ssl_context(server_side=False).wrap_socket(b) as tls:
-        peer = tls.getpeercert()
-    thread.join(timeout=10)
-    assert peer is not None and ("URI", server.spiffe_id) in peer["subjectAltName"]
-    assert ("URI", client.spiffe_id) in seen["peer"]["subjectAltName"]
-    assert set(tmp_path.rglob("*")) == before  # nothing new on disk
-
-
-def test_a_peer_from_another_mesh_is_refused(tmp_path: Path) -> None:
-    ours = _bundle(MeshCA.load_or_create(tmp_path / "ours"), "reviews")
-    theirs = _bundle(MeshCA.load_or_create(tmp_path / "theirs"), "reviews")
-    a, b = socket.socketpair()
-
-    def serve() -> None:
-        with contextlib.suppress(ssl.SSLError, OSError):  # it sees the client's "unknown CA" alert
-            ours.ssl_context(server_side=True).wrap_socket(a, server_side=True).close()
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    with pytest.raises((ssl.SSLError, OSError)):
-        theirs.ssl_context(server_side=False).wrap_socket(b).close()
-    thread.join(timeout=10)
-    a.close()
-    b.close()
 
 
 def test_garbage_from_the_server_ends_the_connection_but_not_the_subscription() -> None:

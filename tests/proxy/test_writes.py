@@ -156,9 +156,9 @@ async def test_a_client_that_stopped_reading_holds_back_the_next_upstream_respon
     must not read (and pile its response up in the sidecar) until the client drains it."""
     from dataplane_support import compose_for, mesh_snapshot
 
-    from sandbox.proxy.process import ProxyOptions, Sidecar
     from sandbox.proxy.server import DownstreamConnection
-    from sandbox.proxy.upstream import UpstreamConnection
+    from sandbox.proxy.sidecar import ProxyOptions, Sidecar
+    from sandbox.proxy.upstream import Http1Connection
 
     compose = compose_for(("productpage-v1", "productpage", "v1"), ("reviews-v1", "reviews", "v1"))
     snapshot = mesh_snapshot(compose, "", "productpage-v1", {"reviews-v1": "127.0.0.1:9"})
@@ -167,7 +167,7 @@ async def test_a_client_that_stopped_reading_holds_back_the_next_upstream_respon
     state = sidecar.clusters.get("outbound|9080||reviews.default.svc.cluster.local")
     assert state is not None
     pool = sidecar.upstreams.pool(state, state.hosts.hosts[0])
-    upstream = UpstreamConnection(pool)
+    upstream = Http1Connection(pool, sidecar.writes)
     to_upstream: Any = PausableTransport()
     upstream.connection_made(to_upstream)
     state.breaker.try_connection()

@@ -160,7 +160,13 @@ def test_up_reports_every_component_and_the_urls(mesh: Mesh) -> None:
     record = mesh.record
     assert record.runtime == "compose"
     assert record.urls["ingress"] == mesh.ingress
-    assert {p.node for p in record.proxies} == {"web", "api-v1", "api-v2", "istio-ingressgateway"}
+    assert {p.node for p in record.proxies} == {
+        "web",
+        "api-v1",
+        "api-v2",
+        "istio-ingressgateway",
+        "istio-egressgateway",
+    }
     for proxy in record.proxies:  # each sidecar's admin port, published on an ephemeral host port
         assert get(proxy.admin + "/ready")[0] == 200, proxy
 
@@ -201,7 +207,13 @@ def test_status_and_logs_read_the_engine(mesh: Mesh) -> None:
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["runtime"] == "compose"
-    assert {w["name"]: (w["ready"], w["sync"]) for w in report["workloads"]}["api-v2"] == (True, "SYNCED")
+    workloads = {w["name"]: w for w in report["workloads"]}
+    assert (workloads["api-v2"]["ready"], workloads["api-v2"]["sync"]) == (True, "SYNCED")
+    # `address`: the sidecar's inbound listener on the project network (reachable from the host on Linux)
+    address = workloads["api-v2"]["address"]
+    assert address.endswith(":15006"), address
+    status_code, body = get(f"http://{address}/")
+    assert status_code == 200 and json.loads(body)["version"] == "v2", body
     logs = sandbox("logs", "web", "--proxy", "--tail", "50", "-f", str(mesh.compose), timeout=60)
     assert logs.returncode == 0, logs.stderr
     assert '"GET / HTTP/1.1" 200' in logs.stdout  # the sidecar's access log

@@ -17,6 +17,13 @@ from sandbox.runtime.base import ComponentKind
 from sandbox.runtime.forkserver import DISABLE_ENV, ForkedHandle, fork, forkable
 from sandbox.runtime.supervisor import ProcessSpec
 
+
+def cli(args: list[str]) -> None:
+    from sandbox.cli import app
+
+    app(args=args, prog_name="sandbox")
+
+
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
 
 
@@ -58,7 +65,7 @@ def test_a_forked_control_plane_serves_in_its_own_session_and_stops_on_sigterm(t
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     args = ("controlplane", "--istio", "istio", "--port", str(port), "--state-dir", str(tmp_path / "state"))
-    handle = fork(spec(tmp_path, *args), note="[sandbox] first start")
+    handle = fork(spec(tmp_path, *args), cli, note="[sandbox] first start")
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and handle.poll() is None:
@@ -82,7 +89,7 @@ def test_a_forked_control_plane_serves_in_its_own_session_and_stops_on_sigterm(t
 
 
 def test_a_forked_commands_exit_status_and_errors_reach_its_log(tmp_path: Path) -> None:
-    handle = fork(spec(tmp_path, "proxy", kind=ComponentKind.SIDECAR))
+    handle = fork(spec(tmp_path, "proxy", kind=ComponentKind.SIDECAR), cli)
     assert wait_exit(handle) == 2  # the CLI's usage error, as `python -m sandbox proxy` exits
     assert "pass --snapshot FILE or --control-plane URL" in (tmp_path / "c.log").read_text()
 
@@ -90,6 +97,18 @@ def test_a_forked_commands_exit_status_and_errors_reach_its_log(tmp_path: Path) 
 def test_a_forked_command_sees_only_the_specs_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SANDBOX_TOKEN", "ours, not the child's")
     args = ("proxy", "--control-plane", "http://127.0.0.1:9", "--workload", "w", "--service-account", "w")
-    handle = fork(spec(tmp_path, *args, kind=ComponentKind.SIDECAR))
+    handle = fork(spec(tmp_path, *args, kind=ComponentKind.SIDECAR), cli)
     assert wait_exit(handle) == 2
     assert "needs the bootstrap token in $SANDBOX_TOKEN" in (tmp_path / "c.log").read_text()
+
+
+def test_the_cli_entry_is_built_once_when_warmed(capsys: pytest.CaptureFixture[str]) -> None:
+    from sandbox.cli import app
+    from sandbox.commands.lifecycle import ForkedEntry
+
+    entry = ForkedEntry(app)
+    entry.warm()  # what the preload calls, so every forked child shares the built command
+    assert entry.command is not None and "typer._adapters" in sys.modules
+    with pytest.raises(SystemExit) as done:
+        entry(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("sandbox ")

@@ -67,7 +67,7 @@ def test_nothing_running(project: Path) -> None:
     code, out = run("status", "--output", "json")
     data = json.loads(out)
     assert code == 1 and data["running"] is False and data["workloads"] == []
-    assert data["urls"] == {"ingress": None, "console": None, "prometheus": None, "tracing": None}
+    assert data["urls"] == {"ingress": None, "https": None, "console": None, "prometheus": None, "tracing": None}
     assert run("down") == (0, f"No mesh is running for {project / 'compose.yaml'}.\n")
     code, out = run("logs", "web")
     assert code == 1 and "no mesh is running" in out
@@ -108,7 +108,13 @@ def test_status_table(tmp_path: Path) -> None:
                 "default",
                 False,
                 "STALE",
-                (ReplicaStatus("web-1", True, "SYNCED"), ReplicaStatus("web-2", False, "STALE")),
+                (
+                    ReplicaStatus("web-1", True, "SYNCED", "127.0.0.1:3"),
+                    ReplicaStatus("web-2", False, "STALE", "127.0.0.1:4"),
+                ),
+            ),
+            WorkloadStatus(
+                "sleep", "sleep", "v1", "legacy", True, "NONE", (ReplicaStatus("sleep", True, "NONE", "127.0.0.1:5"),)
             ),
         ),
         "http://127.0.0.1:1",
@@ -117,7 +123,12 @@ def test_status_table(tmp_path: Path) -> None:
     lines = text.splitlines()
     assert lines[0] == "Mesh 'demo' (local runtime): running"
     assert "web           app           restarting  3" in text
-    assert any(line.split() == ["web", "web", "v1", "default", "1/2", "STALE"] for line in lines)
+    assert any(
+        line.split() == ["web", "web", "v1", "default", "1/2", "STALE", "127.0.0.1:3,", "127.0.0.1:4"] for line in lines
+    )
+    assert any(
+        line.split() == ["sleep", "sleep", "v1", "legacy", "1/1", "no", "sidecar", "127.0.0.1:5"] for line in lines
+    )
     assert "  console     off" in text and "  ingress     http://127.0.0.1:8080" in text
 
 

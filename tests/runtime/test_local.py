@@ -98,3 +98,19 @@ def test_alive() -> None:
     assert alive(child.pid) or child.poll() is not None
     child.wait()
     assert not alive(child.pid) and not alive(0) and not alive(-1)
+
+
+def test_the_console_asks_for_kialis_port_only_while_it_is_free() -> None:
+    import socket
+
+    from sandbox.runtime.local import CONSOLE_PORT, LocalRuntime
+
+    with socket.socket() as held:  # hold 20001 (unless another mesh's console already does)
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            held.bind(("127.0.0.1", CONSOLE_PORT))
+            held.listen()
+        except OSError:
+            pass  # taken by someone else: just as good for this check
+        assert LocalRuntime().tools().console_port is None
+    assert CONSOLE_PORT == 20001  # Kiali's

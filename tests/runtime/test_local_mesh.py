@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -206,7 +207,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
 
 
 def test_up_reports_each_component_and_ends_with_the_urls(mesh: Mesh) -> None:
-    for component in ("controlplane", "web-v1", "web-v1.proxy", "api-v2.proxy", "istio-ingressgateway"):
+    gateways = ("istio-ingressgateway", "istio-egressgateway")
+    for component in ("controlplane", "web-v1", "web-v1.proxy", "api-v2.proxy", *gateways):
         assert any(line.split()[:2] == [component, "ready"] for line in mesh.up_output.splitlines()), component
     assert f"ingress     {mesh.ingress}" in mesh.up_output
     assert "Stop it with: sandbox down" in mesh.up_output
@@ -227,9 +229,26 @@ def test_status_shows_every_workload_ready_and_synced(mesh: Mesh) -> None:
     assert status["runtime"] == "local" and status["running"] is True
     assert status["urls"]["ingress"] == mesh.ingress  # type: ignore[index]
     workloads = {w["name"]: w for w in status["workloads"]}  # type: ignore[attr-defined]
-    assert set(workloads) == {"web-v1", "api-v1", "api-v2", "istio-ingressgateway"}
+    assert set(workloads) == {"web-v1", "api-v1", "api-v2", "istio-ingressgateway", "istio-egressgateway"}
     assert all(w["ready"] and w["sync"] == "SYNCED" for w in workloads.values()), workloads
     assert (workloads["api-v2"]["app"], workloads["api-v2"]["version"]) == ("api", "v2")
+    # `address`: where a client outside the mesh reaches each sidecar's inbound listener (plaintext
+    # passes under Istio's default PERMISSIVE), and the gateway's listener
+    assert get(f"http://{workloads['api-v2']['address']}/") == "api v2"
+    assert get(f"http://{workloads['web-v1']['address']}/").startswith("web v1 -> api v")
+    assert f"http://{workloads['istio-ingressgateway']['address']}" == mesh.ingress
+    rows = [line.split() for line in sandbox("status", "-f", mesh.compose).stdout.splitlines()]
+    assert ["api-v1", "api", "v1", "default", "1/1", "SYNCED", workloads["api-v1"]["address"]] in rows
+
+
+def test_status_gives_the_console_url_with_the_meshs_token(mesh: Mesh) -> None:
+    token_file = mesh.directory / ".sandbox" / "state" / "console-token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    url = str(mesh.status()["urls"]["console"])  # type: ignore[index]
+    assert url.endswith(f"/console/overview?token={token_file.read_text().strip()}"), url
+    record = json.loads((mesh.directory / ".sandbox" / "mesh.json").read_text())
+    assert "token" not in json.dumps(record) and token_file.read_text().strip() not in json.dumps(record)
+    assert "token" not in (mesh.directory / ".sandbox" / "logs" / "console.log").read_text()
 
 
 def test_logs_show_a_sidecars_access_log(mesh: Mesh) -> None:
@@ -276,6 +295,28 @@ def test_a_crashed_app_is_restarted(mesh: Mesh) -> None:
     assert (row["restarts"], row["phase"]) == (1, "ready")
     log = (mesh.directory / ".sandbox" / "logs" / "api-v1.log").read_text()
     assert "api-v1 exited with status -9; restart #1" in log
+
+
+def test_sidecars_speak_mutual_tls_and_no_workload_key_is_on_disk(mesh: Mesh) -> None:
+    get(mesh.ingress + "/")
+    record = json.loads((mesh.directory / ".sandbox" / "mesh.json").read_text())
+    [api] = [p for p in record["proxies"] if p["workload"] == "api-v1"]
+    certs = json.loads(get(api["admin"] + "/certs"))
+    [chain] = certs["certificates"][0]["cert_chain"]
+    assert chain["subject_alt_names"] == [{"uri": "spiffe://cluster.local/ns/default/sa/api"}]
+    [row] = [r for r in mesh.processes() if r["name"] == "api-v1.proxy"]
+    # web's sidecar reached api's over mutual TLS: the SNI Istio's client sets (REQUESTED_SERVER_NAME)
+    log = sandbox("logs", "api-v1", "--proxy", "-f", mesh.compose).stdout
+    assert re.search(r" outbound_\.\d+_\._\.api\.default\.svc\.cluster\.local ", log), log[-2000:]
+    # Every key on disk is the mesh CA's root key, owner-only; a sidecar's own key lives in its memory.
+    keys = [p for p in mesh.directory.rglob("*") if p.is_file() and b"PRIVATE KEY" in p.read_bytes()]
+    assert keys == [mesh.directory / ".sandbox" / "state" / "root-key.pem"]
+    assert keys[0].stat().st_mode & 0o777 == 0o600
+    for pid in row["pids"]:  # nor does the sidecar hold a key file open
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            target = os.readlink(fd)
+            if target.startswith("/") and Path(target).is_file():
+                assert b"PRIVATE KEY" not in Path(target).read_bytes(), target
 
 
 def test_down_leaves_no_process_behind(mesh: Mesh) -> None:

@@ -60,14 +60,18 @@ def test_every_replica_gets_an_app_and_a_sidecar_and_the_mesh_its_parts(tmp_path
         "api-v1-2.proxy",
         "legacy",  # inject: false, so no sidecar
         "istio-ingressgateway",
+        "istio-egressgateway",  # always, as in Istio's demo profile
         "prometheus",
         "console",
     }
     ports = [s.probe.port for s in plan.specs if s.probe]
     assert len(ports) == len(set(ports))
-    assert [p.node for p in plan.proxies] == ["web", "api-v1-1", "api-v1-2", "istio-ingressgateway"]
+    nodes = [p.node for p in plan.proxies]
+    assert nodes == ["web", "api-v1-1", "api-v1-2", "istio-ingressgateway", "istio-egressgateway"]
+    https = plan.spec("istio-ingressgateway").argv[-1].removeprefix("443=")  # Gateway port 443: a free port
     assert plan.urls == {
         "ingress": "http://127.0.0.1:18080",
+        "https": f"https://127.0.0.1:{https}",
         "prometheus": plan.urls["prometheus"],
         "console": plan.urls["console"],
         "tracing": plan.urls["console"],  # the console's built-in collector answers Jaeger's API
@@ -80,7 +84,9 @@ def test_the_app_talks_through_its_own_sidecar(tmp_path: Path) -> None:
     web, proxy = plan.spec("web"), plan.spec("web.proxy")
     outbound = proxy.argv[proxy.argv.index("--outbound-port") + 1]
     assert web.env["HTTP_PROXY"] == web.env["http_proxy"] == f"http://127.0.0.1:{outbound}"
-    assert web.env["NO_PROXY"] == "localhost,127.0.0.1"
+    # HTTPS too: the sidecar tunnels CONNECT, so egress rules cover the app's HTTPS
+    assert web.env["HTTPS_PROXY"] == web.env["https_proxy"] == f"http://127.0.0.1:{outbound}"
+    assert web.env["NO_PROXY"] == web.env["no_proxy"] == "localhost,127.0.0.1"
     assert proxy.argv[proxy.argv.index("--app-address") + 1] == f"127.0.0.1:{web.env['PORT']}"
     assert web.probe is not None and web.probe.kind == "tcp" and str(web.probe.port) == web.env["PORT"]
     assert web.env["MODE"] == "demo" and web.cwd == str(tmp_path / "apps")
@@ -126,8 +132,25 @@ def test_the_endpoints_file_lists_each_replicas_inbound_listener(tmp_path: Path)
 def test_the_gateway_listens_on_the_ingress_port(tmp_path: Path) -> None:
     gateway = make_plan(tmp_path).spec("istio-ingressgateway")
     assert gateway.kind is ComponentKind.GATEWAY
-    assert "80=18080" in gateway.argv and "443=0" in gateway.argv
+    https = [a for a in gateway.argv if a.startswith("443=")]
+    assert "80=18080" in gateway.argv and len(https) == 1 and int(https[0][4:]) > 0  # an allocated, free port
     assert gateway.argv[gateway.argv.index("--namespace") + 1] == "istio-system"
+
+
+def test_the_egress_gateway_listens_where_the_endpoints_file_sends_sidecars(tmp_path: Path) -> None:
+    plan = make_plan(tmp_path)
+    egress = plan.spec("istio-egressgateway")
+    assert egress.kind is ComponentKind.GATEWAY
+    assert egress.argv[egress.argv.index("--service-account") + 1] == "istio-egressgateway-service-account"
+    maps = [egress.argv[i + 1] for i, word in enumerate(egress.argv) if word == "--port-map"]
+    bound = dict(m.split("=") for m in maps)
+    assert set(bound) == {"80", "443"} and len(set(bound.values())) == 2 and "0" not in bound.values()
+    endpoints = json.loads(plan.files[str(tmp_path / "run" / "endpoints.json")])
+    for port, at in bound.items():  # each Service port of the gateway at the listener that serves it
+        assert endpoints[f"istio-egressgateway:{port}"] == [f"127.0.0.1:{at}"]
+    assert egress.address == f"127.0.0.1:{bound['80']}"
+    taken = [s.probe.port for s in plan.specs if s.probe] + [int(at) for at in bound.values()]
+    assert len(taken) == len(set(taken))
 
 
 def test_without_prometheus_metrics_are_off_with_a_warning(tmp_path: Path) -> None:
@@ -135,6 +158,19 @@ def test_without_prometheus_metrics_are_off_with_a_warning(tmp_path: Path) -> No
     assert plan.urls["prometheus"] is None and "prometheus" not in [s.name for s in plan.specs]
     assert "apt-get install prometheus" in plan.warnings[0]
     assert plan.urls["console"] is None and plan.urls["tracing"] is None
+
+
+def test_prometheus_left_out_by_choice_is_no_warning(tmp_path: Path) -> None:
+    plan = make_plan(tmp_path, Tools("/py", left_out=("prometheus", "console")))
+    assert plan.urls["prometheus"] is None and plan.warnings == []
+
+
+def test_the_record_has_each_sidecars_outbound_listener(tmp_path: Path) -> None:
+    plan = make_plan(tmp_path)
+    proxies = {p.node: p for p in plan.proxies}
+    web = plan.spec("web.proxy")
+    assert proxies["web"].outbound == f"http://127.0.0.1:{web.argv[web.argv.index('--outbound-port') + 1]}"
+    assert proxies["istio-ingressgateway"].outbound == ""  # a gateway routes from its own listeners only
 
 
 def test_prometheus_scrapes_every_sidecar_and_the_control_plane(tmp_path: Path) -> None:
@@ -146,7 +182,7 @@ def test_prometheus_scrapes_every_sidecar_and_the_control_plane(tmp_path: Path) 
     assert problems == []
     jobs = {job["job_name"]: job for job in document.data["scrape_configs"]}
     targets = {c["labels"]["pod"]: c["targets"][0] for c in jobs["envoy-stats"]["static_configs"]}
-    assert set(targets) == {"web", "api-v1-1", "api-v1-2", "istio-ingressgateway"}
+    assert set(targets) == {"web", "api-v1-1", "api-v1-2", "istio-ingressgateway", "istio-egressgateway"}
     proxy = plan.spec("web.proxy")
     assert targets["web"] == f"127.0.0.1:{proxy.argv[proxy.argv.index('--stats-port') + 1]}"
     assert jobs["envoy-stats"]["metrics_path"] == "/stats/prometheus"
@@ -172,3 +208,24 @@ def test_transparent_interception_is_a_warning_on_the_local_runtime(tmp_path: Pa
         "traffic through HTTP_PROXY only (transparent capture needs --runtime compose)"
     ]
     assert plan.spec("api-v1-1").env["HTTP_PROXY"].startswith("http://127.0.0.1:")
+
+
+def test_the_console_takes_kialis_port_when_it_was_free(tmp_path: Path) -> None:
+    fixed = make_plan(tmp_path, Tools("/py", console=True, console_port=20001))
+    assert fixed.urls["console"] == "http://127.0.0.1:20001"
+    argv = fixed.spec("console").argv
+    assert argv[argv.index("--port") + 1] == "20001"
+    assert fixed.spec("console").probe is not None and fixed.spec("console").probe.port == 20001
+    # a sidecar sends its spans to the console's collector at that address
+    assert "http://127.0.0.1:20001/api/v2/spans" in fixed.spec("web.proxy").argv
+    taken = make_plan(tmp_path, Tools("/py", console=True))  # 20001 was taken: the allocator's next port
+    assert taken.urls["console"] == f"http://127.0.0.1:{taken.spec('console').probe.port}"  # type: ignore[union-attr]
+
+
+def test_the_console_gets_the_meshs_token_in_its_environment_and_edits_the_istio_directory(tmp_path: Path) -> None:
+    plan = make_plan(tmp_path, Tools("/py", console=True, console_token="secret-token"))
+    console = plan.spec("console")
+    assert console.env["SANDBOX_CONSOLE_TOKEN"] == "secret-token"
+    assert "secret-token" not in " ".join(console.argv)  # a command line is public to every local user
+    assert console.argv[console.argv.index("--istio") + 1] == str(tmp_path / "istio")
+    assert all("SANDBOX_CONSOLE_TOKEN" not in s.env for s in plan.specs if s.name != "console")

@@ -7,7 +7,6 @@ from sandbox.runtime.project import (
     ProjectNotFound,
     ProxyRecord,
     find_project,
-    node_name,
     project_name,
     read_record,
     remove_record,
@@ -55,17 +54,3 @@ def test_record_round_trips_and_is_gone_after_remove(tmp_path: Path) -> None:
 )
 def test_project_names_follow_compose(text: str, name: str) -> None:
     assert project_name(text) == name
-
-
-def test_node_names_are_the_endpoint_names_compile_resolves() -> None:
-    import dataclasses
-
-    from sandbox.control.compile_clusters import default_endpoints
-    from sandbox.mesh.topology import empty_topology
-
-    gateway = empty_topology().workloads[0]
-    for replicas in (1, 3):
-        workload = dataclasses.replace(gateway, replicas=replicas)
-        for replica in range(replicas):
-            host = default_endpoints(workload, replica, 8080).rsplit(":", 1)[0]
-            assert host == node_name(workload.name, replica, replicas)

@@ -69,9 +69,10 @@ def test_golden_small_mesh(name: str) -> None:
         console=True,
     )
     golden = GOLDEN / f"{name}.golden"
+    text = rendered.files[name].replace(str(GOLDEN.resolve()), "$PROJECT")  # the checkout's place varies
     if os.environ.get("SANDBOX_UPDATE_GOLDEN"):
-        golden.write_text(rendered.files[name])
-    assert rendered.files[name] == golden.read_text(), f"regenerate with SANDBOX_UPDATE_GOLDEN=1 and review {golden}"
+        golden.write_text(text)
+    assert text == golden.read_text(), f"regenerate with SANDBOX_UPDATE_GOLDEN=1 and review {golden}"
 
 
 def test_the_golden_file_is_a_compose_file_compose_accepts(tmp_path: Path) -> None:
@@ -108,8 +109,10 @@ def test_the_app_joins_its_sidecar_which_takes_the_network_settings() -> None:
 def test_the_app_reaches_the_mesh_through_its_sidecar() -> None:
     web = services(render_text(SMALL))["web"]
     assert web["environment"]["UPSTREAM"] == "http://api:9080/"  # the list form became a map
-    assert web["environment"]["HTTP_PROXY"] == "http://127.0.0.1:15001"
-    assert "127.0.0.1" in web["environment"]["NO_PROXY"].split(",")
+    environment = web["environment"]
+    assert environment["HTTP_PROXY"] == environment["http_proxy"] == "http://127.0.0.1:15001"
+    assert environment["HTTPS_PROXY"] == environment["https_proxy"] == "http://127.0.0.1:15001"  # CONNECT tunnels
+    assert "127.0.0.1" in environment["NO_PROXY"].split(",") and environment["no_proxy"] == environment["NO_PROXY"]
 
 
 def test_the_sidecar_answers_for_its_node_and_its_service() -> None:
@@ -122,7 +125,7 @@ def test_the_sidecar_answers_for_its_node_and_its_service() -> None:
 def test_sidecar_commands_use_options_the_cli_has() -> None:
     proxy_options = _options("proxy")
     found = services(render_text(SMALL))
-    for name in ("web-proxy", "istio-ingressgateway"):
+    for name in ("web-proxy", "istio-ingressgateway", "istio-egressgateway"):
         command = found[name]["command"]
         assert command[:2] == ["sandbox", "proxy"]
         assert {arg for arg in command if arg.startswith("--")} <= proxy_options, name
@@ -198,7 +201,57 @@ def test_tracing_goes_where_it_is_told() -> None:
     assert {a for a in console["console"]["command"] if a.startswith("--")} <= _options("console")
 
 
+def test_the_console_is_published_on_kialis_port_when_up_found_it_free() -> None:
+    assert services(render_text(SMALL, console=True))["console"]["ports"] == ["127.0.0.1::20001"]  # ephemeral
+    fixed = services(render_text(SMALL, console=True, console_host_port=20001))
+    assert fixed["console"]["ports"] == ["127.0.0.1:20001:20001"]
+
+
 def test_a_service_name_sandbox_needs_is_refused() -> None:
     text = SMALL + "  web-proxy:\n    image: nginx\n"
     with pytest.raises(RenderError, match="web-proxy"):
         render_text(text)
+
+
+def test_the_egress_gateway_answers_for_its_service_on_the_project_network() -> None:
+    found = services(render_text(SMALL))
+    egress = found["istio-egressgateway"]
+    # no port map: the proxy's default (80 -> 8080, 443 -> 8443) is its Service's targetPorts
+    assert "--port-map" not in egress["command"] and egress["user"] == "1337"
+    assert egress["networks"]["default"]["aliases"] == ["istio-egressgateway.istio-system.svc.cluster.local"]
+    assert egress["ports"] == ["127.0.0.1::15000"]  # nothing published but the admin port
+    assert render_text(SMALL).services["istio-egressgateway"] == "gateway"
+
+
+def test_secrets_are_mounted_in_every_proxy_where_the_control_plane_finds_them(tmp_path: Path) -> None:
+    outside = tmp_path / "ca.crt"
+    text = SMALL.replace(
+        "x-sandbox: {ingress: {port: 18080}}",
+        f"x-sandbox:\n  ingress: {{port: 18080}}\n  secrets:\n    a: ./certs/a\n    b: {{cacert: {outside}}}",
+    )
+    found = services(render_text(text))
+    expected = [
+        # at their host paths, where the control plane (its Compose file at its host path) resolves them
+        {"type": "bind", "source": "./certs/a", "target": str((GOLDEN / "certs" / "a").resolve()), "read_only": True},
+        {"type": "bind", "source": str(outside), "target": str(outside), "read_only": True},
+    ]
+    controlplane = found["controlplane"]["volumes"]
+    assert [v for v in controlplane if v["source"] in ("./certs/a", str(outside))] == expected
+    for name in ("istio-ingressgateway", "istio-egressgateway", "web-proxy", "api-v1-proxy"):
+        assert found[name]["volumes"] == expected, name
+    assert "volumes" not in found["web"]  # the app sees nothing of them
+    assert "volumes" not in services(render_text(SMALL))["web-proxy"]
+
+
+def test_the_console_writes_the_istio_directory_as_the_hosts_user_with_the_meshs_token() -> None:
+    rendered = render_text(SMALL, console=True, console_token="secret-token", host_user="1000:1000")
+    console = services(rendered)["console"]
+    assert console["environment"] == {"SANDBOX_CONSOLE_TOKEN": "secret-token"}  # never on its command line
+    assert "secret-token" not in " ".join(console["command"])
+    assert console["user"] == "1000:1000"  # what it writes stays the user's
+    istio = next(v for v in console["volumes"] if v["target"] == "/etc/istio/config")
+    assert istio == {"type": "bind", "source": "./istio", "target": "/etc/istio/config"}  # writable
+    assert (
+        console["command"][console["command"].index("--istio") + 1] == "/etc/istio/config"
+    )  # the control plane's path
+    assert "SANDBOX_CONSOLE_TOKEN" not in rendered.compose_text.split("  console:")[0]

@@ -10,9 +10,10 @@ from collections.abc import Collection
 
 from sandbox.mesh.analysis import (
     destinationrules,
+    enforcement,
     gateways,
     generic,
-    mtls,
+    mtls_conflicts,
     schema,
     schema_resources,
     security,
@@ -30,11 +31,12 @@ CHECKERS: tuple[Checker, ...] = (
     *generic.CHECKERS,
     *virtualservices.CHECKERS,
     *destinationrules.CHECKERS,
-    *mtls.CHECKERS,
+    *mtls_conflicts.CHECKERS,
     *gateways.CHECKERS,
     *serviceentries.CHECKERS,
     *sidecars.CHECKERS,
     *security.CHECKERS,
+    *enforcement.CHECKERS,
 )
 
 

@@ -4,9 +4,10 @@ KIA codes carry Kiali's exact message text and default severity (kiali/kiali
 `models/istio_validation.go`); checkers may change the severity at runtime as Kiali does (see
 each checker). SBX1xx codes are Istio's own schema/semantic validation
 (`istio/istio pkg/config/validation`); their messages are Istio's, with the offending value
-filled in by the checker, so the catalogue holds a title. Loader (SBX0xx), legacy translation
-(SBX2xx), Compose (SBX3xx), control plane (SBX4xx) and `up` preflight (SBX5xx) codes are listed too,
-so SARIF output can describe every rule it reports.
+filled in by the checker, so the catalogue holds a title. SBX7xx say what this version's sidecars
+do not enforce. Loader (SBX0xx), legacy translation
+(SBX2xx), Compose (SBX3xx), control plane (SBX4xx), `up` preflight (SBX5xx) and Kubernetes export/import
+(SBX6xx) codes are listed too, so SARIF output can describe every rule it reports.
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ ISTIO = _table(
     ("SBX151", E, "only one of WorkloadSelector or Endpoints is allowed in Service Entry"),
     ("SBX160", E, "mesh/namespace peer authentication cannot have port level mTLS"),
     ("SBX161", E, "DENY or CUSTOM action without rules never triggers"),
+    ("SBX162", E, "unknown condition key in an AuthorizationPolicy rule"),
+    ("SBX163", E, "invalid IP address or CIDR range"),
+    ("SBX164", W, "an HTTP method that is not upper case never matches"),
 )
 
 # Reported outside the analyzer (loader, legacy translation, Compose reader, control plane, `up`);
@@ -143,9 +147,10 @@ LOADER = _table(
     ("SBX301", E, "workload needs both app and version labels"),
     ("SBX302", W, "workload has no port"),
     ("SBX303", E, "invalid replicas"),
-    ("SBX304", E, "workloads of one service disagree on the port"),
+    ("SBX304", E, "workloads of one service disagree on the port or ports"),
     ("SBX305", W, "two workloads are the same service version"),
     ("SBX306", E, "port out of range"),
+    ("SBX307", E, "x-sandbox.port is not one of x-sandbox.ports"),
     ("SBX400", E, "endpoints file rejected; the last good endpoints stay"),
     ("SBX500", E, "no Istio directory"),
     ("SBX501", E, "config routes to a Compose service outside the mesh (no app/version labels)"),
@@ -154,9 +159,24 @@ LOADER = _table(
     ("SBX504", E, "a host port the mesh needs is already taken"),
     ("SBX505", E, "the local runtime cannot start a workload (no x-sandbox.local.command)"),
     ("SBX506", E, "the compose runtime has no Docker engine or Compose"),
+    ("SBX600", W, "a field has no counterpart on the other side and is left out (Kubernetes export/import)"),
+    ("SBX601", W, "an object or Compose service is not carried over (Kubernetes export/import)"),
+    ("SBX602", E, "a Kubernetes object cannot be imported as written"),
+    ("SBX603", N, "carried over with a change (Kubernetes export/import)"),
+    ("SBX604", W, "the image is built from a local Dockerfile: push it where the cluster pulls from"),
+    ("SBX605", E, "a name or label Kubernetes rejects"),
 )
 
-CATALOGUE: dict[str, Check] = {**KIALI, **ISTIO, **LOADER}
+# What this version's sidecars do not enforce (enforcement.py).
+ENFORCEMENT = _table(
+    ("SBX701", W, "the resource (or part of it) is not enforced by this version's sidecars"),
+    ("SBX702", W, "EnvoyFilter is accepted but not applied: the sidecars are not Envoy"),
+    ("SBX703", W, "part of a Telemetry resource is not applied in this version"),
+    ("SBX705", W, "a CUSTOM policy's extension provider cannot be called: the workloads it selects deny everything"),
+    ("SBX706", W, "part of an extension provider is not applied in this version"),
+)
+
+CATALOGUE: dict[str, Check] = {**KIALI, **ISTIO, **ENFORCEMENT, **LOADER}
 
 
 def describe(code: str) -> Check:

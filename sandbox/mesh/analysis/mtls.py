@@ -1,7 +1,6 @@
-"""Kiali's mTLS consistency checks between PeerAuthentications and DestinationRules:
-KIA0204-KIA0208 on DestinationRules, KIA0401/0501/0505/0506 on PeerAuthentications.
-
-Auto mTLS is on by default in Istio, which turns KIA0205/0206/0401/0501 off (Kiali does the same).
+"""Whether the workloads a policy selects receive mTLS, as Kiali's KIA0105 (mtls_enabled_checker)
+estimates it from PeerAuthentications and wide DestinationRules (security.py uses it). The
+DestinationRule/PeerAuthentication conflict checks are in mtls_conflicts.py.
 """
 
 from __future__ import annotations
@@ -14,13 +13,12 @@ from typing import Any
 from sandbox.mesh.analysis.context import Context
 from sandbox.mesh.analysis.destinationrules import tls_mode
 from sandbox.mesh.analysis.index import MESH_WIDE_HOST, ROOT_NAMESPACE, namespace_wide_host
-from sandbox.mesh.names import labels_match, split_fqdn
+from sandbox.mesh.names import labels_match
 from sandbox.mesh.resources import Resource
 from sandbox.mesh.resources.destinationrule import TLSMode
 from sandbox.mesh.resources.security import MTLSMode
 
 ENABLING = (MTLSMode.STRICT, MTLSMode.PERMISSIVE)
-TLS_PATH = "spec/trafficPolicy/tls/mode"
 SUBSET_LIMIT = 8  # 2^8 subset lookups at most per selector
 
 
@@ -70,9 +68,6 @@ class Policies:
     def mesh_pa(self) -> MTLSMode | None:
         return self.ns_pa.get(ROOT_NAMESPACE)
 
-    def has_pa(self, namespace: str) -> bool:
-        return namespace in self.ns_pa
-
     def dr_with(self, host: str, *modes: TLSMode) -> bool:
         return any(m in modes for m in self.dr_modes.get(host, ()))
 
@@ -93,70 +88,6 @@ class Policies:
         return first[1] if first else None
 
 
-def _has_tls(dr: Resource[Any]) -> bool:
-    policy = dr.spec.traffic_policy
-    return bool(policy and (policy.tls or any(p.tls for p in policy.port_level_settings)))
-
-
-def check_destination_rules(ctx: Context) -> None:
-    p = Policies.build(ctx)
-    mutual = TLSMode.ISTIO_MUTUAL
-    for dr in ctx.state.destination_rules:
-        host = ctx.state.resolve(dr.spec.host, dr.namespace)
-        mode = tls_mode(dr)
-        ns_wide = host == namespace_wide_host(dr.namespace)
-        if host == MESH_WIDE_HOST and mode is mutual and not ctx.auto_mtls and p.mesh_pa not in ENABLING:
-            ctx.report(dr, "KIA0205", TLS_PATH)
-        pa_enabling = p.ns_pa.get(dr.namespace) in ENABLING or p.mesh_pa in ENABLING
-        if ns_wide and mode is mutual and not ctx.auto_mtls and not pa_enabling:
-            ctx.report(dr, "KIA0206", TLS_PATH)
-        if ns_wide and mode is TLSMode.DISABLE:
-            ns_mode = p.ns_pa.get(dr.namespace)
-            if ns_mode is MTLSMode.STRICT:
-                ctx.report(dr, "KIA0207", TLS_PATH)
-            elif ns_mode is None and p.mesh_pa is MTLSMode.STRICT:
-                ctx.report(dr, "KIA0208", TLS_PATH)
-        if host == MESH_WIDE_HOST and mode is TLSMode.DISABLE and p.mesh_pa is MTLSMode.STRICT:
-            ctx.report(dr, "KIA0208", TLS_PATH)
-        if not _has_tls(dr) and _overrides_mtls(ctx, p, dr, host):
-            ctx.report(dr, "KIA0204", "spec/trafficPolicy")
-
-
-def _overrides_mtls(ctx: Context, p: Policies, dr: Resource[Any], host: str) -> bool:
-    """Does a mesh-wide, namespace-wide or same-host rule enable ISTIO_MUTUAL that `dr` (without
-    TLS settings) silently replaces for its host?"""
-    mutual = TLSMode.ISTIO_MUTUAL
-    parts = split_fqdn(host)
-    if host.endswith(".local") and host != MESH_WIDE_HOST and p.dr_with(MESH_WIDE_HOST, mutual):
-        return True
-    if parts and p.dr_with(namespace_wide_host(parts[1]), mutual):
-        return True
-    same_host = ctx.state.destination_rules_by_host.get(host, ())
-    return any(other is not dr and tls_mode(other) is mutual for other in same_host)
-
-
-def check_peer_authentications(ctx: Context) -> None:
-    p = Policies.build(ctx)
-    enabling = (TLSMode.ISTIO_MUTUAL, TLSMode.MUTUAL)
-    for pa in ctx.state.peer_authentications:
-        if not _selectorless(pa):
-            continue
-        mode, ns = pa_mode(pa), pa.namespace
-        ns_wide = namespace_wide_host(ns)
-        if ns == ROOT_NAMESPACE:
-            if mode is MTLSMode.STRICT and not ctx.auto_mtls and not p.dr_with(MESH_WIDE_HOST, TLSMode.ISTIO_MUTUAL):
-                ctx.report(pa, "KIA0401", "spec/mtls")
-            if mode is MTLSMode.DISABLE and p.dr_with(MESH_WIDE_HOST, *enabling):
-                ctx.report(pa, "KIA0506", "spec/mtls")
-            continue
-        dr_enabling = p.dr_with(ns_wide, TLSMode.ISTIO_MUTUAL) or p.dr_with(MESH_WIDE_HOST, TLSMode.ISTIO_MUTUAL)
-        if mode is MTLSMode.STRICT and not ctx.auto_mtls and not dr_enabling:
-            ctx.report(pa, "KIA0501", "spec/mtls")
-        mesh_enabling = p.dr_with(MESH_WIDE_HOST, *enabling) and not p.dr_with(ns_wide, TLSMode.DISABLE)
-        if mode is MTLSMode.DISABLE and (p.dr_with(ns_wide, *enabling) or mesh_enabling):
-            ctx.report(pa, "KIA0505", "spec/mtls")
-
-
 def mtls_enabled(ctx: Context, p: Policies, namespace: str, selector: dict[str, str]) -> bool:
     """Do the workloads an AuthorizationPolicy selects receive mTLS? The effective PeerAuthentication
     mode (workload, namespace, mesh; PERMISSIVE at the top) and, below STRICT, the wide
@@ -174,6 +105,3 @@ def mtls_enabled(ctx: Context, p: Policies, namespace: str, selector: dict[str, 
     if p.dr_with(dr_host, TLSMode.DISABLE):
         return False
     return ctx.auto_mtls or p.dr_with(dr_host, TLSMode.ISTIO_MUTUAL)
-
-
-CHECKERS = (check_destination_rules, check_peer_authentications)

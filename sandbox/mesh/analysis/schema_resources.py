@@ -3,6 +3,7 @@ as SBX1xx codes with Istio's messages (istio/istio `pkg/config/validation/valida
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from sandbox.mesh.analysis.context import Context
@@ -85,6 +86,57 @@ def check_security_policies(ctx: Context) -> None:
                 "add an empty rule `{}` if you want it be triggered for every request"
             )
             ctx.report(ap, "SBX161", "spec/action", message=message)
+        for r, rule in enumerate(ap.spec.rules):
+            for w, condition in enumerate(rule.when):
+                if not known_condition(condition.key):
+                    message = f"unknown attribute: {condition.key}"
+                    ctx.report(ap, "SBX162", f"spec/rules[{r}]/when[{w}]/key", message=message)
+                elif condition.key in IP_KEYS:
+                    for name, values in (("values", condition.values), ("notValues", condition.not_values)):
+                        _check_ips(ctx, ap, values, f"spec/rules[{r}]/when[{w}]/{name}")
+            for f, item in enumerate(rule.from_):
+                src = item.source
+                if src is None:
+                    continue
+                for name in ("ip_blocks", "not_ip_blocks", "remote_ip_blocks", "not_remote_ip_blocks"):
+                    path = f"spec/rules[{r}]/from[{f}]/source/{_camel(name)}"
+                    _check_ips(ctx, ap, getattr(src, name), path)
+
+
+# The `when` keys Istio knows (security/v1beta1 conditions; istio validation ValidateAttribute).
+CONDITION_KEYS = frozenset(
+    {
+        "source.ip",
+        "remote.ip",
+        "source.namespace",
+        "source.principal",
+        "request.auth.principal",
+        "request.auth.audiences",
+        "request.auth.presenter",
+        "destination.ip",
+        "destination.port",
+        "connection.sni",
+    }
+)
+CONDITION_PREFIXES = ("request.headers[", "request.auth.claims[", "experimental.envoy.filters.")
+IP_KEYS = frozenset({"source.ip", "remote.ip", "destination.ip"})
+
+
+def known_condition(key: str) -> bool:
+    return key in CONDITION_KEYS or (key.startswith(CONDITION_PREFIXES) and key.endswith("]"))
+
+
+def _check_ips(ctx: Context, ap: Resource[Any], values: tuple[str, ...], path: str) -> None:
+    for i, value in enumerate(values):
+        try:
+            ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            ctx.report(ap, "SBX163", f"{path}[{i}]", message=f"invalid IP address or CIDR range: {value}")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
 
 
 CHECKERS = (check_destination_rules, check_gateways, check_service_entries, check_security_policies)

@@ -1,4 +1,6 @@
-"""Kiali's AuthorizationPolicy checks: KIA0101, KIA0102, KIA0104, KIA0105, KIA0106."""
+"""Kiali's AuthorizationPolicy checks: KIA0101, KIA0102, KIA0104, KIA0105, KIA0106; with what the
+sidecars enforce (sandbox/proxy/authz.py): principals are compared without `spiffe://`, and a
+method that is not upper case never matches (SBX164: Envoy compares `:method` exactly)."""
 
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ def check_authorization_policies(ctx: Context) -> None:
                     if not matches_pattern(ns, namespaces):
                         ctx.report(ap, "KIA0101", f"{base}/namespaces[{i}]")
                 for i, who in enumerate(src.principals):
-                    if not matches_pattern(who, ctx.index.principals):
+                    if not matches_pattern(who.removeprefix("spiffe://"), ctx.index.principals):
                         ctx.report(ap, "KIA0106", f"{base}/principals[{i}]")
                 for name in ("principals", "not_principals", "namespaces", "not_namespaces"):
                     if getattr(src, name):
@@ -61,9 +63,15 @@ def check_authorization_policies(ctx: Context) -> None:
                 if op is None:
                     continue
                 base = f"spec/rules[{r}]/to[{t}]/operation"
-                for i, method in enumerate(op.methods):
-                    if not valid_method(method):
-                        ctx.report(ap, "KIA0102", f"{base}/methods[{i}]")
+                for name, methods in (("methods", op.methods), ("notMethods", op.not_methods)):
+                    for i, method in enumerate(methods):
+                        if name == "methods" and not valid_method(method):
+                            ctx.report(ap, "KIA0102", f"{base}/methods[{i}]")
+                        elif valid_method(method) and method != method.upper():
+                            message = (
+                                f"method '{method}' never matches: request methods are compared exactly (upper case)"
+                            )
+                            ctx.report(ap, "SBX164", f"{base}/{name}[{i}]", message=message)
                 for i, host in enumerate(op.hosts):
                     _check_host(ctx, ap, host, f"{base}/hosts[{i}]", namespaces)
             identity_paths.extend(

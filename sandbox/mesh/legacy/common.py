@@ -38,7 +38,7 @@ def derived(
 ) -> Resource[Any]:
     """A modern resource made from `source`: it keeps the legacy file and line as its origin."""
     line = source.origin.position("apiVersion")[0]  # the resource's first line, not its `---`
-    origin = Origin(source.origin.file, line, source.origin.document)
+    origin = Origin(source.origin.file, line, source.origin.document, translated_from=source.ref)
     annotations = {DRY_RUN: "true"} if dry_run else {}
     return Resource(kind, KINDS[kind].preferred_api_version, name, namespace, spec, {}, annotations, origin)
 

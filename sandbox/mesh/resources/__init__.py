@@ -15,10 +15,12 @@ from sandbox.mesh.resources.security import (
     PeerAuthenticationSpec,
     RequestAuthenticationSpec,
 )
+from sandbox.mesh.resources.telemetry import EnvoyFilterSpec, TelemetrySpec
 from sandbox.mesh.resources.virtualservice import HTTPRoute, VirtualServiceSpec
 
 NETWORKING = "networking.istio.io"
 SECURITY = "security.istio.io"
+TELEMETRY = "telemetry.istio.io"
 _NET_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 _SEC_VERSIONS = ("v1", "v1beta1")
 
@@ -43,6 +45,8 @@ KINDS: dict[str, KindInfo] = {
         KindInfo(
             "AuthorizationPolicy", SECURITY, _SEC_VERSIONS, AuthorizationPolicySpec, ("ap",), "authorizationpolicies"
         ),
+        KindInfo("Telemetry", TELEMETRY, ("v1", "v1alpha1"), TelemetrySpec, ("telemetry",), "telemetries"),
+        KindInfo("EnvoyFilter", NETWORKING, ("v1alpha3",), EnvoyFilterSpec, ("ef",), "envoyfilters"),
     )
 }
 
@@ -65,6 +69,7 @@ __all__ = [
     "KINDS",
     "AuthorizationPolicySpec",
     "DestinationRuleSpec",
+    "EnvoyFilterSpec",
     "GatewaySpec",
     "HTTPRoute",
     "KindInfo",
@@ -76,6 +81,7 @@ __all__ = [
     "ServiceEntrySpec",
     "SidecarSpec",
     "Subset",
+    "TelemetrySpec",
     "TrafficPolicy",
     "VirtualServiceSpec",
     "WorkloadEntrySpec",

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable
-from enum import StrEnum
-from typing import Any, TypeVar, dataclass_transform
+from typing import TypeVar, dataclass_transform
 
 from sandbox.mesh.schema import Duration
 
@@ -19,11 +17,6 @@ _C = TypeVar("_C", bound=type)
 def model(cls: _C) -> _C:
     """A frozen, keyword-only dataclass: the shape of every Istio message here."""
     return typing.cast(_C, dataclasses.dataclass(frozen=True, kw_only=True)(cls))
-
-
-def yaml_field(name: str, default: Any = None) -> Any:
-    """A field whose YAML key is not the camelCase of its Python name (e.g. `from`)."""
-    return dataclasses.field(default=default, metadata={"yaml": name})
 
 
 @model
@@ -72,10 +65,3 @@ class PolicyTargetReference:
     kind: str | None = None
     name: str | None = None
     namespace: str | None = None
-
-
-def enum_values(enum: type[StrEnum]) -> list[str]:
-    return [m.value for m in enum]
-
-
-Factory = Callable[[], Any]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import field
 from enum import StrEnum
 
-from sandbox.mesh.resources.common import Duration, PortSelector, WorkloadSelector, model
+from sandbox.mesh.resources.common import Duration, LabelSelector, PortSelector, model
 
 
 class SimpleLB(StrEnum):
@@ -194,4 +194,5 @@ class DestinationRuleSpec:
     traffic_policy: TrafficPolicy | None = None
     subsets: tuple[Subset, ...] = ()
     export_to: tuple[str, ...] = ()
-    workload_selector: WorkloadSelector | None = None
+    # type.v1beta1.WorkloadSelector: `workloadSelector: {matchLabels: ...}` (the Sidecar's has `labels`)
+    workload_selector: LabelSelector | None = None

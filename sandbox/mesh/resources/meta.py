@@ -36,6 +36,8 @@ class Origin:
     line: int = 1
     document: int = 0
     positions: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False, compare=False, hash=False)
+    # A resource no document defines: the legacy translation of this one (`Kind/ns/name`)
+    translated_from: str = field(default="", compare=False, hash=False)
 
     def position(self, path: str) -> tuple[int, int]:
         """The position of `path`, or of its nearest ancestor that has one."""

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from sandbox.mesh.analysis import analyze
-from sandbox.mesh.analysis.codes import CATALOGUE, KIALI
+from sandbox.mesh.analysis.codes import CATALOGUE, ENFORCEMENT, KIALI
 from sandbox.mesh.diagnostics import Severity
 from sandbox.mesh.loader import load_text
 from sandbox.mesh.state import MeshState
@@ -174,7 +174,7 @@ def test_a_thousand_resources_analyze_well_under_two_seconds() -> None:
     assert len(loaded.resources) == 1001 and not loaded.diagnostics
     state = MeshState(loaded.resources, parse_compose(compose, "compose.yaml"))
     start = time.perf_counter()
-    found = analyze(state)
+    found = [d for d in analyze(state) if d.code not in ENFORCEMENT]  # SBX7xx: said of every policy
     elapsed = time.perf_counter() - start
     assert found == []  # a consistent mesh: the indexes must not invent findings either
     assert elapsed < 1.0, f"analysis of 1,001 resources took {elapsed:.2f}s"

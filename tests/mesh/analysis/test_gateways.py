@@ -42,7 +42,7 @@ CASES = {
     )
     + gw("b", server(8080, '"*/a.example.com"  # !KIA0301 warning spec/servers[0]/hosts[0]')),
     "selector matches no workload": gw(
-        "a", server(8080, "a.example.com"), selector="{istio: egressgateway}  # !KIA0302 warning spec/selector"
+        "a", server(8080, "a.example.com"), selector="{istio: meshexpansiongateway}  # !KIA0302 warning spec/selector"
     )
     + gw("b", server(8080, "b.example.com"), selector="{app: reviews}"),
 }

@@ -100,3 +100,187 @@ CASES = {
 def test_mtls_checks(check, text: str, auto_mtls: bool) -> None:
     actual, expected = check(text, CODES, auto_mtls=auto_mtls)
     assert actual == expected
+
+
+def bookinfo_pa(name: str, namespace: str, body: str, marker: str = "") -> str:
+    return f"""\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+{body}{marker}
+---
+"""
+
+
+def bookinfo_dr(name: str, namespace: str, host: str, mode: str, marker: str = "") -> str:
+    return f"""\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  host: "{host}"
+  trafficPolicy:
+    tls:
+      mode: {mode}{marker}
+---
+"""
+
+
+BOOKINFO_NS = "*.bookinfo.svc.cluster.local"
+GRAFANA_PORTS = bookinfo_pa(
+    "grafana-ports-mtls-disabled",
+    "istio-system",
+    "  selector: {matchLabels: {app: grafana}}\n  portLevelMtls: {'3000': {mode: DISABLE}}",
+)
+
+# Kiali's own fixtures (kiali/kiali tests/data/validations/{destinationrules,peerauthentications}/
+# disabled_*_checker_N.yaml) with the findings its tests expect.
+KIALI_CASES = {
+    "destinationrules/disabled_meshwide_checker_1": bookinfo_dr(
+        "disable-mesh-mtls", "istio-system", "*.local", "DISABLE"
+    )
+    + bookinfo_pa("disable-mesh-mtls", "istio-system", "  mtls: {mode: DISABLE}"),
+    "destinationrules/disabled_meshwide_checker_2": bookinfo_dr(
+        "disable-mesh-mtls", "bookinfo", "*.local", "DISABLE", "  # !KIA0208 error spec/trafficPolicy/tls/mode"
+    )
+    + bookinfo_pa("disable-mesh-mtls", "istio-system", "  mtls: {mode: STRICT}"),
+    "destinationrules/disabled_meshwide_checker_3": bookinfo_dr(
+        "mesh-enable-mtls", "istio-system", "*.local", "DISABLE"
+    )
+    + bookinfo_pa(
+        "disable-grafana-mtls", "bookinfo", "  selector: {matchLabels: {app: grafana}}\n  mtls: {mode: DISABLE}"
+    ),
+    "destinationrules/disabled_meshwide_checker_4": bookinfo_dr("enable-mesh-mtls", "bookinfo", "*.local", "DISABLE")
+    + bookinfo_pa("permissive-mesh-mtls", "istio-system", "  mtls: {mode: PERMISSIVE}"),
+    "peerauthentications/disabled_meshwide_checker_1": bookinfo_pa(
+        "disable-mesh-mtls", "istio-system", "  mtls: {mode: DISABLE}"
+    )
+    + GRAFANA_PORTS
+    + bookinfo_dr("disable-mesh-mtls", "istio-system", "*.local", "DISABLE")
+    + bookinfo_dr("grafana-enable-mtls", "istio-system", "grafana.istio-system.svc.cluster.local", "ISTIO_MUTUAL"),
+    "peerauthentications/disabled_meshwide_checker_2": bookinfo_pa(
+        "disable-mesh-mtls", "istio-system", "  mtls: {mode: DISABLE}", "  # !KIA0506 error spec/mtls"
+    )
+    + GRAFANA_PORTS
+    + bookinfo_dr("enable-mesh-mtls", "bookinfo", "*.local", "ISTIO_MUTUAL")
+    + bookinfo_dr("grafana-enable-mtls", "istio-system", "grafana.istio-system.svc.cluster.local", "ISTIO_MUTUAL"),
+    "peerauthentications/disabled_meshwide_checker_3": bookinfo_pa(
+        "disable-mesh-mtls", "istio-system", "  mtls: {mode: DISABLE}"
+    )
+    + bookinfo_dr("grafana-enable-mtls", "istio-system", "grafana.istio-system.svc.cluster.local", "DISABLE"),
+    "peerauthentications/disabled_namespacewide_checker_1": bookinfo_pa(
+        "disable-mtls-bookinfo", "bookinfo", "  mtls: {mode: DISABLE}"
+    )
+    + bookinfo_dr("disable-mtls-bookinfo", "bookinfo", BOOKINFO_NS, "DISABLE")
+    + bookinfo_dr("details-enable-mtls", "bookinfo", "details", "ISTIO_MUTUAL"),
+    "peerauthentications/disabled_namespacewide_checker_2": bookinfo_pa(
+        "disable-mtls-bookinfo", "bookinfo", "  mtls: {mode: DISABLE}", "  # !KIA0505 error spec/mtls"
+    )
+    + bookinfo_dr("bookinfo-enable-mtls", "bookinfo", BOOKINFO_NS, "ISTIO_MUTUAL")
+    + bookinfo_dr("details-enable-mtls", "bookinfo", "details", "ISTIO_MUTUAL"),
+    "peerauthentications/disabled_namespacewide_checker_3": bookinfo_pa(
+        "disable-mtls-bookinfo", "bookinfo", "  mtls: {mode: DISABLE}"
+    )
+    + bookinfo_dr("disable-mesh-mtls", "istio-system", "*.local", "DISABLE")
+    + bookinfo_dr("details-enable-mtls", "bookinfo", "details", "ISTIO_MUTUAL"),
+    "peerauthentications/disabled_namespacewide_checker_4": bookinfo_pa(
+        "disable-mtls-bookinfo", "bookinfo", "  mtls: {mode: DISABLE}", "  # !KIA0505 error spec/mtls"
+    )
+    + bookinfo_dr("enable-mesh-mtls", "istio-system", "*.local", "ISTIO_MUTUAL")
+    + bookinfo_dr("details-enable-mtls", "bookinfo", "details", "ISTIO_MUTUAL"),
+    "peerauthentications/disabled_namespacewide_checker_5": bookinfo_pa(
+        "disable-mtls-bookinfo", "bookinfo", "  mtls: {mode: DISABLE}"
+    ),
+    "peerauthentications/disabled_namespacewide_checker_6": bookinfo_pa(
+        "disable-mtls-bookinfo", "bookinfo", "  mtls: {mode: DISABLE}"
+    )
+    + bookinfo_pa("mtls-mesh", "istio-system", "  mtls: {mode: STRICT}")
+    + bookinfo_dr("enable-mesh-mtls", "istio-system", "*.local", "ISTIO_MUTUAL")
+    + bookinfo_dr("bookinfo-disable-mtls", "bookinfo", BOOKINFO_NS, "DISABLE"),
+}
+
+
+@pytest.mark.parametrize("text", KIALI_CASES.values(), ids=KIALI_CASES.keys())
+def test_kialis_own_fixtures(check, text: str) -> None:
+    actual, expected = check(text, CODES)
+    assert actual == expected
+
+
+# Kiali reads the resources literally (business/checkers/destinationrules/traffic_policy_checker.go,
+# kubernetes/istio.go PeerAuthnHasMTLSEnabled, ParseHost): these pin the corners where that differs
+# from resolving hosts or selectors as Istio would.
+LITERAL_CASES = {
+    "a selector, even an empty one, makes a workload policy (no namespace-wide check)": (
+        bookinfo_pa("ns", "bookinfo", "  selector: {}\n  mtls: {mode: DISABLE}")
+        + bookinfo_dr("ns", "bookinfo", BOOKINFO_NS, "ISTIO_MUTUAL")
+    ),
+    "a tls without a mode is DISABLE": (
+        bookinfo_pa("ns", "bookinfo", "  mtls: {mode: STRICT}")
+        + "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ns, namespace: bookinfo}\n"
+        'spec:\n  host: "*.bookinfo.svc.cluster.local"\n  trafficPolicy:\n'
+        "    tls: {sni: x}  # !KIA0207 error spec/trafficPolicy/tls/mode\n---\n"
+    ),
+    "the first namespace policy enabling mTLS decides (PERMISSIVE before STRICT)": (
+        bookinfo_pa("a", "bookinfo", "  mtls: {mode: PERMISSIVE}")
+        + bookinfo_pa("b", "bookinfo", "  mtls: {mode: STRICT}")
+        + bookinfo_dr("ns", "bookinfo", BOOKINFO_NS, "DISABLE")
+    ),
+    "a namespace DISABLE policy shields a namespace DR DISABLE from a STRICT mesh": (
+        bookinfo_pa("ns", "bookinfo", "  mtls: {mode: DISABLE}")
+        + bookinfo_pa("mesh", "istio-system", "  mtls: {mode: STRICT}")
+        + bookinfo_dr("ns", "bookinfo", BOOKINFO_NS, "DISABLE")
+    ),
+    "an UNSET namespace policy leaves the STRICT mesh in force": (
+        bookinfo_pa("ns", "bookinfo", "  mtls: {}")
+        + bookinfo_pa("mesh", "istio-system", "  mtls: {mode: STRICT}")
+        + bookinfo_dr("ns", "bookinfo", BOOKINFO_NS, "DISABLE", "  # !KIA0208 error spec/trafficPolicy/tls/mode")
+    ),
+    "a wildcard for another namespace is not namespace-wide": (
+        bookinfo_pa("ns", "bookinfo", "  mtls: {mode: STRICT}") + bookinfo_dr("ns", "default", BOOKINFO_NS, "DISABLE")
+    ),
+    "the first decisive namespace-wide rule answers KIA0505 (DISABLE before ISTIO_MUTUAL)": (
+        bookinfo_pa("ns", "bookinfo", "  mtls: {mode: DISABLE}")
+        + bookinfo_dr("disable", "bookinfo", BOOKINFO_NS, "DISABLE")
+        + bookinfo_dr("enable", "bookinfo", BOOKINFO_NS, "ISTIO_MUTUAL")
+    ),
+    "a mesh-wide ISTIO_MUTUAL rule is overridden by any rule without TLS, external hosts too": (
+        bookinfo_dr("mesh", "istio-system", "*.local", "ISTIO_MUTUAL")
+        + "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: wiki, namespace: bookinfo}\n"
+        'spec:  # !KIA0204 warning spec/trafficPolicy\n  host: "wikipedia.org"\n---\n'
+    ),
+    "a namespace-wide rule covers its namespace's hosts only": (
+        bookinfo_dr("ns", "bookinfo", BOOKINFO_NS, "ISTIO_MUTUAL")
+        + "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: bookinfo}\n"
+        "spec:  # !KIA0204 warning spec/trafficPolicy\n  host: reviews\n---\n"
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: other}\n"
+        "spec:\n  host: reviews.other.svc.cluster.local\n  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n---\n"
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: short, namespace: bookinfo}\n"
+        "spec:\n  host: reviews.bookinfo\n---\n"  # two labels: Kiali takes it for an external host
+    ),
+    "a port-level TLS setting keeps mTLS": (
+        bookinfo_dr("ns", "bookinfo", BOOKINFO_NS, "ISTIO_MUTUAL")
+        + "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: bookinfo}\n"
+        "spec:\n  host: reviews\n  trafficPolicy:\n    portLevelSettings:\n"
+        "    - {port: {number: 9080}, tls: {mode: ISTIO_MUTUAL}}\n---\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("text", LITERAL_CASES.values(), ids=LITERAL_CASES.keys())
+def test_kialis_literal_reading(check, text: str) -> None:
+    actual, expected = check(text, CODES)
+    assert actual == expected
+
+
+def test_without_auto_mtls_the_missing_counterparts_show_on_kialis_paths(check) -> None:
+    text = (
+        bookinfo_pa("mesh", "istio-system", "  mtls: {mode: STRICT}", "  # !KIA0401 error spec/mtls")
+        + bookinfo_pa("ns", "bookinfo", "  mtls: {mode: STRICT}", "  # !KIA0501 error spec/mtls")
+        + bookinfo_dr("ns", "default", "*.default.svc.cluster.local", "ISTIO_MUTUAL")
+        + bookinfo_pa("sel", "default", "  selector: {matchLabels: {app: reviews}}\n  mtls: {mode: STRICT}")
+    )
+    actual, expected = check(text, CODES, auto_mtls=False)
+    assert actual == expected
+    # the mesh-wide STRICT policy enables mTLS for the default namespace's rule: no KIA0206
+    assert not any(code == "KIA0206" for code, *_ in actual)

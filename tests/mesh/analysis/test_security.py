@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-CODES = {"KIA0101", "KIA0102", "KIA0104", "KIA0105", "KIA0106"}
+CODES = {"KIA0101", "KIA0102", "KIA0104", "KIA0105", "KIA0106", "SBX162", "SBX163", "SBX164"}
 
 
 def ap(rules: str, extra: str = "") -> str:
@@ -25,7 +25,7 @@ CASES = {
         principals: [cluster.local/ns/default/sa/productpage, "cluster.local/ns/default/sa/bookinfo-*"]
     to:
     - operation:
-        methods: [GET, post, "PU*", "*CH", "*"]
+        methods: [GET, post, "PU*", "*CH", "*"]  # !SBX164 warning spec/rules[0]/to[0]/operation/methods[1]
         hosts: [reviews, reviews.default, ratings.default.svc.cluster.local, "*.example.com", www.example.com, a.b]
     when:
     - key: source.principal
@@ -93,6 +93,31 @@ metadata: {name: reviews}
 spec: {selector: {matchLabels: {app: reviews}}, mtls: {mode: STRICT}}
 ---
 """,
+        )
+    ),
+    "checked as the sidecars match": (
+        ap(
+            """\
+  - from:
+    - source:
+        principals: [spiffe://cluster.local/ns/default/sa/bookinfo-reviews]
+        ipBlocks:
+        - 10.0.0.0/8
+        - 10.0.0.300  # !SBX163 error spec/rules[0]/from[0]/source/ipBlocks[1]
+    to:
+    - operation:
+        methods:
+        - get  # !SBX164 warning spec/rules[0]/to[0]/operation/methods[0]
+        notMethods:
+        - Post  # !SBX164 warning spec/rules[0]/to[0]/operation/notMethods[0]
+    when:
+    - key: request.header[x-user]  # !SBX162 error spec/rules[0]/when[0]/key
+      values: [jason]
+    - key: remote.ip
+      values: ["::1", not-an-ip]  # !SBX163 error spec/rules[0]/when[1]/values[1]
+    - key: experimental.envoy.filters.network.mysql_proxy[db.table]
+      values: ["[update]"]
+"""
         )
     ),
 }

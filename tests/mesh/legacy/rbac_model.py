@@ -12,9 +12,9 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.mesh.authz import RequestAttributes
 from sandbox.mesh.legacy.specs import AccessRule, EnforcementMode, RbacMode, Subject
 from sandbox.mesh.resources import Resource
+from sandbox.proxy.authz import AuthzRequest
 
 
 @dataclass
@@ -39,17 +39,23 @@ class Call:
     def labels(self) -> dict[str, str]:
         return {"app": self.service, "version": self.version}
 
-    def attributes(self) -> RequestAttributes:
-        return RequestAttributes(
-            method=self.method,
-            path=self.path,
-            headers=self.headers,
-            port=self.port,
-            source_principal=self.principal,
-            source_ip=self.source_ip,
-            request_principal=self.request_principal,
-            claims=self.claims,
+    def attributes(self) -> AuthzRequest:
+        """The request as the data path's RBAC engine reads it."""
+        r = AuthzRequest(
+            self.method,
+            self.path,
+            f"{self.fqdn}:{self.port}",
+            self.headers,
+            self.port,
+            self.principal,
+            self.source_ip,
+            "",
+            "",
+            "",
         )
+        r.request_principal = self.request_principal
+        r.claims = self.claims
+        return r
 
 
 def match(pattern: str, value: str) -> bool:

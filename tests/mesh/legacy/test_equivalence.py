@@ -1,5 +1,6 @@
 """The translated AuthorizationPolicies mean what the v1alpha1 RBAC meant: for every request in a
-table, the legacy decision (rbac_model, written from the v1alpha1 docs) equals authz.evaluate's."""
+table, the legacy decision (rbac_model, written from the v1alpha1 docs) equals the data path's RBAC
+engine's, given the policies the control plane compiles for the called workload."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from sandbox.mesh.authz import applicable, evaluate
+from sandbox.control.compile_access import authz_policy
+from sandbox.mesh.authz import applicable
 from sandbox.mesh.loader import load_text
 from sandbox.mesh.resources import KINDS, Resource
+from sandbox.proxy.authz import Authorizer, Verdict
 
 from .rbac_model import Call, any_match, legacy_allows
 
@@ -134,6 +137,10 @@ CALLS = [
         [{}, {"x-user": "jason"}, {"x-user": "admin"}],
     )
 ]
+
+
+def evaluate(policies: list[Resource[Any]], request: Any) -> Verdict:
+    return Authorizer(authz_policy(p) for p in policies).check(request)
 
 
 def load(text: str) -> tuple[list[Resource[Any]], list[Resource[Any]]]:
