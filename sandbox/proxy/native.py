@@ -64,7 +64,6 @@ COMPILED = (
     "tcproute",
     "telemetry",
     "timers",
-    "tlsstream",
     "tracecontext",
     "tracing",
     "tunnel",
