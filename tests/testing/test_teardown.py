@@ -38,6 +38,8 @@ def test_an_interrupted_session_leaves_no_process(tmp_path: Path, signum: signal
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As from a terminal: Ctrl-C's default action, whatever this test process inherited
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
