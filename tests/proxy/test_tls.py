@@ -52,3 +52,29 @@ def test_a_peer_from_another_mesh_is_refused(tmp_path: Path) -> None:
     thread.join(timeout=10)
     a.close()
     b.close()
+
+
+def test_records_go_through_openssls_own_methods_with_the_transports_call_forms(tmp_path: Path) -> None:
+    """The mesh contexts' TLS objects (DirectSSLObject) answer read(len), read(len, buffer), write
+    and pending as ssl.SSLObject does: the forms uvloop's and asyncio's TLS transports call."""
+    ca = MeshCA.load_or_create(tmp_path / "state")
+    server_ctx = mesh_context(ca.issue("default", "reviews"), server_side=True)
+    client_ctx = mesh_context(ca.issue("default", "productpage"), server_side=False)
+    s_in, s_out, c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    server = server_ctx.wrap_bio(s_in, s_out, server_side=True)
+    client = client_ctx.wrap_bio(c_in, c_out)
+    assert type(server.read).__name__ == "builtin_function_or_method"  # no ssl.py frame per record
+    for _ in range(5):  # the handshake, both ways through the memory BIOs
+        for side in (client, server):
+            with contextlib.suppress(ssl.SSLWantReadError):
+                side.do_handshake()
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+    assert server.getpeercert() and client.getpeercert()
+    assert client.write(b"GET / HTTP/1.1\r\n\r\n") == 18
+    s_in.write(c_out.read())
+    buffer = bytearray(64)
+    assert server.read(64, buffer) == 18 and bytes(buffer[:18]) == b"GET / HTTP/1.1\r\n\r\n"
+    server.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    c_in.write(s_out.read())
+    assert client.pending() == 0 and client.read(1024) == b"HTTP/1.1 200 OK\r\n\r\n"
