@@ -18,7 +18,8 @@
     (benchmarks/authz_policies.py: five DENY and five ALLOW, all evaluated, the last ALLOW
     allowing), against (d) in the same run: what authorization adds per request on that sidecar
 (b0) with --baseline REV: path (b) with the sidecar code of git revision REV, in the same run, so a
-     before/after comparison shares the machine's conditions (on a shared VM they drift by the minute).
+     before/after comparison shares the machine's conditions (on a shared VM they drift by the minute);
+     (f0) path (f) with that revision's two sidecars, for a change to the TLS path.
      A revision runs as pure Python (`git archive` holds no compiled modules); to compare compiled
      with compiled, pass a source tree built in place instead:
          git worktree add /tmp/base REV
@@ -445,7 +446,14 @@ def verdicts(rows: list[Row]) -> Iterator[str]:
             f"- sidecar vs the baseline's ({old.name.partition('@')[2]}): req/s "
             f"{one.throughput.rps / old.throughput.rps:.2f}x, CPU per request {cpu:.2f}x"
         )
+    old_mutual = next((r for r in rows if r.name.startswith("(f0)")), None)
     plain, mutual, nginx_tls = by.get("(d)"), by.get("(f)"), by.get("(g)")
+    if mutual and old_mutual:
+        cpu = sum(c for c, _ in mutual.proxies.values()) / sum(c for c, _ in old_mutual.proxies.values())
+        yield (
+            f"- mTLS hop vs the baseline's: req/s {mutual.throughput.rps / old_mutual.throughput.rps:.2f}x, "
+            f"CPU per request {cpu:.2f}x"
+        )
     if plain and mutual:
         ratio = mutual.throughput.rps / plain.throughput.rps
         added = sum(c for c, _ in mutual.proxies.values()) - sum(c for c, _ in plain.proxies.values())
@@ -534,7 +542,17 @@ def main() -> int:
                 tree = Path(args.baseline)
                 old_src = tree if tree.is_dir() else export_revision(args.baseline, tmp / "baseline")
                 old = start_sidecar(children, tmp, "a0", direct_snap, old_out, free_port(), source=old_src)
-                ports.append(old_out)
+                old_mtls_out, old_mtls_in = free_port(), free_port()
+                (tmp / "f0").mkdir()  # the baseline's mTLS pair: snapshots naming its own inbound port
+                old_snaps = write_snapshots(tmp / "f0", up, b_in, old_mtls_in)
+                old_client, old_server = old_snaps["client-mtls"], old_snaps["server-mtls"]
+                old_a = start_sidecar(
+                    children, tmp, "f0-out", old_client, old_mtls_out, free_port(), old_src, certs=client_certs
+                )
+                old_m = start_sidecar(
+                    children, tmp, "f0-in", old_server, free_port(), old_mtls_in, old_src, certs=server_certs
+                )
+                ports += [old_out, old_mtls_out, old_mtls_in]
             for port in ports:
                 wait_port(port)
             host = "server:9080"
@@ -546,6 +564,12 @@ def main() -> int:
                 ("(c) nginx", px, {"nginx": proxy.pid}),
                 ("(d) two sidecars", a2_out, {"outbound": a2, "inbound": b}),
                 ("(f) two sidecars, mTLS", a3_out, {"outbound": a3, "inbound": m}),
+            ]
+            if args.baseline:
+                paths.append(
+                    (f"(f0) two sidecars, mTLS @{args.baseline}", old_mtls_out, {"outbound": old_a, "inbound": old_m})
+                )
+            paths += [
                 ("(g) nginx, TLS upstream", px_tls, {"nginx": proxy_tls.pid}),
                 ("(e) one sidecar, pure Python", py_out, {"sidecar": py}),
             ]

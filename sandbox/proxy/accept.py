@@ -23,9 +23,11 @@ import socket
 import ssl
 import struct
 from collections.abc import Callable
+from typing import cast
 
 from sandbox.proxy.clienthello import MAX_PEEK, Verdict, inspect
 from sandbox.proxy.filterchain import Accepted, ChainSelector
+from sandbox.proxy.tlsstream import TlsStream
 
 log = logging.getLogger(__name__)
 
@@ -201,14 +203,19 @@ class Acceptor:
 
     async def _connect(self, sock: socket.socket, accepted: Accepted, context: ssl.SSLContext | None) -> None:
         factory = self.factory
+        stream: TlsStream | None = None
         try:
             if context is None:
                 await self.loop.connect_accepted_socket(lambda: factory(accepted), sock)
             else:
-                await self.loop.connect_accepted_socket(
-                    lambda: factory(accepted), sock, ssl=context, ssl_handshake_timeout=self.timeout
-                )
+                ready: asyncio.Future[None] = self.loop.create_future()
+                stream = TlsStream(context, True, None, lambda: factory(accepted), ready)
+                await self.loop.connect_accepted_socket(lambda: cast(asyncio.Protocol, stream), sock)
+                async with asyncio.timeout(self.timeout):
+                    await ready
         except (OSError, TimeoutError, ValueError) as exc:  # ssl.SSLError is an OSError
             self.handshake_failures += 1
             log.debug("handshake failed on port %d: %s", self.port, exc)
+            if stream is not None:
+                stream.abort()
             sock.close()  # (the transport closed it already when it had taken it: then a no-op)

@@ -64,6 +64,7 @@ COMPILED = (
     "tcproute",
     "telemetry",
     "timers",
+    "tlsstream",
     "tracecontext",
     "tracing",
     "tunnel",

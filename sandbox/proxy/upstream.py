@@ -33,6 +33,7 @@ from sandbox.proxy.balancing import Host
 from sandbox.proxy.cluster import ClusterState
 from sandbox.proxy.timers import Timer, Timers
 from sandbox.proxy.tls import Credentials, OriginationError, tls_error
+from sandbox.proxy.tlsstream import TlsStream
 from sandbox.proxy.writes import Outbox, WriteBatch
 
 # Failure reasons, worded as Envoy's reset reasons in local reply bodies. A connection failure may
@@ -326,6 +327,7 @@ class SocketConnector(Connector):
             pool.connect_failed(False, TRANSPORT_FAILURE % exc)
             return
         conn: Http1Connection | None = None
+        stream: TlsStream | None = None
         timed_out = False
         reason = CONNECTION_FAILURE
         try:
@@ -335,18 +337,18 @@ class SocketConnector(Connector):
                         lambda: Http1Connection(pool, writes), host.ip, host.port
                     )
                 else:
-                    _, conn = await self.loop.create_connection(
-                        lambda: Http1Connection(pool, writes),
-                        host.ip,
-                        host.port,
-                        ssl=origination.context,
-                        server_hostname=origination.server_name or "",
-                        ssl_handshake_timeout=max(timeout, 0.001),
-                    )
+                    ready: asyncio.Future[None] = self.loop.create_future()
+                    made = Http1Connection(pool, writes)
+                    stream = TlsStream(origination.context, False, origination.server_name, lambda: made, ready)
+                    await self.loop.create_connection(lambda: cast(asyncio.Protocol, stream), host.ip, host.port)
+                    await ready
+                    conn = made
         except ssl.SSLError as exc:
             reason = TRANSPORT_FAILURE % tls_error(exc.reason or type(exc).__name__)
         except (OSError, TimeoutError, ValueError, UnicodeError) as exc:
             timed_out = isinstance(exc, TimeoutError)
+        if conn is None and stream is not None:
+            stream.abort()  # a handshake that failed or ran out of time
         if conn is not None and origination is not None and conn.transport is not None:
             failure = origination.verify(conn.transport.get_extra_info("ssl_object"))
             if failure:
