@@ -219,3 +219,8 @@ class Acceptor:
             if stream is not None:
                 stream.abort()
             sock.close()  # (the transport closed it already when it had taken it: then a no-op)
+        except asyncio.CancelledError:  # the listener closes: so does a connection still handshaking
+            if stream is not None:
+                stream.abort()
+            sock.close()
+            raise

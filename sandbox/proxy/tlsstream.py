@@ -15,7 +15,10 @@ given up front and told then (`connection_made`); `ready` resolves with the hand
 
 As uvloop's: a TCP EOF without close_notify closes the connection (no half-close in TLS; the app
 sees connection_lost, not eof_received); a received close_notify is the app's eof_received, then
-the connection closes. Closing sends our close_notify first (as Envoy does), aborting does not.
+the connection closes. Closing sends our close_notify first (as Envoy does) and gives the peer
+30 s to take what is still queued; aborting does not. A connection that ends on a TLS error tells
+the app why (connection_lost(exc)), so a body delimited by the close is never taken as whole. A
+write that OpenSSL cannot make before reading (a TLS 1.2 server renegotiating) waits for that read.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 READ_SIZE = 65536  # plaintext per read call; a socket read holds at most a few records
+SHUTDOWN_TIMEOUT = 30.0  # seconds a closing connection may take to send what it holds (uvloop's)
 
 
 class TlsStream:
@@ -34,12 +38,15 @@ class TlsStream:
         "app",
         "app_factory",
         "closing",
+        "error",
         "incoming",
         "lost",
         "outgoing",
         "raw",
         "ready",
+        "shutdown_timer",
         "sslobj",
+        "unsent",
     )
 
     def __init__(
@@ -61,6 +68,9 @@ class TlsStream:
         self.ready = ready
         self.closing = False
         self.lost = False
+        self.error: Exception | None = None  # why we aborted: the app's connection_lost says so
+        self.unsent: list[bytes] = []  # writes waiting for a read (a TLS 1.2 renegotiation)
+        self.shutdown_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ the TCP transport's protocol
 
@@ -82,11 +92,14 @@ class TlsStream:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = self.closing = True
+        if self.shutdown_timer is not None:
+            self.shutdown_timer.cancel()
         app = self.app
         if app is None:
             self._handshake_failed(exc or ConnectionResetError("connection lost during the TLS handshake"))
         else:
-            app.connection_lost(exc)
+            # A TLS failure is not a clean close: a body delimited by the close must not pass as whole.
+            app.connection_lost(exc or self.error)
 
     def pause_writing(self) -> None:
         if self.app is not None:
@@ -109,7 +122,8 @@ class TlsStream:
             self._handshake_failed(exc)
             return
         self._flush()
-        if self.ready.done():  # timed out or cancelled meanwhile: the waiter aborted us
+        if self.ready.done():  # timed out or cancelled meanwhile: nobody waits for this connection
+            self.abort()
             return
         app = self.app = self.app_factory()
         self.ready.set_result(None)
@@ -146,9 +160,13 @@ class TlsStream:
                     parts.append(chunk)
         except ssl.SSLWantReadError:
             pass
-        except (ssl.SSLError, OSError, ValueError):  # a record that does not decrypt, ...: no talking to it
-            self.abort()
+        except (ssl.SSLError, OSError, ValueError) as exc:  # a record that does not decrypt, ...
+            self._fail(exc)
             return
+        if self.unsent:  # the read they waited for came
+            unsent, self.unsent = self.unsent, []
+            for chunk in unsent:
+                self.write(chunk)
         if self.outgoing.pending:  # post-handshake messages (key updates) answered while reading
             self._flush()
         if data and not self.closing:
@@ -166,12 +184,23 @@ class TlsStream:
     def write(self, data: bytes) -> None:
         if self.closing:
             return
+        if self.unsent:
+            self.unsent.append(data)
+            return
         try:
             self.sslobj.write(data)
-        except (ssl.SSLError, OSError, ValueError):
-            self.abort()
+        except ssl.SSLWantReadError:  # a TLS 1.2 server renegotiating: write once its answer is read
+            self.unsent.append(data)
+            self._flush()
+            return
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            self._fail(exc)
             return
         self.raw.write(self.outgoing.read())
+
+    def _fail(self, exc: Exception) -> None:
+        self.error = exc
+        self.abort()
 
     def close(self) -> None:
         if self.closing:
@@ -181,6 +210,8 @@ class TlsStream:
             self.sslobj.unwrap()  # queues our close_notify; the peer's need not be waited for
         self._flush()
         self.raw.close()
+        if not self.lost:  # a peer that stops reading must not hold the connection (uvloop's 30 s)
+            self.shutdown_timer = self.ready.get_loop().call_later(SHUTDOWN_TIMEOUT, self.abort)
 
     def abort(self) -> None:
         self.closing = True

@@ -347,6 +347,10 @@ class SocketConnector(Connector):
             reason = TRANSPORT_FAILURE % tls_error(exc.reason or type(exc).__name__)
         except (OSError, TimeoutError, ValueError, UnicodeError) as exc:
             timed_out = isinstance(exc, TimeoutError)
+        except asyncio.CancelledError:  # the loop shuts down mid-handshake
+            if stream is not None:
+                stream.abort()
+            raise
         if conn is None and stream is not None:
             stream.abort()  # a handshake that failed or ran out of time
         if conn is not None and origination is not None and conn.transport is not None:
