@@ -186,8 +186,9 @@ def up(
     typer.echo(f"Starting the mesh of {project.compose_file} ({chosen} runtime)")
     began = time.monotonic()
     record: MeshRecord | None = None
-    restore = _signals_as_interrupts()  # one handler from here on: no moment where Ctrl-C skips the stop
-    sigint: Any = None
+    # One handler from here on, no moment where Ctrl-C skips the stop; `restore` puts back the
+    # caller's handlers (run in-process, as tests and the pytest plugin do, later children inherit them).
+    restore = _signals_as_interrupts()
     try:
         record = launch.up(UpOptions(detach=detach, timeout=timeout), ProgressPrinter())
         typer.echo(f"\nMesh '{record.project}' is ready ({chosen} runtime, {time.monotonic() - began:.1f} s):")
@@ -206,7 +207,7 @@ def up(
         typer.echo(f"error: {failure}", err=True)
         raise typer.Exit(EXIT_FINDINGS) from None
     except KeyboardInterrupt:
-        sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
         if record is None:
             typer.echo("\nInterrupted; stopping what was started...", err=True)
             engine.down(project, None)
@@ -217,8 +218,6 @@ def up(
         typer.echo("Stopped.")
     finally:
         restore()
-        if sigint is not None:  # run in-process (tests, the pytest plugin): later children must hear Ctrl-C
-            signal.signal(signal.SIGINT, sigint)
         launch.cancel()  # the warm supervisor, unused if up failed before handing it the plan
 
 

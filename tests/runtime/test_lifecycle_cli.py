@@ -145,3 +145,42 @@ def test_up_treats_sigterm_and_sighup_as_ctrl_c(signum: signal.Signals) -> None:
     finally:
         restore()
     assert signal.getsignal(signum) == before
+
+
+class _InterruptedLaunch:
+    """A launch whose `up` meets Ctrl-C before the mesh is ready: what `up` does next is under test."""
+
+    runtime = "local"
+
+    def __init__(self) -> None:
+        self.warnings: list[object] = []
+        self.problems: list[object] = []
+        self.engine = self
+        self.stopped: list[object] = []
+
+    def up(self, _options: object, _progress: object) -> object:
+        raise KeyboardInterrupt
+
+    def down(self, _project: object, record: object) -> list[str]:
+        self.stopped.append(record)
+        return []
+
+    def cancel(self) -> None:
+        pass
+
+
+def test_an_interrupted_up_stops_what_it_started_and_gives_ctrl_c_back(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sandbox.runtime.start as start
+
+    launch = _InterruptedLaunch()
+    monkeypatch.setattr(start, "prepare", lambda _project, _runtime: launch)
+    monkeypatch.setattr(start, "running", lambda _project: None)
+    before = signal.getsignal(signal.SIGINT)
+    code, output = run("up", "--runtime", "local")
+    assert code == 130, output
+    assert "Interrupted; stopping what was started" in output
+    assert launch.stopped == [None]  # down ran, with no record yet
+    # in-process (tests, the pytest plugin) a Ctrl-C later must still interrupt, and children inherit it
+    assert signal.getsignal(signal.SIGINT) == before
