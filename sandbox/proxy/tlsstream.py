@@ -38,12 +38,17 @@ class TlsStream:
         "app",
         "app_factory",
         "closing",
+        "decrypt",
+        "drain",
+        "encrypt",
         "error",
+        "feed",
         "incoming",
         "lost",
         "outgoing",
         "raw",
         "ready",
+        "send",
         "shutdown_timer",
         "sslobj",
         "unsent",
@@ -62,6 +67,13 @@ class TlsStream:
         self.sslobj: Any = context.wrap_bio(
             self.incoming, self.outgoing, server_side=server_side, server_hostname=server_hostname or None
         )
+        # Bound once: looked up per record, each was a method lookup by name (a mesh context's
+        # DirectSSLObject hands out OpenSSL's C methods themselves: tls.py).
+        self.decrypt: Callable[[int], bytes] = self.sslobj.read
+        self.encrypt: Callable[[bytes], int] = self.sslobj.write
+        self.feed: Callable[[bytes], int] = self.incoming.write
+        self.drain: Callable[[], bytes] = self.outgoing.read
+        self.send: Callable[[bytes], None] = _unconnected
         self.app_factory = app_factory
         self.app: Any = None  # the protocol above, once the handshake is done
         self.raw: Any = None
@@ -76,10 +88,11 @@ class TlsStream:
 
     def connection_made(self, transport: Any) -> None:
         self.raw = transport
+        self.send = transport.write
         self._handshake()
 
     def data_received(self, data: bytes) -> None:
-        self.incoming.write(data)
+        self.feed(data)
         if self.app is None:
             self._handshake()
         else:
@@ -140,15 +153,16 @@ class TlsStream:
 
     def _records(self) -> None:
         incoming = self.incoming
-        sslobj = self.sslobj
+        decrypt = self.decrypt
         data = b""
         parts: list[bytes] | None = None
         eof = False
         try:
-            # Read while a record may be complete: a read that finds only part of one raises
-            # SSLWantReadError, which costs more than asking how much is pending.
-            while incoming.pending or sslobj.pending():
-                chunk: bytes = sslobj.read(READ_SIZE)
+            # Read while the BIO holds ciphertext: a read that finds only part of a record raises
+            # SSLWantReadError, which costs more than asking. A read takes a whole record (READ_SIZE
+            # exceeds TLS's 16 KiB limit), so OpenSSL never holds plaintext back between reads.
+            while incoming.pending:
+                chunk = decrypt(READ_SIZE)
                 if not chunk:  # close_notify
                     eof = True
                     break
@@ -177,7 +191,7 @@ class TlsStream:
 
     def _flush(self) -> None:
         if self.outgoing.pending and not self.lost:
-            self.raw.write(self.outgoing.read())
+            self.send(self.drain())
 
     # ------------------------------------------------------------------ the app's transport
 
@@ -188,7 +202,7 @@ class TlsStream:
             self.unsent.append(data)
             return
         try:
-            self.sslobj.write(data)
+            self.encrypt(data)
         except ssl.SSLWantReadError:  # a TLS 1.2 server renegotiating: write once its answer is read
             self.unsent.append(data)
             self._flush()
@@ -196,7 +210,7 @@ class TlsStream:
         except (ssl.SSLError, OSError, ValueError) as exc:
             self._fail(exc)
             return
-        self.raw.write(self.outgoing.read())
+        self.send(self.drain())
 
     def _fail(self, exc: Exception) -> None:
         self.error = exc
@@ -255,3 +269,7 @@ class TlsStream:
         if name == "sslcontext":
             return self.sslobj.context
         return self.raw.get_extra_info(name, default)
+
+
+def _unconnected(_data: bytes) -> None:
+    raise RuntimeError("TlsStream: no transport yet")
