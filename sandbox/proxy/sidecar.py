@@ -14,7 +14,8 @@ inspects each connection and chooses its transport by the PeerAuthentication mod
 (filterchain.py); a snapshot that changes a mode drains the connections the new mode refuses.
 Upstream pools whose transport changes (auto mTLS, a DestinationRule's `tls`) are retired. A
 gateway's HTTPS ports terminate TLS with their servers' certificates (files read when a snapshot
-or a new certificate arrives, and again when they change on disk).
+or a new certificate arrives, and again when they change on disk: looked at every FILE_POLL
+seconds, as Istio's SDS hands a gateway a Secret's new version without a config push).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +46,7 @@ from sandbox.proxy.server import Listener, ListenerSettings
 from sandbox.proxy.tcproute import TcpRoutes
 from sandbox.proxy.telemetry import Telemetry
 from sandbox.proxy.timers import LoopTimers
-from sandbox.proxy.tls import Credentials, OriginationError, termination_context
+from sandbox.proxy.tls import Credentials, OriginationError, file_stamps, termination_context
 from sandbox.proxy.tunnel import Tunnels
 from sandbox.proxy.upstream import SocketConnector, Upstreams
 from sandbox.proxy.writes import WriteBatch
@@ -60,7 +62,10 @@ from sandbox.xds.snapshot import (
 )
 
 # istio-ingressgateway's Service: port 80 -> targetPort 8080, 443 -> 8443 (the gateway runs unprivileged)
+log = logging.getLogger(__name__)
+
 DEFAULT_PORT_MAP = ((80, 8080), (443, 8443))
+FILE_POLL = 2.0  # seconds between looks at the TLS files a gateway or a DestinationRule names
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +162,8 @@ class Sidecar:
         self.gateway_problems: list[str] = []  # Gateway ports the last snapshot could not listen on
         self.gateway_chains: dict[int, GatewayChains] = {}  # Gateway server port -> its TLS servers
         self.tls_problems: list[str] = []  # Gateway servers whose certificate is unusable
-        self._terminations: dict[ServerTLS, tuple[object, FilterChain | None]] = {}
+        # server -> (its files' stamps and the workload certificate's serial, its chain, what is wrong)
+        self._terminations: dict[ServerTLS, tuple[object, FilterChain | None, str]] = {}
         self.ports: dict[str, int] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self._admin: AdminServers | None = None
@@ -229,13 +235,15 @@ class Sidecar:
 
     def _update_terminations(self) -> None:
         """Each gateway port's TLS servers, their contexts built again only when a server's settings,
-        its files on disk or (ISTIO_MUTUAL) the workload certificate changed."""
+        its files on disk or (ISTIO_MUTUAL) the workload certificate changed. Files that no longer
+        read (a certificate half copied in) leave the server with the ones it had, and say so."""
         problems, cache = [], {}
         mesh = self.credentials.mesh
         for rc in self.snapshot.route_configs if self.router else ():
             servers = []
             for server in rc.tls:
-                stamp: object = (_mtimes(server), mesh.certificate.serial if mesh else None)
+                files = file_stamps(server.server_certificate, server.private_key, server.ca_certificates)
+                stamp: object = (files, mesh.certificate.serial if mesh else None)
                 cached = self._terminations.get(server)
                 if cached is None or cached[0] != stamp:
                     try:
@@ -246,15 +254,29 @@ class Sidecar:
                             own_id=self.credentials.spiffe_id if server.mode == "ISTIO_MUTUAL" else "",
                             client_names=server.subject_alt_names,
                         )
+                        problem = ""
                     except OriginationError as exc:
-                        chain = None
-                        problems.append(f"{server.source} port {rc.port}: {exc}")
-                    cached = (stamp, chain)
+                        chain = cached[1] if cached is not None else None
+                        kept = "; keeps the certificate it had" if chain is not None else ""
+                        problem = f"{server.source} port {rc.port}: {exc}{kept}"
+                    cached = (stamp, chain, problem)
+                if cached[2]:
+                    problems.append(cached[2])
                 cache[server] = cached
                 servers.append((server.hosts, cached[1]))
             self.gateway_chains.setdefault(rc.port, GatewayChains()).servers = tuple(servers)
         self._terminations = cache
-        self.tls_problems = problems
+        self.credentials.reread_changed_files()
+        self.tls_problems = problems + self.credentials.problems()
+
+    async def _watch_files(self) -> None:
+        while True:
+            await asyncio.sleep(FILE_POLL)
+            before = self.tls_problems
+            self._update_terminations()
+            for problem in self.tls_problems:
+                if problem not in before:
+                    log.warning("%s", problem)
 
     def _inbound_keeps(self, accepted: Accepted) -> bool:
         dst = accepted.original_dst
@@ -384,6 +406,7 @@ class Sidecar:
                     raise OSError(exc.errno, f"cannot listen on {opts.bind}:{port} ({name}): {exc.strerror}") from None
         self._started = True
         self._tasks.append(self.loop.create_task(self.telemetry.run()))
+        self._tasks.append(self.loop.create_task(self._watch_files()))
         if admin:
             await self._start_admin()
 
@@ -410,17 +433,6 @@ class Sidecar:
         self.upstreams.close()
         if self.telemetry.access_log is not None:
             self.telemetry.access_log.flush()
-
-
-def _mtimes(server: ServerTLS) -> tuple[float, ...]:
-    """When the server's files last changed (-1: missing): a changed file is read again."""
-    out = []
-    for path in (server.server_certificate, server.private_key, server.ca_certificates):
-        try:
-            out.append(Path(path).stat().st_mtime if path else 0.0)
-        except OSError:
-            out.append(-1.0)
-    return tuple(out)
 
 
 def _gateway_ports(snapshot: ProxySnapshot) -> set[int]:

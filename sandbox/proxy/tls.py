@@ -203,7 +203,8 @@ class Credentials:
 
     def __init__(self) -> None:
         self.mesh: MeshContexts | None = None
-        self._originating: dict[TLSSettings, ssl.SSLContext | OriginationError] = {}
+        # settings -> (its files' stamps when read, the context or why there is none, what is wrong)
+        self._originating: dict[TLSSettings, tuple[FileStamps, ssl.SSLContext | OriginationError, str]] = {}
 
     def set_certificate(self, cert: WorkloadCertificate) -> None:
         if self.mesh is None or self.mesh.certificate.serial != cert.serial:
@@ -230,19 +231,64 @@ class Credentials:
             # Istio's SNI for mesh traffic names the cluster: outbound_.<port>_.<subset>_.<host>
             sni = settings.sni or (f"outbound_.{cluster.port}_.{cluster.subset}_.{service}" if service else None)
             return Origination(self.mesh.client, sni, settings.subject_alt_names, mesh=True)
-        context = self._originating.get(settings)
-        if context is None:
-            try:
-                context = origination_context(settings)
-            except OriginationError as exc:
-                context = exc
+        cached = self._originating.get(settings)
+        if cached is None:
+            cached = (_origination_stamps(settings), _try_origination(settings), "")
             if len(self._originating) > 256:
                 self._originating.clear()
-            self._originating[settings] = context
+            self._originating[settings] = cached
+        context = cached[1]
         if isinstance(context, OriginationError):
             raise context
         # No `sni`: the service's host name, as Istio's auto SNI (the request's host) gives for it
         return Origination(context, settings.sni or service or None, settings.subject_alt_names)
+
+    def reread_changed_files(self) -> None:
+        """Origination contexts whose files changed on disk, read again; files that no longer read
+        leave the context as it was (a certificate half copied in must not fail connections)."""
+        for settings, (stamps, context, _) in list(self._originating.items()):
+            now = _origination_stamps(settings)
+            if now == stamps:
+                continue
+            fresh, problem = _try_origination(settings), ""
+            if isinstance(fresh, OriginationError) and isinstance(context, ssl.SSLContext):
+                problem = f"{settings.mode} origination: {fresh}; keeps the files it had"
+                fresh = context
+            self._originating[settings] = (now, fresh, problem)
+
+    def problems(self) -> list[str]:
+        return [problem for _, _, problem in self._originating.values() if problem]
+
+
+FileStamps = tuple[tuple[int, int, int], ...]
+
+
+def file_stamps(*paths: str | None) -> FileStamps:
+    """What says that files changed: inode, size and modification time ((-1, -1, -1): unreadable;
+    (0, 0, 0): no file named). An atomic rename, a copy in place and a truncation all show."""
+    out = []
+    for path in paths:
+        if not path:
+            out.append((0, 0, 0))
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append((-1, -1, -1))
+            continue
+        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _origination_stamps(settings: TLSSettings) -> FileStamps:
+    return file_stamps(settings.ca_certificates, settings.client_certificate, settings.private_key)
+
+
+def _try_origination(settings: TLSSettings) -> ssl.SSLContext | OriginationError:
+    try:
+        return origination_context(settings)
+    except OriginationError as exc:
+        return exc
 
 
 CERT_FILES = ("cert-chain.pem", "key.pem", "root-cert.pem")  # Istio's file-mounted workload certificate

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,6 +17,8 @@ import pytest
 from dataplane_support import RunningSidecar, Upstream, fetch, running_sidecar, socket_test
 from factories import compose_for, mesh_snapshot
 from pki import Authority, authority, issue
+
+import sandbox.proxy.sidecar as sidecar_module
 
 HOST = "bookinfo.example.com"
 
@@ -155,3 +157,61 @@ async def test_a_credential_that_cannot_be_found_is_reported_and_refuses_handsha
         assert any("secret 'missing' is not in x-sandbox.secrets" in p for p in gw.sidecar.tls_problems)
         with pytest.raises((ssl.SSLError, ConnectionError)):
             await https_get(gw.sidecar.ports["gateway.443"], _other_ca(tmp_path))
+
+
+async def _eventually(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+@socket_test
+async def test_a_certificate_renewed_on_disk_is_served_without_a_push(
+    server_ca: Authority, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sidecar_module, "FILE_POLL", 0.2)
+    secret = issue(server_ca, tmp_path / "bookinfo", HOST, dns=(HOST,))
+    old_ca = server_ca.write(tmp_path / "old-ca.crt")
+    async with ingress(gateway("SIMPLE"), {"bookinfo-credential": secret}) as (gw, _app):
+        port = gw.sidecar.ports["gateway.443"]
+        assert (await https_get(port, old_ca))[0] == 200
+        renewed_by = authority("renewed CA")
+        issue(renewed_by, secret, HOST, dns=(HOST,))  # written over the files in place, as cert-manager renews
+
+        async def serves_the_new_one() -> bool:
+            try:
+                return (await https_get(port, secret / "ca.crt"))[0] == 200
+            except (ssl.SSLError, ConnectionError):
+                return False
+
+        assert await _eventually(serves_the_new_one)
+        with pytest.raises(ssl.SSLCertVerificationError):  # the old certificate is gone for new clients
+            await https_get(port, old_ca)
+        assert gw.sidecar.tls_problems == []
+
+
+@socket_test
+async def test_a_certificate_half_copied_in_leaves_the_last_good_one_serving(
+    server_ca: Authority, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sidecar_module, "FILE_POLL", 0.2)
+    secret = issue(server_ca, tmp_path / "bookinfo", HOST, dns=(HOST,))
+    async with ingress(gateway("SIMPLE"), {"bookinfo-credential": secret}) as (gw, _app):
+        port = gw.sidecar.ports["gateway.443"]
+        (secret / "tls.crt").write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB")  # cut short mid-copy
+
+        async def reported() -> bool:
+            return any("keeps the certificate it had" in p for p in gw.sidecar.tls_problems)
+
+        assert await _eventually(reported), gw.sidecar.tls_problems
+        assert (await https_get(port, secret / "ca.crt"))[0] == 200
+        issue(server_ca, secret, HOST, dns=(HOST,))  # the copy completes
+
+        async def recovered() -> bool:
+            return gw.sidecar.tls_problems == []
+
+        assert await _eventually(recovered), gw.sidecar.tls_problems
+        assert (await https_get(port, secret / "ca.crt"))[0] == 200

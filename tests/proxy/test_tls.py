@@ -78,3 +78,34 @@ def test_records_go_through_openssls_own_methods_with_the_transports_call_forms(
     server.write(b"HTTP/1.1 200 OK\r\n\r\n")
     c_in.write(s_out.read())
     assert client.pending() == 0 and client.read(1024) == b"HTTP/1.1 200 OK\r\n\r\n"
+
+
+def test_origination_reads_a_changed_ca_file_again_and_keeps_the_last_good_one(tmp_path: Path) -> None:
+    from pki import authority
+
+    from sandbox.proxy.tls import Credentials
+    from sandbox.xds.snapshot import Cluster, TLSSettings, TrafficPolicy
+
+    ca_file = authority("partner CA").write(tmp_path / "ca.pem")
+    tls = TLSSettings(mode="SIMPLE", auto=False, ca_certificates=str(ca_file))
+    cluster = Cluster(
+        name="outbound|443||partner.example.com",
+        service="partner.example.com",
+        port=443,
+        traffic_policy=TrafficPolicy(tls=tls),
+    )
+    credentials = Credentials()
+
+    def trusted() -> list[str]:
+        origination = credentials.origination(cluster, None)
+        assert origination is not None
+        return [c["subject"][0][0][1] for c in origination.context.get_ca_certs()]
+
+    assert trusted() == ["partner CA"]
+    authority("renewed partner CA").write(ca_file)
+    credentials.reread_changed_files()
+    assert trusted() == ["renewed partner CA"] and credentials.problems() == []
+    ca_file.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB")  # half copied in
+    credentials.reread_changed_files()
+    assert trusted() == ["renewed partner CA"]
+    assert [p for p in credentials.problems() if "keeps the files it had" in p]
