@@ -270,10 +270,15 @@ class Sidecar:
         self.tls_problems = problems + self.credentials.problems()
 
     async def _watch_files(self) -> None:
+        """Every FILE_POLL seconds, TLS files changed on disk are read again (logged if they fail)."""
         while True:
             await asyncio.sleep(FILE_POLL)
             before = self.tls_problems
-            self._update_terminations()
+            try:
+                self._update_terminations()
+            except Exception:  # one failed look must not end the later ones
+                log.exception("re-reading TLS files")
+                continue
             for problem in self.tls_problems:
                 if problem not in before:
                     log.warning("%s", problem)
